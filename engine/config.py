@@ -29,10 +29,27 @@ class StreamConfig:
     detect_every: int = 30  # re-run full face detection at least this often, frames
     max_faces: int = 4  # faces tracked at once; the primary one drives single-face outputs
     stop_timeout_s: float = 1.0  # capture.stop() returns within this
+    face_landmarks: int = 468  # MediaPipe face mesh points: 468, or 478 (+ iris, ~1 ms more)
+    face_confidence: float = 0.5  # MediaPipe detection / tracking confidence threshold, (0, 1)
+    primary_face: str = "largest"  # which face drives single-face outputs: "largest" | "central"
+    track_keep_s: float = 0.5  # a face that reappears within this keeps its track_id, seconds
+    smooth_min_cutoff: float = 1.0  # one-euro filter cutoff for still landmarks, Hz
+    smooth_beta: float = 0.05  # one-euro speed gain, 1/px (higher: less lag while moving)
+    flow_preset: str = "medium"  # OpenCV DIS preset: "ultrafast" | "fast" | "medium"
+    flow_dt_tol: float = 0.5  # reference frame accepted if |gap − Δ| ≤ tol·Δ, else valid=False
 
     def __post_init__(self) -> None:
         _check_positive(self, ("fps", "ring_capacity", "crop_size", "flow_size",
-                               "flow_dt_s", "detect_every", "max_faces", "stop_timeout_s"))
+                               "flow_dt_s", "detect_every", "max_faces", "stop_timeout_s",
+                               "face_confidence", "track_keep_s", "smooth_min_cutoff",
+                               "flow_dt_tol"))
+        _check_choice(self, "face_landmarks", (468, 478))
+        _check_choice(self, "primary_face", ("largest", "central"))
+        _check_choice(self, "flow_preset", ("ultrafast", "fast", "medium"))
+        if not (self.face_confidence < 1 and self.smooth_beta >= 0 and self.flow_dt_tol < 1):
+            raise ValueError("StreamConfig: need face_confidence < 1, smooth_beta >= 0 and "
+                             f"flow_dt_tol < 1, got {self.face_confidence!r}, "
+                             f"{self.smooth_beta!r}, {self.flow_dt_tol!r}")
 
     def flow_k(self, fps: float | None = None) -> int:
         """Frames between the two crops of a flow pair at ``fps`` (≥ 1)."""
@@ -67,6 +84,12 @@ def _check_positive(cfg: Any, names: tuple[str, ...]) -> None:
         value = getattr(cfg, name)
         if not value > 0:
             raise ValueError(f"{type(cfg).__name__}.{name} must be > 0, got {value!r}")
+
+
+def _check_choice(cfg: Any, name: str, allowed: tuple[Any, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in allowed:
+        raise ValueError(f"{type(cfg).__name__}.{name} must be one of {allowed}, got {value!r}")
 
 
 def override(cfg: Any, values: Mapping[str, Any]) -> Any:
