@@ -58,25 +58,117 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of the FEDN network and its streaming schedule."""
+    """Sizes of the FEDN network, its losses, decoding and streaming schedule.
 
+    Frame positions: pyramid level ``l`` has stride ``2**l``; its position ``j``
+    sits at frame ``(j + 1) * 2**l - 1`` (the last frame it has seen), so every
+    output depends on frames at or before its own frame only.
+    """
+
+    # --- streaming schedule
     window: int = 256  # frames the temporal detector sees (~8.5 s at 30 fps)
-    hop: int = 8  # run the detector every `hop` frames
-    attn_window: int = 32  # w: causal sliding-window attention span, positions
+    hop: int = 8  # run the detector every `hop` frames; multiple of 2**(levels-1)
+    # --- temporal detector
+    segment: int = 8  # segment attention & fusion span (short, local dynamics), frames
+    attn_window: int = 16  # w: causal sliding-window attention span, positions of each level
+    blocks_per_level: int = 1  # transformer blocks per pyramid level
     levels: int = 4  # temporal pyramid levels (stride 2 between levels)
     channels: int = 128  # feature width of the temporal detector
+    heads: int = 4  # attention heads (channels % heads == 0)
+    mlp_ratio: int = 2  # hidden width of each block's MLP, × channels
+    dropout: float = 0.1  # dropout in attention / MLP / heads during training
+    # --- per-frame flow encoder
     feat_dim: int = 128  # per-frame feature width from the flow encoder
-    heads: int = 4  # attention heads
-    end_margin: int = 6  # end-anchored targets cover [offset, offset + margin] frames
+    enc_channels: tuple[int, ...] = (16, 32, 64, 128)  # conv widths, one stride-2 3×3 conv each
+    enc_grid: int = 4  # the last conv map is average-pooled to enc_grid × enc_grid, then flattened
+    # --- targets
+    range_base: int = 16  # level 0 takes intervals shorter than this (frames); each level doubles
+    end_margin: int = 6  # end-anchored targets cover [offset, offset + margin] frames (≥ stride-1)
     kinds: tuple[str, ...] = KINDS  # kind classes, head-output order
     emotions: tuple[str, ...] = EMOTIONS  # emotion classes, head-output order
+    # --- losses
+    focal_alpha: float = 0.25  # sigmoid focal loss α (weight of positives), in [0, 1]
+    focal_gamma: float = 2.0  # sigmoid focal loss γ, ≥ 0
+    loss_cls: float = 1.0  # weight of the kind focal loss
+    loss_reg: float = 1.0  # weight of the 1D DIoU interval loss
+    loss_emo: float = 1.0  # weight of the emotion cross-entropy at positive points
+    loss_act: float = 1.0  # weight of the active-head losses (BCE + emotion CE + since-L1)
+    # --- decoding
+    score_thresh: float = 0.3  # candidates below this kind probability are dropped (also after NMS)
+    nms_sigma: float = 0.5  # Gaussian soft-NMS σ (score *= exp(-IoU²/σ))
+    max_candidates: int = 32  # at most this many candidates per window after soft-NMS
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("window", "hop", "attn_window", "levels", "channels",
-                               "feat_dim", "heads", "end_margin"))
-        if self.window % (2 ** (self.levels - 1)):
-            raise ValueError(f"window={self.window} must be divisible by 2**(levels-1)="
-                             f"{2 ** (self.levels - 1)}")
+        for name in ("enc_channels", "kinds", "emotions"):  # YAML gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        _check_positive(self, ("window", "hop", "segment", "attn_window", "blocks_per_level",
+                               "levels", "channels", "feat_dim", "heads", "mlp_ratio",
+                               "enc_grid", "range_base", "nms_sigma", "max_candidates"))
+        for name in ("end_margin", "focal_gamma", "loss_cls", "loss_reg", "loss_emo", "loss_act"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"ModelConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name, lo, hi in (("dropout", 0.0, 0.999), ("focal_alpha", 0.0, 1.0),
+                             ("score_thresh", 0.0, 1.0)):
+            if not lo <= getattr(self, name) <= hi:
+                raise ValueError(f"ModelConfig.{name} must be in [{lo}, {hi}], "
+                                 f"got {getattr(self, name)!r}")
+        if not self.enc_channels or min(self.enc_channels) <= 0:
+            raise ValueError(f"ModelConfig.enc_channels must be non-empty positive ints, "
+                             f"got {self.enc_channels!r}")
+        for name in ("kinds", "emotions"):
+            labels = getattr(self, name)
+            if not labels or len(set(labels)) != len(labels):
+                raise ValueError(f"ModelConfig.{name} must be non-empty and unique, got {labels!r}")
+        if self.channels % self.heads:
+            raise ValueError(f"ModelConfig.channels={self.channels} must be divisible by "
+                             f"heads={self.heads}")
+        top = self.max_stride
+        if self.window % top:
+            raise ValueError(f"ModelConfig.window={self.window} must be divisible by "
+                             f"2**(levels-1)={top}")
+        if self.hop % top or self.hop > self.window:
+            raise ValueError(f"ModelConfig.hop={self.hop} must be a multiple of 2**(levels-1)="
+                             f"{top} (so every hop ends on a point of every pyramid level) "
+                             f"and <= window={self.window}")
+        need = max(lb + (1 if lvl else 0) for lvl, lb in enumerate(self.lookback))
+        if need > self.window - self.hop:
+            raise ValueError(
+                f"ModelConfig: the detector looks back {need} frames but window - hop = "
+                f"{self.window - self.hop}; the last hop would not see its full context. "
+                f"Lower attn_window / segment / levels / blocks_per_level or raise window")
+
+    @property
+    def max_stride(self) -> int:
+        """Stride of the coarsest pyramid level, frames."""
+        return 2 ** (self.levels - 1)
+
+    @property
+    def lookback(self) -> tuple[int, ...]:
+        """Per level, how many frames before its own frame an output can depend on.
+
+        An output of level ``l`` at frame ``f`` depends on frames ``f - lookback[l] .. f``.
+        Segment fusion adds 2·(segment-1) (attention then causal mean); each block
+        adds (attn_window-1)·stride; each causal stride-2 downsample adds the
+        finer level's stride.
+        """
+        out, lb = [], 2 * (self.segment - 1)
+        for level in range(self.levels):
+            stride = 2 ** level
+            if level:
+                lb += stride // 2
+            lb += self.blocks_per_level * (self.attn_window - 1) * stride
+            out.append(lb)
+        return tuple(out)
+
+    @property
+    def level_ranges(self) -> tuple[tuple[float, float], ...]:
+        """Per level, the [lo, hi) interval durations (frames) it is assigned."""
+        bounds = [0.0] + [float(self.range_base * 2 ** i) for i in range(self.levels - 1)]
+        return tuple(zip(bounds, bounds[1:] + [float("inf")]))
+
+    def level_margin(self, level: int) -> int:
+        """End-anchor margin at ``level``: at least one point of that level falls in it."""
+        return max(self.end_margin, 2 ** level - 1)
 
 
 def _check_positive(cfg: Any, names: tuple[str, ...]) -> None:
