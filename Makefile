@@ -1,0 +1,41 @@
+# fedn-live: `make live` runs the demo, `make test` runs the tests. Both bootstrap .venv first
+# (only when setup.cfg / pyproject.toml changed since the last install).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: live test test-slow bench gpu-check venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU wheel on this machine (a bare `torch` may pull a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	# face mesh with bundled weights; --no-deps keeps out jax and a second (GUI) OpenCV wheel
+	$(PY) -m pip install -q --no-deps mediapipe==0.10.14
+	@touch $(STAMP)
+
+live: $(STAMP)
+	$(PY) run_live.py --source demo
+
+# pytest exits 5 when it collects no tests: that is a failure here, not a silent pass.
+test: $(STAMP)
+	@$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+test-slow: $(STAMP)
+	@$(PY) -m pytest -q -m slow; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-slow: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	$(PY) -m stream.bench --out bench/results.json
+
+gpu-check: $(STAMP)
+	$(PY) -m engine.gpu_check
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

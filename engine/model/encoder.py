@@ -1,0 +1,59 @@
+"""Per-frame flow encoder: a small CNN over the (u, v, strain) flow map of the aligned face.
+
+Each frame is encoded once; the streaming engine keeps a ring of these features and
+the temporal detector reads the last ``window`` of them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+
+
+class FlowEncoder(nn.Module):
+    """3×S×S flow map → ``feat_dim`` vector; invalid frames → a learned "no face" embedding.
+
+    The map goes through ``len(cfg.enc_channels)`` stride-2 3×3 conv + BN + ReLU
+    stages, is average-pooled to ``enc_grid × enc_grid`` (keeps *where* on the face
+    the motion is) and flattened into a linear layer.
+    """
+
+    def __init__(self, cfg: ModelConfig, in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for c_out in cfg.enc_channels:
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            c_in = c_out
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(cfg.enc_grid)
+        self.proj = nn.Linear(c_in * cfg.enc_grid ** 2, cfg.feat_dim)
+        self.no_face = nn.Parameter(torch.zeros(cfg.feat_dim))  # learned "no face" embedding
+        self.in_channels = in_channels
+        self.feat_dim = cfg.feat_dim
+
+    def embed(self, flow: torch.Tensor) -> torch.Tensor:
+        """Encode valid flow maps only: (N, 3, S, S) float → (N, feat_dim)."""
+        x = self.convs(flow.float())  # (N, 3, S, S) -> (N, C, S/2^n, S/2^n)
+        x = self.pool(x)  # (N, C, h, w) -> (N, C, g, g)
+        return self.proj(x.flatten(1))  # (N, C, g, g) -> (N, C*g*g) -> (N, F)
+
+    def forward(self, flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Encode frames.
+
+        Args:
+            flow: (N, 3, S, S) flow maps (float16 or float32; u, v in pixels, strain).
+            valid: (N,) bool or float; 0 where no face was found.
+
+        Returns:
+            (N, feat_dim) float32 features; rows with ``valid == 0`` equal ``no_face``
+            exactly (no data-dependent branching, so it exports to ONNX).
+        """
+        v = valid.to(torch.float32).reshape(-1, 1)  # (N,) -> (N, 1)
+        return v * self.embed(flow) + (1.0 - v) * self.no_face  # (N, F)
+
+    def padding(self, n: int) -> torch.Tensor:
+        """(n, feat_dim) features of frames before the stream starts (= no face)."""
+        return self.no_face.detach().reshape(1, -1).expand(n, -1).clone()  # (F,) -> (n, F)

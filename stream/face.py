@@ -1,0 +1,300 @@
+"""Face detection, landmark tracking, smoothing and alignment (design §2, issue 4).
+
+Landmarks come from MediaPipe 0.10.14 face mesh, whose wheel bundles the
+detector and mesh models (nothing is downloaded). The mesh graph runs in
+tracking mode: the detector runs on the first frame and on every frame
+where fewer than ``max_faces`` faces are tracked; otherwise each face's
+landmarks are predicted from a region derived from its previous landmarks
+(~3 ms per frame on 2 cores). When ``max_faces`` faces are tracked the graph
+would never look for another face, so every ``detect_every`` frames a
+standalone detector pass (~1.5 ms) checks for an untracked face that would
+win the primary-face policy, and if so restarts the graph.
+
+On top of MediaPipe this module keeps stable ``track_id``s (IoU matching,
+with a grace period for short losses), smooths landmarks with a one-euro
+filter, picks the primary face and warps each face to the canonical crop.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from engine.config import StreamConfig
+from stream.align import align_crop
+from stream.contracts import FaceObs, Frame
+from stream.smoothing import OneEuroFilter
+
+MEDIAPIPE_HINT = ("stream.face needs MediaPipe 0.10.14 (its wheel bundles the face models): "
+                  "pip install --no-deps mediapipe==0.10.14")
+
+#: Observation returned for "no face".
+NO_FACE = FaceObs(found=False)
+
+
+def _solutions():
+    """Import mediapipe.solutions lazily, with a one-line error when it is missing."""
+    os.environ.setdefault("GLOG_minloglevel", "2")  # silence the graph's C++ INFO/WARNING lines
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from mediapipe.python import solutions
+    except ImportError as exc:  # no mediapipe, or a release without `solutions`
+        raise ImportError(f"{MEDIAPIPE_HINT} ({exc})") from None
+    return solutions
+
+
+@dataclass(frozen=True)
+class FaceUpdate:
+    """What ``FaceTracker.update`` saw in one frame.
+
+    Attributes:
+        index: frame index.
+        t_capture: capture time, seconds.
+        faces: visible faces, primary first (empty tuple when none); each
+            FaceObs has bbox, N×2 float32 smoothed landmarks, S×S uint8 crop.
+        status: "found" when a face is visible after a frame with none,
+            "lost" when none is visible after a frame with one, else None.
+        started: track ids visible now but not in the previous frame.
+        ended: track ids visible in the previous frame but not now.
+        detected: True when a full-frame detection ran on this frame.
+    """
+
+    index: int
+    t_capture: float
+    faces: tuple[FaceObs, ...]
+    status: str | None = None
+    started: tuple[int, ...] = ()
+    ended: tuple[int, ...] = ()
+    detected: bool = False
+
+    @property
+    def primary(self) -> FaceObs:
+        """The face that drives single-face outputs (``found=False`` when none)."""
+        return self.faces[0] if self.faces else NO_FACE
+
+    @property
+    def found(self) -> bool:
+        """Whether any face is visible."""
+        return bool(self.faces)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    bbox: np.ndarray  # (4,) x0, y0, x1, y1
+    last_seen: float
+    filt: OneEuroFilter
+    visible: bool = True
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Stateful face stage: ``update(frame) -> FaceUpdate`` every frame, then ``close()``.
+
+    Args:
+        cfg: stream settings (crop_size, max_faces, detect_every, face_landmarks,
+            face_confidence, primary_face, track_keep_s, smooth_*).
+
+    Raises:
+        ImportError: MediaPipe 0.10.14 is not installed (one line, says how).
+    """
+
+    #: A challenger must beat the current primary face by this factor (no flip-flopping).
+    PRIMARY_MARGIN = 1.25
+    #: Minimum IoU between a track's last box and a new face to keep the track_id.
+    MATCH_IOU = 0.2
+
+    def __init__(self, cfg: StreamConfig | None = None) -> None:
+        self.cfg = cfg or StreamConfig()
+        sol = _solutions()
+        self._sol = sol
+        self._mesh = sol.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=self.cfg.max_faces,
+            refine_landmarks=self.cfg.face_landmarks == 478,
+            min_detection_confidence=self.cfg.face_confidence,
+            min_tracking_confidence=self.cfg.face_confidence)
+        self._detector = None  # standalone detector for the detect_every check, made on demand
+        self._tracks: dict[int, _Track] = {}
+        self._next_id = 0
+        self._primary_id: int | None = None
+        self._pinned_id: int | None = None
+        self._policy = self.cfg.primary_face
+        self._prev_visible: tuple[int, ...] = ()
+        self._detector_due = True  # the graph runs its detector on the next frame
+        self._since_check = 0
+        self._reset_cooldown = 0
+        self.last_timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ public API
+    def set_primary(self, choice: str | int) -> None:
+        """Switch the primary face: a policy ("largest" | "central") or a track id to pin."""
+        if isinstance(choice, str):
+            if choice not in ("largest", "central"):
+                raise ValueError(f"set_primary: choice must be 'largest', 'central' or a "
+                                 f"track id, got {choice!r}")
+            self._policy, self._pinned_id = choice, None
+        elif isinstance(choice, (int, np.integer)) and choice >= 0:
+            self._pinned_id = int(choice)
+        else:
+            raise ValueError(f"set_primary: choice must be 'largest', 'central' or a "
+                             f"track id >= 0, got {choice!r}")
+        self._primary_id = None  # re-choose on the next update, without hysteresis
+
+    def update(self, frame: Frame) -> FaceUpdate:
+        """Track faces in one frame (call on every frame, in order)."""
+        img = frame.image
+        if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3
+                and img.shape[2] == 3):
+            raise ValueError(f"FaceTracker.update: frame.image must be H×W×3 uint8 BGR, got "
+                             f"{getattr(img, 'dtype', type(img))} {getattr(img, 'shape', '')}")
+        h, w = img.shape[:2]
+        t = float(frame.t_capture)
+        t0 = time.perf_counter()
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        detected = self._detector_due
+        res = self._mesh.process(rgb)
+        t1 = time.perf_counter()
+        raw = [np.array([(p.x * w, p.y * h) for p in face.landmark], dtype=np.float64)
+               for face in (res.multi_face_landmarks or [])]
+        self._detector_due = len(raw) < self.cfg.max_faces
+        visible = self._associate(raw, t)
+        t2 = time.perf_counter()
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        obs = {}
+        for tr in visible:
+            crop, _ = align_crop(gray, tr.landmarks, self.cfg.crop_size)
+            obs[tr.track_id] = FaceObs(found=True, bbox=tuple(float(v) for v in tr.bbox),
+                                       landmarks=tr.landmarks.astype(np.float32), crop=crop,
+                                       track_id=tr.track_id)
+        t3 = time.perf_counter()
+        order = self._order(visible, w, h)
+        if len(visible) >= self.cfg.max_faces:
+            detected |= self._maybe_redetect(rgb, visible, w, h)
+        t4 = time.perf_counter()
+        now = tuple(tr.track_id for tr in visible)
+        prev = self._prev_visible
+        status = ("found" if now and not prev else "lost" if prev and not now else None)
+        self._prev_visible = now
+        self.last_timings = {"mesh_ms": (t1 - t0) * 1e3, "track_ms": (t2 - t1) * 1e3,
+                             "align_ms": (t3 - t2) * 1e3, "check_ms": (t4 - t3) * 1e3,
+                             "detected": float(detected)}
+        return FaceUpdate(index=frame.index, t_capture=t,
+                          faces=tuple(obs[i] for i in order), status=status,
+                          started=tuple(i for i in now if i not in prev),
+                          ended=tuple(i for i in prev if i not in now), detected=detected)
+
+    def close(self) -> None:
+        """Release the MediaPipe graphs (idempotent)."""
+        for g in (self._mesh, self._detector):
+            if g is not None:
+                g.close()
+        self._mesh = self._detector = None
+
+    def __enter__(self) -> "FaceTracker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _associate(self, raw: list[np.ndarray], t: float) -> list[_Track]:
+        """Match raw landmark sets to tracks by IoU (greedy), smooth, start new tracks."""
+        cfg = self.cfg
+        # Forget tracks unseen for longer than the grace period.
+        self._tracks = {k: tr for k, tr in self._tracks.items()
+                        if tr.visible or t - tr.last_seen <= cfg.track_keep_s}
+        boxes = [np.array([*pts.min(0), *pts.max(0)]) for pts in raw]
+        cands = sorted(((_iou(b, tr.bbox), i, tr.track_id)
+                        for i, b in enumerate(boxes) for tr in self._tracks.values()),
+                       reverse=True)
+        taken_i, taken_t, match = set(), set(), {}
+        for iou, i, tid in cands:
+            if iou < self.MATCH_IOU:
+                break
+            if i not in taken_i and tid not in taken_t:
+                match[i] = tid
+                taken_i.add(i)
+                taken_t.add(tid)
+        was_visible = {k for k, tr in self._tracks.items() if tr.visible}
+        for tr in self._tracks.values():
+            tr.visible = False
+        out = []
+        for i, pts in enumerate(raw):
+            if i in match:
+                tr = self._tracks[match[i]]
+            else:
+                tr = _Track(self._next_id, boxes[i], t, OneEuroFilter(
+                    cfg.smooth_min_cutoff, cfg.smooth_beta, default_dt=1.0 / cfg.fps))
+                self._tracks[tr.track_id] = tr
+                self._next_id += 1
+            if tr.track_id not in was_visible:
+                tr.filt.reset()  # back after a loss: do not drag old positions along
+            tr.landmarks = tr.filt(pts, t)
+            tr.bbox = np.array([*tr.landmarks.min(0), *tr.landmarks.max(0)])
+            tr.last_seen, tr.visible = t, True
+            out.append(tr)
+        return out
+
+    def _score(self, bbox: np.ndarray, w: int, h: int) -> float:
+        """Primary-face score under the current policy (higher is better, > 0)."""
+        if self._policy == "largest":
+            return float((bbox[2] - bbox[0]) * (bbox[3] - bbox[1]))
+        cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+        return 1.0 / (1e-3 + np.hypot((cx - w / 2) / w, (cy - h / 2) / h))
+
+    def _order(self, visible: list[_Track], w: int, h: int) -> list[int]:
+        """Track ids, primary first (pinned id, else policy with hysteresis)."""
+        if not visible:
+            return []
+        scores = {tr.track_id: self._score(tr.bbox, w, h) for tr in visible}
+        best = max(scores, key=scores.get)
+        if self._pinned_id in scores:
+            best = self._pinned_id
+        elif (self._primary_id in scores
+              and scores[best] < self.PRIMARY_MARGIN * scores[self._primary_id]):
+            best = self._primary_id
+        self._primary_id = best
+        rest = sorted((k for k in scores if k != best), key=scores.get, reverse=True)
+        return [best, *rest]
+
+    def _maybe_redetect(self, rgb: np.ndarray, visible: list[_Track], w: int, h: int) -> bool:
+        """Every detect_every frames with max_faces tracked: look for a better untracked face."""
+        self._since_check += 1
+        self._reset_cooldown = max(0, self._reset_cooldown - 1)
+        if self._since_check < self.cfg.detect_every:
+            return False
+        self._since_check = 0
+        if self._detector is None:
+            self._detector = self._sol.face_detection.FaceDetection(
+                model_selection=0, min_detection_confidence=self.cfg.face_confidence)
+        res = self._detector.process(rgb)
+        weakest = min(self._score(tr.bbox, w, h) for tr in visible)
+        for det in res.detections or []:
+            rb = det.location_data.relative_bounding_box
+            box = np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w,
+                            (rb.ymin + rb.height) * h])
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            if any(tr.bbox[0] <= cx <= tr.bbox[2] and tr.bbox[1] <= cy <= tr.bbox[3]
+                   for tr in visible):
+                continue  # already tracked
+            # Detector boxes are tighter than landmark boxes: enlarge before comparing sizes.
+            big = box + np.array([-0.1, -0.3, 0.1, 0.1]) * (box[2] - box[0])
+            if self._score(big, w, h) > self.PRIMARY_MARGIN * weakest and not self._reset_cooldown:
+                self._mesh.reset()  # next frame: full detection
+                self._detector_due = True
+                self._reset_cooldown = 10 * self.cfg.detect_every
+                return True
+        return True

@@ -1,0 +1,67 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stream.bench import write_test_video
+from tests.conftest import ROOT
+
+
+def _run(*args, timeout=60):
+    return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_file_run_writes_status_and_summary(tmp_path, small_video):
+    out = tmp_path / "events.jsonl"
+    proc = _run("--source", str(small_video), "--events-out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records[-1]["type"] == "summary"
+    summary = records[-1]
+    assert summary["frames_read"] == summary["frames_processed"] == 40
+    assert summary["frames_dropped"] == 0
+    assert "ring_wait" in summary["latency_ms"]
+    assert {"p50", "p95", "p99"} <= set(summary["latency_ms"]["ring_wait"])
+    assert any(r["type"] == "status" and r["status"] == "source_ended" for r in records)
+    assert not any(r["type"] == "event" for r in records if summary["missing_stages"])
+    assert "summary:" in proc.stdout
+
+
+def test_max_frames_limits_the_run(tmp_path, small_video):
+    out = tmp_path / "e.jsonl"
+    assert _run("--source", str(small_video), "--max-frames", "7", "--events-out",
+                str(out)).returncode == 0
+    assert json.loads(out.read_text().splitlines()[-1])["frames_processed"] == 7
+
+
+def _noise_file(tmp_path):
+    path = tmp_path / "noise.mp4"
+    path.write_bytes(os.urandom(10_000))
+    return str(path)
+
+
+@pytest.mark.parametrize("make_args, needle", [
+    (lambda p: ["--source", "nosuchsource"], "unknown source"),
+    (lambda p: ["--source", str(p / "missing.mp4")], "unknown source"),
+    (lambda p: ["--source", _noise_file(p)], "cannot decode"),
+    (lambda p: ["--max-frames", "0"], "--max-frames"),
+    (lambda p: ["--max-frames", "abc"], "--max-frames"),
+    (lambda p: ["--engine", "cuda"], "--engine"),
+    (lambda p: ["--ui", "gradio", "--source", _noise_file(p)], "not built yet"),
+    (lambda p: ["--source", "webcam:zero"], "webcam:N"),
+    (lambda p: ["--source", str(p), "--fps", "-3"], "--fps"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, make_args, needle):
+    proc = _run(*make_args(tmp_path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_console_entry_point_matches_script():
+    import run_live
+    assert run_live.main(["--max-frames", "-1"]) == 2

@@ -1,0 +1,202 @@
+"""MEGC submission CSV and fedn-live JSONL events <-> :class:`Spot` records.
+
+MEGC CSV (as in the official STRS code's ``data/gt.csv`` / ``pred.csv``):
+header ``subject,video,onset,offset,emotion``, plus our optional columns
+``type`` (micro/macro), ``apex`` and ``score``. Frames inclusive, in the
+dataset's label numbering. Reading keeps text exactly (``006`` stays
+``006``); writing emits the 5 base columns and each optional column that any
+record fills, so CSV -> records -> CSV reproduces a file written here.
+
+JSONL: one JSON object per line; only ``"type": "event"`` lines are spots
+(``onset_frame``/``apex_frame``/``offset_frame`` are stream indices from 0);
+status, summary, event_start and event_cancel lines are skipped.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from engine.config import EMOTIONS, KINDS
+
+BASE_COLUMNS: tuple[str, ...] = ("subject", "video", "onset", "offset", "emotion")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("type", "apex", "score")
+
+
+@dataclass(frozen=True)
+class Spot:
+    """One interval of a MEGC CSV: a prediction or a ground-truth row.
+
+    Attributes:
+        subject, video: the video it belongs to.
+        onset, offset: first and last frame, inclusive.
+        emotion: emotion label as written (any text; MEGC uses the 4 classes).
+        kind: ``micro`` | ``macro`` | ``""`` (no type column).
+        apex: apex frame or None.
+        score: confidence or None (needed for mAP).
+    """
+
+    subject: str
+    video: str
+    onset: int
+    offset: int
+    emotion: str = ""
+    kind: str = ""
+    apex: int | None = None
+    score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS + ("",):
+            raise ValueError(f"Spot.kind must be one of {KINDS} or '', got {self.kind!r}")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.subject, self.video)
+
+    def to_annotation(self, dataset: str, fps: float):
+        """This row as an :class:`~training.datasets.records.Annotation` (needs a kind)."""
+        from training.datasets.records import Annotation
+
+        if not self.kind:
+            raise ValueError(f"{self.subject}/{self.video} onset {self.onset}: a type column "
+                             f"(micro/macro) is needed to make an Annotation")
+        return Annotation(dataset=dataset, subject=self.subject, video=self.video,
+                          onset=self.onset, apex=self.apex, offset=self.offset, kind=self.kind,
+                          emotion=self.emotion if self.emotion in EMOTIONS else "",
+                          raw_emotion=self.emotion, aus="", fps=fps)
+
+
+def spot_from_annotation(a) -> Spot:
+    """The :class:`Spot` of an Annotation (its 4-class emotion)."""
+    return Spot(subject=a.subject, video=a.video, onset=a.onset, offset=a.offset,
+                emotion=a.emotion, kind=a.kind if a.kind in KINDS else "", apex=a.apex)
+
+
+def _parse_int(text: str, where: str, name: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {name} {text!r} is not a number") from None
+    if value != int(value):
+        raise ValueError(f"{where}: {name} {text!r} is not a whole frame number")
+    return int(value)
+
+
+def read_megc_csv(path: str | Path) -> list[Spot]:
+    """Rows of a MEGC CSV; a missing column or a bad number is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"CSV file not found: {path} (check the path)")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+        missing = [c for c in BASE_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"{path}: MEGC CSV needs columns {list(BASE_COLUMNS)}; "
+                             f"missing {missing}")
+        reader.fieldnames = columns
+        out = []
+        for number, row in enumerate(reader, 2):
+            where = f"{path.name} line {number}"
+            kind = (row.get("type") or "").strip().lower()
+            kind = {"micro-expression": "micro", "macro-expression": "macro"}.get(kind, kind)
+            if kind not in KINDS + ("",):
+                raise ValueError(f"{where}: type {row.get('type')!r} must be micro or macro")
+            apex, score = (row.get("apex") or "").strip(), (row.get("score") or "").strip()
+            try:
+                score_value = float(score) if score else None
+            except ValueError:
+                raise ValueError(f"{where}: score {score!r} is not a number") from None
+            out.append(Spot(subject=row["subject"].strip(), video=row["video"].strip(),
+                            onset=_parse_int(row["onset"], where, "onset"),
+                            offset=_parse_int(row["offset"], where, "offset"),
+                            emotion=(row["emotion"] or "").strip(), kind=kind,
+                            apex=_parse_int(apex, where, "apex") if apex else None,
+                            score=score_value))
+    return out
+
+
+def megc_csv_text(spots: Iterable[Spot]) -> str:
+    """The MEGC CSV text of ``spots`` (see module doc for the columns)."""
+    spots = list(spots)
+    columns = list(BASE_COLUMNS)
+    if any(s.kind for s in spots):
+        columns.append("type")
+    if any(s.apex is not None for s in spots):
+        columns.append("apex")
+    if any(s.score is not None for s in spots):
+        columns.append("score")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for s in spots:
+        values = {"subject": s.subject, "video": s.video, "onset": s.onset, "offset": s.offset,
+                  "emotion": s.emotion, "type": s.kind,
+                  "apex": "" if s.apex is None else s.apex,
+                  "score": "" if s.score is None else repr(float(s.score))}
+        writer.writerow([values[c] for c in columns])
+    return buf.getvalue()
+
+
+def write_megc_csv(spots: Iterable[Spot], path: str | Path) -> None:
+    """Write ``spots`` as a MEGC CSV file."""
+    Path(path).write_text(megc_csv_text(spots), encoding="utf-8")
+
+
+def read_jsonl_events(path: str | Path, subject: str = "", video: str = "",
+                      first_frame: int = 0) -> list[Spot]:
+    """The final events of a fedn-live JSONL file as spots.
+
+    Args:
+        path: JSONL file.
+        subject, video: the video the stream was (an event's own ``subject`` /
+            ``video`` fields win when present).
+        first_frame: label number of stream index 0 (1 for CAS(ME)^2/SAMM-LV
+            frame folders), added to the event frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"JSONL file not found: {path} (check the path)")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path.name} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or record.get("type") != "event":
+                continue
+            try:
+                onset, offset = int(record["onset_frame"]), int(record["offset_frame"])
+                apex = record.get("apex_frame")
+                out.append(Spot(
+                    subject=str(record.get("subject", subject)),
+                    video=str(record.get("video", video)),
+                    onset=onset + first_frame, offset=offset + first_frame,
+                    emotion=str(record.get("emotion", "")), kind=str(record.get("kind", "")),
+                    apex=None if apex is None else int(apex) + first_frame,
+                    score=None if record.get("score") is None else float(record["score"])))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: bad event ({type(exc).__name__}: {exc})") from None
+    return out
+
+
+def write_jsonl_events(spots: Iterable[Spot], path: str | Path, fps: float = 30.0,
+                       first_frame: int = 0) -> None:
+    """Write spots as ``"type": "event"`` lines (design §3 fields; subject/video added)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for s in spots:
+            on, off = s.onset - first_frame, s.offset - first_frame
+            apex = on if s.apex is None else s.apex - first_frame
+            record = {"type": "event", "onset_frame": on, "apex_frame": apex,
+                      "offset_frame": off, "onset_s": on / fps, "offset_s": off / fps,
+                      "kind": s.kind, "emotion": s.emotion,
+                      "score": 1.0 if s.score is None else s.score,
+                      "subject": s.subject, "video": s.video}
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
