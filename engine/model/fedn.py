@@ -1,0 +1,118 @@
+"""FEDN made causal: per-frame encoder + temporal detector, and a reference streaming loop.
+
+Streaming = encode each frame once into a feature ring, run the detector on the
+last ``window`` features every ``hop`` frames. Because every output of the
+detector looks back at most ``cfg.lookback`` frames (< window - hop), the points
+in a hop's last ``hop`` frames come out the same as in one pass over the whole
+video, provided frames before the stream start are "no face" in both
+(:meth:`FEDN.forward` with ``pad``; the ring starts filled with ``no_face``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+from engine.decode import OUTPUT_KEYS, pyramid_points
+from engine.model.encoder import FlowEncoder
+from engine.model.head import ActiveHead, IntervalHead
+from engine.model.neck import TemporalPyramid
+
+
+class TemporalDetector(nn.Module):
+    """Window of per-frame features → end-anchored interval outputs and active outputs.
+
+    ``forward(feats)`` with feats (B, T, feat_dim), T divisible by 2**(levels-1)
+    (T = cfg.window uses the precomputed masks; export with that shape) returns:
+
+    * ``cls_logits`` (B, P, K) kind logits per pyramid point (sigmoid);
+    * ``emo_logits`` (B, P, E) emotion logits per point (softmax);
+    * ``reg`` (B, P, 2) frames back to onset and to offset, d_on ≥ d_off ≥ 0;
+    * ``act_logits`` (B, T, K), ``act_emo_logits`` (B, T, E), ``act_since`` (B, T).
+
+    P = Σ_l T / 2**l, points ordered as ``engine.decode.pyramid_points(T, levels)``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pyramid = TemporalPyramid(cfg)
+        self.head = IntervalHead(cfg)
+        self.active = ActiveHead(cfg)
+
+    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        levels = self.pyramid(feats)  # (B, T, F) -> [(B, T/2**l, C)]
+        return {**self.head(levels), **self.active(levels)}
+
+    def points(self, length: int | None = None) -> np.ndarray:
+        """(P, 2) rows (frame, level) of the outputs' points; see ``pyramid_points``."""
+        return pyramid_points(length or self.cfg.window, self.cfg.levels)
+
+
+class FEDN(nn.Module):
+    """Encoder + detector over a clip of flow maps (training and the whole-video reference)."""
+
+    def __init__(self, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or ModelConfig()
+        self.encoder = FlowEncoder(self.cfg)
+        self.detector = TemporalDetector(self.cfg)
+
+    def encode(self, flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, S, S), (B, T) → (B, T, feat_dim); runs the CNN on valid frames only."""
+        b, t = valid.shape
+        flat_flow = flow.reshape(b * t, *flow.shape[2:])  # (B, T, 3, S, S) -> (B·T, 3, S, S)
+        flat_valid = valid.reshape(b * t).bool()  # (B, T) -> (B·T,)
+        feats = self.encoder.no_face.reshape(1, -1).expand(b * t, -1)  # (F,) -> (B·T, F)
+        idx = flat_valid.nonzero().squeeze(1)
+        if idx.numel():
+            feats = feats.index_copy(0, idx, self.encoder.embed(flat_flow[idx]))
+        return feats.reshape(b, t, -1)  # (B·T, F) -> (B, T, F)
+
+    def forward(self, flow: torch.Tensor, valid: torch.Tensor,
+                pad: int = 0) -> dict[str, torch.Tensor]:
+        """Detector outputs for whole clips.
+
+        Args:
+            flow: (B, T, 3, S, S) flow maps.
+            valid: (B, T) bool/float, 0 where no face.
+            pad: prepend this many "no face" frames (the state of a fresh stream);
+                output frame positions then start at -pad.
+        """
+        feats = self.encode(flow, valid)  # (B, T, F)
+        if pad:
+            b = feats.shape[0]
+            front = self.encoder.no_face.reshape(1, 1, -1).expand(b, pad, -1)  # -> (B, pad, F)
+            feats = torch.cat([front, feats], dim=1)  # -> (B, pad + T, F)
+        return self.detector(feats)
+
+
+class StreamingFEDN:
+    """Reference streaming loop in torch: one frame in, the detector every ``hop`` frames.
+
+    ``push(flow, valid)`` encodes the frame into the ring; when the frame ends a
+    hop (``(index + 1) % hop == 0``) it runs the detector on the ring and returns
+    ``(outputs, frame_offset)``: outputs of the window (numpy, batch 1) and the
+    stream index of window position 0. The hop is responsible for window positions
+    ``window - hop .. window - 1``. Otherwise returns None.
+    """
+
+    def __init__(self, model: FEDN) -> None:
+        self.model = model.eval()
+        self.cfg = model.cfg
+        with torch.no_grad():
+            self.ring = model.encoder.padding(self.cfg.window)  # (window, F): no face yet
+        self.count = 0
+
+    @torch.no_grad()
+    def push(self, flow: np.ndarray | torch.Tensor,
+             valid: bool) -> tuple[dict[str, np.ndarray], int] | None:
+        flow_t = torch.as_tensor(np.asarray(flow, dtype=np.float32)).unsqueeze(0)  # -> (1, 3, S, S)
+        feat = self.model.encoder(flow_t, torch.tensor([float(valid)]))  # (1, F)
+        self.ring = torch.cat([self.ring[1:], feat], dim=0)  # (window, F), oldest dropped
+        self.count += 1
+        if self.count % self.cfg.hop:
+            return None
+        out = self.model.detector(self.ring.unsqueeze(0))  # (window, F) -> (1, window, F)
+        return ({k: out[k].numpy() for k in OUTPUT_KEYS}, self.count - self.cfg.window)
