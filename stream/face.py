@@ -36,6 +36,11 @@ MEDIAPIPE_HINT = ("stream.face needs MediaPipe 0.10.14 (its wheel bundles the fa
 NO_FACE = FaceObs(found=False)
 
 
+# protobuf 4.25 warns on every graph output that MediaPipe 0.10.14 parses; harmless.
+warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated",
+                        category=UserWarning)
+
+
 def _solutions():
     """Import mediapipe.solutions lazily, with a one-line error when it is missing."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # silence the graph's C++ INFO/WARNING lines
@@ -116,6 +121,8 @@ class FaceTracker:
     PRIMARY_MARGIN = 1.25
     #: Minimum IoU between a track's last box and a new face to keep the track_id.
     MATCH_IOU = 0.2
+    #: Two faces in one frame overlapping more than this are one face.
+    DUPLICATE_IOU = 0.5
 
     def __init__(self, cfg: StreamConfig | None = None) -> None:
         self.cfg = cfg or StreamConfig()
@@ -216,6 +223,7 @@ class FaceTracker:
         # Forget tracks unseen for longer than the grace period.
         self._tracks = {k: tr for k, tr in self._tracks.items()
                         if tr.visible or t - tr.last_seen <= cfg.track_keep_s}
+        raw = self._dedupe(raw)
         boxes = [np.array([*pts.min(0), *pts.max(0)]) for pts in raw]
         cands = sorted(((_iou(b, tr.bbox), i, tr.track_id)
                         for i, b in enumerate(boxes) for tr in self._tracks.values()),
@@ -247,6 +255,20 @@ class FaceTracker:
             tr.last_seen, tr.visible = t, True
             out.append(tr)
         return out
+
+    def _dedupe(self, raw: list[np.ndarray]) -> list[np.ndarray]:
+        """Drop duplicate faces (the graph briefly reports a tracked face twice when a
+        new detection overlaps it), keeping the one closest to a known track."""
+        if len(raw) < 2:
+            return raw
+        boxes = [np.array([*pts.min(0), *pts.max(0)]) for pts in raw]
+        fit = [max((_iou(b, tr.bbox) for tr in self._tracks.values()), default=0.0)
+               for b in boxes]
+        kept: list[int] = []
+        for i in sorted(range(len(raw)), key=lambda k: -fit[k]):
+            if all(_iou(boxes[i], boxes[k]) < self.DUPLICATE_IOU for k in kept):
+                kept.append(i)
+        return [raw[i] for i in sorted(kept)]
 
     def _score(self, bbox: np.ndarray, w: int, h: int) -> float:
         """Primary-face score under the current policy (higher is better, > 0)."""

@@ -1,0 +1,44 @@
+"""Shared fixtures for the stream tests: real face images placed in 640×360 frames."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+
+def _grace_hopper() -> np.ndarray:
+    """matplotlib's sample portrait (a real face, ships with matplotlib), BGR uint8."""
+    from matplotlib import cbook
+    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    img = cv2.imread(str(path))
+    assert img is not None, f"cannot read {path}"
+    return img
+
+
+@pytest.fixture(scope="session")
+def face_bgr() -> np.ndarray:
+    """A real face photo, 280×240 BGR uint8 (face fills most of it)."""
+    return cv2.resize(_grace_hopper(), (240, 280), interpolation=cv2.INTER_AREA)
+
+
+def place_face(face: np.ndarray, frame: np.ndarray | None = None, center=(320.0, 180.0),
+               angle: float = 0.0, scale: float = 1.0, size=(640, 360),
+               background: int = 90) -> np.ndarray:
+    """Paste ``face`` rotated (degrees, CCW) and scaled about its centre at ``center``.
+
+    Returns an H×W×3 uint8 frame (a copy of ``frame`` when given).
+    """
+    out = (np.full((size[1], size[0], 3), background, np.uint8) if frame is None
+           else frame.copy())
+    h, w = face.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    m[:, 2] += np.array(center) - np.array([w / 2, h / 2])
+    cv2.warpAffine(face, m, (out.shape[1], out.shape[0]), dst=out,
+                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+    return out
+
+
+@pytest.fixture(scope="session")
+def face_scene():
+    """The ``place_face`` helper, as a fixture."""
+    return place_face

@@ -1,0 +1,165 @@
+"""FaceTracker on real face photos (matplotlib's grace_hopper.jpg) in 640×360 frames."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from engine.config import StreamConfig
+from stream.contracts import Frame
+from stream.face import FaceTracker
+
+pytest.importorskip("mediapipe")
+
+
+def _frame(i: int, image: np.ndarray, fps: float = 30.0) -> Frame:
+    return Frame(index=i, t_capture=i / fps, image=image)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64) - a.mean()
+    b = b.astype(np.float64) - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def _settled_crop(tracker: FaceTracker, image: np.ndarray, n: int = 12) -> np.ndarray:
+    """Feed a still image ``n`` frames; the last aligned crop of the primary face."""
+    for i in range(n):
+        up = tracker.update(_frame(i, image))
+    assert up.found, "the face in the test image was not found"
+    return up.primary.crop
+
+
+@pytest.fixture(scope="module")
+def reference_crop(face_bgr, face_scene):
+    with FaceTracker(StreamConfig(max_faces=1)) as tr:
+        return _settled_crop(tr, face_scene(face_bgr))
+
+
+def test_missing_mediapipe_gives_one_line_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe.python", None)
+    with pytest.raises(ImportError, match=r"pip install --no-deps mediapipe==0\.10\.14") as err:
+        FaceTracker(StreamConfig())
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("image", [np.zeros((360, 640), np.uint8),
+                                   np.zeros((360, 640, 3), np.float32),
+                                   np.zeros((360, 640, 4), np.uint8)])
+def test_bad_frame_is_rejected(image):
+    with FaceTracker(StreamConfig(max_faces=1)) as tr:
+        with pytest.raises(ValueError, match="frame.image"):
+            tr.update(Frame(0, 0.0, image))
+
+
+@pytest.mark.parametrize("kind", ["gray", "noise", "black"])
+def test_no_face_gives_found_false(kind):
+    rng = np.random.default_rng(0)
+    with FaceTracker(StreamConfig()) as tr:
+        for i in range(5):
+            img = {"gray": np.full((360, 640, 3), 90, np.uint8),
+                   "noise": rng.integers(0, 256, (360, 640, 3), dtype=np.uint8),
+                   "black": np.zeros((360, 640, 3), np.uint8)}[kind]
+            up = tr.update(_frame(i, img))
+            assert not up.found and up.faces == () and up.status is None
+            assert up.primary.found is False and up.primary.crop is None
+            assert up.primary.track_id == -1
+
+
+def test_found_and_lost_transitions(face_bgr, face_scene):
+    blank = np.full((360, 640, 3), 90, np.uint8)
+    face = face_scene(face_bgr)
+    seq = [blank, blank, face, face, face, blank, blank, face]
+    with FaceTracker(StreamConfig(max_faces=1, track_keep_s=0.01)) as tr:
+        ups = [tr.update(_frame(i, img)) for i, img in enumerate(seq)]
+    assert [u.status for u in ups] == [None, None, "found", None, None, "lost", None, "found"]
+    assert ups[2].started == (ups[2].primary.track_id,) and ups[2].detected
+    assert ups[5].ended == (ups[4].primary.track_id,)
+    # Gone longer than track_keep_s: the returning face gets a new id.
+    assert ups[7].primary.track_id != ups[4].primary.track_id
+
+
+def test_face_obs_fields(face_bgr, face_scene):
+    cfg = StreamConfig(max_faces=1, crop_size=96)
+    with FaceTracker(cfg) as tr:
+        up = tr.update(_frame(0, face_scene(face_bgr)))
+    obs = up.primary
+    assert obs.found and obs.track_id == 0
+    assert obs.crop.shape == (96, 96) and obs.crop.dtype == np.uint8
+    assert obs.landmarks.shape == (468, 2) and obs.landmarks.dtype == np.float32
+    x0, y0, x1, y1 = obs.bbox
+    # The photo (240×280) is centred at (320, 180): the face lies inside it.
+    assert 200 <= x0 < x1 <= 440 and 40 <= y0 < y1 <= 320
+
+
+def test_478_point_mesh(face_bgr, face_scene):
+    with FaceTracker(StreamConfig(max_faces=1, face_landmarks=478)) as tr:
+        up = tr.update(_frame(0, face_scene(face_bgr)))
+    assert up.primary.landmarks.shape == (478, 2)
+
+
+def test_still_face_gives_near_identical_crops(face_bgr, face_scene):
+    img = face_scene(face_bgr)
+    with FaceTracker(StreamConfig(max_faces=1)) as tr:
+        crops = [tr.update(_frame(i, img)).primary.crop.astype(np.float64) for i in range(30)]
+    # After the first frames (the mesh settles from the detector's box), crops stay put.
+    diffs = [np.abs(a - b).mean() for a, b in zip(crops[15:], crops[16:])]
+    assert max(diffs) < 1.0, diffs
+
+
+@pytest.mark.parametrize("pose", [
+    dict(center=(250.0, 180.0)), dict(center=(390.0, 170.0)),
+    dict(angle=15.0), dict(angle=-15.0), dict(scale=1.2), dict(scale=0.8),
+    dict(center=(300.0, 190.0), angle=10.0, scale=1.1),
+], ids=["left", "right", "rot+15", "rot-15", "scale+20", "scale-20", "mixed"])
+def test_alignment_is_stable_under_similarity(pose, face_bgr, face_scene, reference_crop):
+    with FaceTracker(StreamConfig(max_faces=1)) as tr:
+        crop = _settled_crop(tr, face_scene(face_bgr, **pose))
+    assert _ncc(crop, reference_crop) >= 0.95
+
+
+def test_two_faces_keep_two_stable_track_ids(face_bgr, face_scene):
+    ids_per_frame, sides = [], {}
+    with FaceTracker(StreamConfig(max_faces=2)) as tr:
+        for i in range(20):
+            dx = 6 * np.sin(i / 3)
+            img = face_scene(face_bgr, center=(150 + dx, 180), scale=0.95)
+            img = face_scene(face_bgr[:, ::-1].copy(), frame=img, center=(490 - dx, 175),
+                             scale=0.95)
+            up = tr.update(_frame(i, img))
+            ids_per_frame.append(sorted(f.track_id for f in up.faces))
+            for f in up.faces:
+                sides.setdefault(f.track_id, set()).add((f.bbox[0] + f.bbox[2]) / 2 > 320)
+    # Both faces are found within the first frames, then keep their ids.
+    first = next(i for i, ids in enumerate(ids_per_frame) if len(ids) == 2)
+    assert first <= 2, ids_per_frame
+    assert all(ids == ids_per_frame[first] for ids in ids_per_frame[first:]), ids_per_frame
+    assert all(len(s) == 1 for s in sides.values())  # each id stays on its own face
+
+
+def test_primary_face_policy_and_switch(face_bgr, face_scene):
+    img = face_scene(face_bgr, center=(150, 180))                         # big, off-centre
+    img = face_scene(face_bgr, frame=img, center=(420, 185), scale=0.8)  # smaller, central
+    with FaceTracker(StreamConfig(max_faces=2, primary_face="largest")) as tr:
+        for i in range(3):
+            up = tr.update(_frame(i, img))
+        assert len(up.faces) == 2
+        assert up.primary.bbox[0] < 250  # the big one on the left
+        tr.set_primary("central")
+        up = tr.update(_frame(3, img))
+        assert up.primary.bbox[0] > 250
+        other = up.faces[1].track_id
+        tr.set_primary(other)
+        assert tr.update(_frame(4, img)).primary.track_id == other
+        for bad in ("biggest", -1, 1.5):
+            with pytest.raises(ValueError, match="set_primary"):
+                tr.set_primary(bad)
+
+
+@pytest.mark.parametrize("field,value", [("primary_face", "biggest"), ("face_landmarks", 68),
+                                         ("flow_preset", "slow"), ("face_confidence", 1.5),
+                                         ("smooth_beta", -1.0), ("track_keep_s", 0.0)])
+def test_config_checks(field, value):
+    with pytest.raises(ValueError, match=field if field != "smooth_beta" else "smooth_beta"):
+        StreamConfig(**{field: value})
