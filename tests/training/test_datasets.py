@@ -241,3 +241,16 @@ def test_read_casme2_without_naming_sheets_rejects_short_rows(tmp_path):
     path.write_text("1,happy1_1,10,15\n")
     with pytest.raises(ValueError, match="expected the 9 CAS\\(ME\\)\\^2 columns"):
         read_casme2(path)
+
+
+def test_videos_resolve_synthme_mp4_and_folder(tmp_path):
+    (tmp_path / "clip_a.mp4").write_bytes(b"\x00")
+    _frames(tmp_path / "p1" / "clip_b", ["img1.jpg", "img2.jpg"])
+    base = dict(apex=None, emotion="", raw_emotion="", aus="", kind="micro", fps=30.0)
+    anns = [Annotation("synthme", "p1", "clip_a", 0, offset=5, **base),
+            Annotation("synthme", "p1", "clip_b", 1, offset=2, **base),
+            Annotation("synthme", "p1", "clip_b", 1, offset=2, **base)]
+    mp4, folder = videos(anns, tmp_path)
+    assert mp4.path == tmp_path / "clip_a.mp4" and mp4.first_frame == 0
+    assert folder.path == tmp_path / "p1" / "clip_b" and folder.first_frame == 1
+    assert folder.n_annotations == 2
