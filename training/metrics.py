@@ -256,7 +256,8 @@ def _interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
 
 def average_precision(gt: Sequence[Any], pred: Sequence[Any],
                       thresholds: Sequence[float] = TIOU_THRESHOLDS) -> np.ndarray:
-    """AP of one class at each tIoU threshold (ActionFormer ``compute_average_precision_detection``).
+    """AP of one class at each tIoU threshold (ActionFormer's
+    ``compute_average_precision_detection``).
 
     Predictions sorted by descending score (stable); each takes the highest-IoU
     unmatched GT of its video whose IoU ≥ threshold. IoU counts frames

@@ -13,7 +13,7 @@ from training.datasets.readers import REAL_FILES
 
 ANN = annotations_dir()
 needs_real = pytest.mark.skipif(not (ANN / REAL_FILES["casme2"]).is_file(),
-                                reason=f"real label files not found in {ANN} (set FEDN_ANNOTATIONS)")
+                                reason=f"real label files not in {ANN} (set FEDN_ANNOTATIONS)")
 
 
 @pytest.fixture(scope="module")
