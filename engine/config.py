@@ -191,3 +191,25 @@ def override(cfg: Any, values: Mapping[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"unknown {type(cfg).__name__} keys {unknown}; known: {sorted(known)}")
     return replace(cfg, **dict(values))
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Thresholds of the online interval tracker (``stream.tracker``)."""
+
+    merge_iou: float = 0.3  # same-kind candidates of successive hops with tIoU ≥ this are one event
+    cross_kind_iou: float = 0.5  # different-kind candidates with tIoU ≥ this are duplicates
+    on_thresh: float = 0.6  # active-head probability that starts a provisional event
+    on_frames: int = 3  # ... when held this many consecutive frames (hysteresis)
+    off_thresh: float = 0.4  # probability below which a provisional event may end
+    off_frames: int = 4  # ... when it stays below for this many consecutive frames
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("on_frames", "off_frames"))
+        for name in ("merge_iou", "cross_kind_iou", "on_thresh", "off_thresh"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"TrackerConfig.{name} must be in (0, 1], got "
+                                 f"{getattr(self, name)!r}")
+        if self.off_thresh > self.on_thresh:
+            raise ValueError(f"TrackerConfig.off_thresh={self.off_thresh} must be <= "
+                             f"on_thresh={self.on_thresh} (hysteresis)")

@@ -48,6 +48,7 @@ class Event:
     latency_ms: float = 0.0
     track_id: int = 0
     truncated: bool = False  # the stream ended while the expression was under way
+    id: int = -1  # per track: an event_start and the event (or event_cancel) it becomes share it
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

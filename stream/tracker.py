@@ -1,0 +1,297 @@
+"""IntervalTracker: candidates of successive hops → final events, plus provisional ones.
+
+Every hop the detector decodes candidates (``engine.decode.Candidate``) for the
+points it is responsible for, and the active head says, per frame, whether an
+expression is under way. The tracker
+
+* **merges** candidates of the same expression seen in successive hops (same
+  kind and tIoU ≥ ``merge_iou``) and **suppresses duplicates across kinds**
+  (tIoU ≥ ``cross_kind_iou``: one event, the kind with more score mass wins);
+* **finalizes** an expression once the stream is past its offset plus the
+  end-anchor margin of the level that saw it (no later point can add to it),
+  and emits it exactly once as ``event`` with ``emitted_frame`` and
+  ``latency_ms``; later candidates that overlap an emitted event are dropped
+  (counted);
+* drives **provisional** events from the active head with hysteresis
+  (``event_start`` once the probability holds ≥ ``on_thresh`` for
+  ``on_frames``; ends once it stays < ``off_thresh`` for ``off_frames``);
+  every ``event_start`` is later finalized into the ``event`` that overlaps it
+  (same ``id``) or withdrawn with ``event_cancel``;
+* **flushes** at end of stream: pending candidates are finalized, and an
+  expression still under way is emitted with the last frame as offset and
+  ``truncated: true``.
+
+One tracker per face track. Frame times come from a :class:`FrameTimes` the
+pipeline fills (bounded).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from engine.config import ModelConfig, TrackerConfig
+from engine.decode import ActiveFrames, Candidate
+from stream.events import Event
+
+
+class FrameTimes:
+    """Capture and arrival time of the last ``capacity`` frames (a ring indexed by frame)."""
+
+    def __init__(self, fps: float, capacity: int = 8192) -> None:
+        if not fps > 0 or capacity < 1:
+            raise ValueError(f"need fps > 0 and capacity >= 1, got {fps!r}, {capacity!r}")
+        self.fps, self.capacity = fps, capacity
+        self._index = np.full(capacity, -1, np.int64)
+        self._capture = np.zeros(capacity)
+        self._arrival = np.zeros(capacity)
+        self.t0: float | None = None  # capture time of the first frame
+
+    def add(self, index: int, t_capture: float, t_arrival: float) -> None:
+        if self.t0 is None:
+            self.t0 = t_capture - index / self.fps
+        slot = index % self.capacity
+        self._index[slot], self._capture[slot], self._arrival[slot] = index, t_capture, t_arrival
+
+    def seconds(self, index: int) -> float:
+        """Stream time of ``index`` (capture time since the stream began), seconds."""
+        slot = index % self.capacity
+        if self._index[slot] == index and self.t0 is not None:
+            return float(self._capture[slot] - self.t0)
+        return index / self.fps  # fell out of the ring: nominal time
+
+    def arrival(self, index: int) -> float | None:
+        slot = index % self.capacity
+        return float(self._arrival[slot]) if self._index[slot] == index else None
+
+
+@dataclass
+class _Pending:
+    """An expression seen by one or more hops, not yet final."""
+
+    onset: float
+    offset: float
+    weight: float  # sum of candidate scores merged in (bounds are score-weighted means)
+    score: float  # best candidate score
+    kind_mass: dict[str, float]
+    emotion_mass: np.ndarray  # (E,) score-weighted emotion probabilities
+    finalize_at: int  # frame after which no hop can add to it
+    hits: int = 1
+
+    @property
+    def kind(self) -> str:
+        return max(self.kind_mass, key=self.kind_mass.get)
+
+    def interval(self) -> tuple[int, int]:
+        onset = int(round(self.onset))
+        return onset, max(onset, int(round(self.offset)))
+
+
+@dataclass
+class _Provisional:
+    """An expression the active head says is under way (or was, awaiting its final event)."""
+
+    id: int
+    onset: int
+    kind_mass: np.ndarray  # (K,) summed active probabilities
+    emotion_mass: np.ndarray  # (E,)
+    peak: float
+    peak_frame: int
+    ended_at: int | None = None  # frame where the active head let go
+
+
+def _tiou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = min(a[1], b[1]) - max(a[0], b[0]) + 1
+    if inter <= 0:
+        return 0.0
+    return inter / ((a[1] - a[0] + 1) + (b[1] - b[0] + 1) - inter)
+
+
+class IntervalTracker:
+    """Turns per-hop candidates and active-head readouts into event records.
+
+    Args:
+        model: label sets, hop and end-anchor margins of the model.
+        cfg: merge / hysteresis thresholds.
+        times: frame times (filled by the pipeline).
+        track_id: the face track this tracker follows.
+        clock: monotonic clock used for ``latency_ms`` (injectable for tests).
+    """
+
+    def __init__(self, model: ModelConfig, cfg: TrackerConfig, times: FrameTimes,
+                 track_id: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.model, self.cfg, self.times = model, cfg, times
+        self.track_id, self.clock = track_id, clock
+        self._pending: list[_Pending] = []
+        self._emitted: list[tuple[int, int]] = []  # recent final intervals (duplicate guard)
+        self._provisional: list[_Provisional] = []
+        self._on_run = self._off_run = 0
+        self._next_id = 0
+        self.now = -1
+        self.duplicates_dropped = 0
+
+    # -- per hop ---------------------------------------------------------------------------
+    def update(self, now: int, candidates: Sequence[Candidate] = (),
+               active: ActiveFrames | None = None) -> list[dict]:
+        """Feed one hop (``now`` = last frame processed); returns the records to emit."""
+        if now < self.now:
+            raise ValueError(f"frames must not go back: got now={now} after {self.now}")
+        self.now = now
+        records: list[dict] = []
+        for cand in sorted(candidates, key=lambda c: -c.score):
+            self._add(cand)
+        if active is not None:
+            records += self._update_active(active)
+        records += self._finalize(lambda p: now > p.finalize_at)
+        records += self._cancel_stale()
+        return records
+
+    def flush(self, last_frame: int) -> list[dict]:
+        """End of stream: finalize everything, emit an expression under way as truncated."""
+        self.now = max(self.now, last_frame)
+        records = self._finalize(lambda p: True)
+        open_ = [p for p in self._provisional if p.ended_at is None]
+        for prov in open_:
+            records.append(self._emit_truncated(prov, last_frame))
+            self._provisional.remove(prov)
+        for prov in list(self._provisional):
+            records.append(self._cancel(prov))
+        return records
+
+    # -- candidates --------------------------------------------------------------------------
+    def _add(self, cand: Candidate) -> None:
+        span = (cand.onset_frame, cand.offset_frame)
+        if any(_tiou(span, done) >= self.cfg.merge_iou for done in self._emitted):
+            self.duplicates_dropped += 1
+            return
+        emo = np.array([cand.emotion_scores.get(e, 0.0) for e in self.model.emotions])
+        finalize_at = cand.offset_frame + self.model.level_margin(cand.level) + self.model.hop
+        best, best_iou = None, 0.0
+        for p in self._pending:
+            need = self.cfg.merge_iou if p.kind == cand.kind else self.cfg.cross_kind_iou
+            iou = _tiou(span, (p.onset, p.offset))
+            if iou >= need and iou > best_iou:
+                best, best_iou = p, iou
+        if best is None:
+            self._pending.append(_Pending(cand.onset_frame, cand.offset_frame, cand.score,
+                                          cand.score, {cand.kind: cand.score}, emo * cand.score,
+                                          finalize_at))
+            return
+        w = best.weight + cand.score
+        best.onset = (best.onset * best.weight + cand.onset_frame * cand.score) / w
+        best.offset = (best.offset * best.weight + cand.offset_frame * cand.score) / w
+        best.weight, best.score, best.hits = w, max(best.score, cand.score), best.hits + 1
+        best.kind_mass[cand.kind] = best.kind_mass.get(cand.kind, 0.0) + cand.score
+        best.emotion_mass = best.emotion_mass + emo * cand.score
+        best.finalize_at = max(best.finalize_at, finalize_at)
+
+    def _finalize(self, due: Callable[[_Pending], bool]) -> list[dict]:
+        ready = sorted((p for p in self._pending if due(p)), key=lambda p: p.interval()[::-1])
+        records = []
+        for p in ready:
+            self._pending.remove(p)
+            onset, offset = p.interval()
+            prov = self._match_provisional(onset, offset)
+            apex = None
+            if prov is not None:  # the provisional it confirms: same id; long ones keep its onset
+                self._provisional.remove(prov)
+                onset = min(onset, prov.onset)
+                apex = min(max(prov.peak_frame, onset), offset)
+            emotion_scores = p.emotion_mass / max(p.emotion_mass.sum(), 1e-9)
+            id_ = prov.id if prov is not None else self._new_id()
+            records.append(self._event(onset, offset, p.kind, emotion_scores, p.score, id_,
+                                       apex=apex).to_record())
+            self._remember(onset, offset)
+        return records
+
+    def _remember(self, onset: int, offset: int) -> None:
+        self._emitted.append((onset, offset))
+        horizon = self.now - self.model.window
+        self._emitted = [iv for iv in self._emitted if iv[1] >= horizon]
+
+    # -- provisional events -----------------------------------------------------------------
+    def _update_active(self, active: ActiveFrames) -> list[dict]:
+        records = []
+        for i, frame in enumerate(active.frames.tolist()):
+            probs = active.kind_probs[i]
+            p = float(probs.max())
+            current = next((q for q in self._provisional if q.ended_at is None), None)
+            if current is None:
+                self._on_run = self._on_run + 1 if p >= self.cfg.on_thresh else 0
+                if self._on_run >= self.cfg.on_frames:
+                    onset = max(0, int(round(frame - float(active.since[i]))))
+                    prov = _Provisional(self._new_id(), onset, probs.copy(),
+                                        active.emotion_probs[i].copy(), p, frame)
+                    self._provisional.append(prov)
+                    self._on_run = self._off_run = 0
+                    records.append(self._provisional_record(prov, frame))
+            else:
+                current.kind_mass = current.kind_mass + probs
+                current.emotion_mass = current.emotion_mass + active.emotion_probs[i]
+                if p > current.peak:
+                    current.peak, current.peak_frame = p, frame
+                self._off_run = self._off_run + 1 if p < self.cfg.off_thresh else 0
+                if self._off_run >= self.cfg.off_frames:
+                    current.ended_at = frame
+                    self._off_run = 0
+        return records
+
+    def _match_provisional(self, onset: int, offset: int) -> _Provisional | None:
+        best, best_overlap = None, 0
+        for prov in self._provisional:
+            end = prov.ended_at if prov.ended_at is not None else self.now
+            overlap = min(end, offset) - max(prov.onset, onset) + 1
+            if overlap > best_overlap:
+                best, best_overlap = prov, overlap
+        return best
+
+    def _cancel_stale(self) -> list[dict]:
+        """Provisionals that ended and got no final event in time are withdrawn."""
+        patience = self.model.level_margin(self.model.levels - 1) + 2 * self.model.hop
+        stale = [p for p in self._provisional
+                 if p.ended_at is not None and self.now > p.ended_at + patience
+                 and not any(_tiou((p.onset, p.ended_at), (q.onset, q.offset)) > 0
+                             for q in self._pending)]
+        return [self._cancel(p) for p in stale]
+
+    def _cancel(self, prov: _Provisional) -> dict:
+        self._provisional.remove(prov)
+        return {"type": "event_cancel", "id": prov.id, "track_id": self.track_id,
+                "frame": self.now}
+
+    def _provisional_record(self, prov: _Provisional, frame: int) -> dict:
+        emo = prov.emotion_mass / max(prov.emotion_mass.sum(), 1e-9)
+        kind = self.model.kinds[int(np.argmax(prov.kind_mass))]
+        event = self._event(prov.onset, max(prov.onset, frame), kind, emo, prov.peak, prov.id,
+                            latency=False)
+        return event.to_record("event_start")
+
+    def _emit_truncated(self, prov: _Provisional, last_frame: int) -> dict:
+        emo = prov.emotion_mass / max(prov.emotion_mass.sum(), 1e-9)
+        kind = self.model.kinds[int(np.argmax(prov.kind_mass))]
+        event = self._event(prov.onset, max(prov.onset, last_frame), kind, emo, prov.peak,
+                            prov.id, apex=prov.peak_frame, truncated=True)
+        self._remember(event.onset_frame, event.offset_frame)
+        return event.to_record()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _event(self, onset: int, offset: int, kind: str, emotion_scores: np.ndarray, score: float,
+               id_: int, apex: int | None = None, truncated: bool = False,
+               latency: bool = True) -> Event:
+        arrival = self.times.arrival(offset) if latency else None
+        latency_ms = (self.clock() - arrival) * 1e3 if arrival is not None else 0.0
+        emotions = self.model.emotions
+        return Event(onset_frame=onset, apex_frame=apex if apex is not None else (onset + offset) // 2,
+                     offset_frame=offset, onset_s=round(self.times.seconds(onset), 4),
+                     offset_s=round(self.times.seconds(offset), 4), kind=kind,
+                     emotion=emotions[int(np.argmax(emotion_scores))],
+                     emotion_scores={e: round(float(v), 4) for e, v in zip(emotions, emotion_scores)},
+                     score=round(float(score), 4), emitted_frame=self.now,
+                     latency_ms=round(latency_ms, 2), track_id=self.track_id, truncated=truncated,
+                     id=id_)

@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+
+from engine.config import ModelConfig, TrackerConfig
+from engine.decode import ActiveFrames, Candidate
+from stream.tracker import FrameTimes, IntervalTracker
+
+MODEL = ModelConfig()
+EMO = MODEL.emotions
+
+
+def cand(onset, offset, kind="micro", score=0.8, emotion="positive", level=0):
+    scores = {e: (0.7 if e == emotion else 0.1) for e in EMO}
+    return Candidate(onset, offset, kind, emotion, scores, score, offset + 3, level)
+
+
+def active(frames, probs, since=5.0, kind=0, emotion=1):
+    n = len(frames)
+    k = np.zeros((n, len(MODEL.kinds)))
+    k[:, kind] = probs
+    e = np.full((n, len(EMO)), 0.1)
+    e[:, emotion] = 0.7
+    return ActiveFrames(np.asarray(frames), k, e, np.full(n, since))
+
+
+@pytest.fixture
+def tracker():
+    times = FrameTimes(fps=30)
+    clock = {"t": 100.0}
+    for i in range(2000):
+        times.add(i, i / 30, 50.0 + i / 30)
+    t = IntervalTracker(MODEL, TrackerConfig(), times, clock=lambda: clock["t"])
+    t.test_clock = clock
+    return t
+
+
+def finals(records):
+    return [r for r in records if r["type"] == "event"]
+
+
+def test_merges_across_hops_and_finalizes_once(tracker):
+    hop = MODEL.hop
+    out = []
+    out += tracker.update(16, [cand(10, 20)])
+    out += tracker.update(24, [cand(11, 21, score=0.9)])
+    out += tracker.update(32, [cand(10, 19, score=0.7)])
+    assert finals(out) == []  # 32 <= 20 + margin + hop: later hops may still see it
+    due = 21 + MODEL.level_margin(0) + hop
+    out += tracker.update(due, [])
+    assert finals(out) == []
+    out += tracker.update(due + 8, [cand(11, 20, score=0.6)])  # a late duplicate
+    events = finals(out)
+    assert len(events) == 1
+    e = events[0]
+    assert (e["onset_frame"], e["offset_frame"]) == (10, 20)
+    assert e["score"] == pytest.approx(0.9) and e["kind"] == "micro" and e["emotion"] == "positive"
+    assert e["emitted_frame"] == due + 8
+    assert e["onset_s"] == pytest.approx(10 / 30, abs=1e-3)
+    assert e["offset_s"] == pytest.approx(20 / 30, abs=1e-3)
+    out2 = tracker.update(due + 40, [cand(10, 20, score=0.95)])  # seen again after emission
+    out2 += tracker.flush(due + 50)
+    assert finals(out2) == [] and tracker.duplicates_dropped == 1
+
+
+def test_latency_is_emit_minus_arrival_of_offset_frame(tracker):
+    tracker.test_clock["t"] = 50.0 + 20 / 30 + 0.25
+    out = tracker.update(40, [cand(10, 20)])
+    [e] = finals(out)
+    assert e["latency_ms"] == pytest.approx(250.0, abs=0.1)
+
+
+def test_duplicates_across_kinds_become_one_event(tracker):
+    out = tracker.update(16, [cand(10, 30, kind="micro", score=0.5),
+                              cand(11, 30, kind="macro", score=0.9)])
+    out += tracker.flush(100)
+    [e] = finals(out)
+    assert e["kind"] == "macro"
+
+
+def test_separate_expressions_stay_separate_and_in_order(tracker):
+    out = tracker.update(100, [cand(60, 70, score=0.9), cand(10, 20, score=0.5),
+                               cand(40, 90, kind="macro", level=2)])
+    out += tracker.flush(200)
+    spans = [(e["onset_frame"], e["offset_frame"]) for e in finals(out)]
+    assert spans == [(10, 20), (60, 70), (40, 90)]  # in order of offset: the order they end
+    assert len({e["id"] for e in finals(out)}) == 3
+
+
+def test_flush_finalizes_pending(tracker):
+    out = tracker.update(24, [cand(10, 20)])
+    assert finals(out) == []
+    [e] = finals(tracker.flush(25))
+    assert e["offset_frame"] == 20 and not e["truncated"]
+
+
+def test_provisional_start_then_final_event_shares_id(tracker):
+    out = tracker.update(20, [], active(range(13, 21), [0.1, 0.2, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9]))
+    starts = [r for r in out if r["type"] == "event_start"]
+    assert len(starts) == 1 and starts[0]["onset_frame"] == 17 - 5
+    out = tracker.update(28, [cand(12, 24)], active(range(21, 29), [0.9, 0.3, 0.2, 0.1, 0, 0, 0, 0]))
+    out += tracker.update(60, [], active(range(29, 61), [0.0] * 32))
+    [e] = finals(out)
+    assert e["id"] == starts[0]["id"]
+    assert not [r for r in out if r["type"] == "event_cancel"]
+
+
+def test_noise_does_not_flicker(tracker):
+    flicker = [0.9, 0.1] * 20
+    out = tracker.update(40, [], active(range(1, 41), flicker))
+    assert [r for r in out if r["type"] == "event_start"] == []
+
+
+def test_provisional_without_final_is_cancelled(tracker):
+    out = tracker.update(20, [], active(range(13, 21), [0.9] * 8))
+    [start] = [r for r in out if r["type"] == "event_start"]
+    out = tracker.update(30, [], active(range(21, 31), [0.0] * 10))
+    out += tracker.update(200, [], active(range(31, 201), [0.0] * 170))
+    [cancel] = [r for r in out if r["type"] == "event_cancel"]
+    assert cancel["id"] == start["id"] and finals(out) == []
+
+
+def test_expression_under_way_at_end_is_truncated(tracker):
+    out = tracker.update(300, [], active(range(1, 301), [0.0] * 99 + [0.95] * 201, since=3))
+    [start] = [r for r in out if r["type"] == "event_start"]
+    [e] = finals(tracker.flush(300))
+    assert e["truncated"] and e["offset_frame"] == 300 and e["id"] == start["id"]
+    assert e["onset_frame"] == start["onset_frame"] and e["kind"] == "micro"
+
+
+def test_frames_must_not_go_back(tracker):
+    tracker.update(10)
+    with pytest.raises(ValueError, match="go back"):
+        tracker.update(5)
+
+
+@pytest.mark.parametrize("kw, match", [({"merge_iou": 0}, "merge_iou"),
+                                       ({"off_thresh": 0.9}, "hysteresis"),
+                                       ({"on_frames": 0}, "on_frames")])
+def test_config_checks(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrackerConfig(**kw)
