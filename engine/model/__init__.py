@@ -5,9 +5,9 @@ encoder.py (per-frame flow CNN) → attention.py (causal attention, segment fusi
 streaming loop); targets.py + losses.py train it; engine/decode.py decodes it.
 """
 from engine.model.encoder import FlowEncoder
-from engine.model.fedn import FEDN, StreamingFEDN, TemporalDetector
+from engine.model.fedn import FEDN, DetectorOutputs, StreamingFEDN, TemporalDetector
 from engine.model.losses import FEDNLoss
 from engine.model.targets import GTInterval, Targets, assign_targets
 
-__all__ = ["FlowEncoder", "TemporalDetector", "FEDN", "StreamingFEDN", "FEDNLoss", "GTInterval",
+__all__ = ["FlowEncoder", "TemporalDetector", "DetectorOutputs", "FEDN", "StreamingFEDN", "FEDNLoss", "GTInterval",
            "Targets", "assign_targets"]

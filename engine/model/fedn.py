@@ -50,6 +50,18 @@ class TemporalDetector(nn.Module):
         return pyramid_points(length or self.cfg.window, self.cfg.levels)
 
 
+class DetectorOutputs(nn.Module):
+    """The detector with its dict flattened to a tuple in ``OUTPUT_KEYS`` order (for ONNX export)."""
+
+    def __init__(self, detector: TemporalDetector) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.detector(feats)
+        return tuple(out[k] for k in OUTPUT_KEYS)
+
+
 class FEDN(nn.Module):
     """Encoder + detector over a clip of flow maps (training and the whole-video reference)."""
 
