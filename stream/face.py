@@ -1,14 +1,18 @@
 """Face detection, landmark tracking, smoothing and alignment (design §2, issue 4).
 
 Landmarks come from MediaPipe 0.10.14 face mesh, whose wheel bundles the
-detector and mesh models (nothing is downloaded). The mesh graph runs in
-tracking mode: the detector runs on the first frame and on every frame
-where fewer than ``max_faces`` faces are tracked; otherwise each face's
-landmarks are predicted from a region derived from its previous landmarks
-(~3 ms per frame on 2 cores). When ``max_faces`` faces are tracked the graph
-would never look for another face, so every ``detect_every`` frames a
-standalone detector pass (~1.5 ms) checks for an untracked face that would
-win the primary-face policy, and if so restarts the graph.
+detector and mesh models (nothing is downloaded). A mesh graph in tracking
+mode runs its detector only while it tracks fewer faces than it was built
+for; otherwise each face's landmarks are predicted from a region derived
+from its previous landmarks (~3 ms per frame on 2 cores). So the tracker
+holds one graph per face count k = 1..max_faces and keeps the one that
+matches the scene active: the detector runs on the first frame and when a
+face is lost, not on every frame. Every ``detect_every`` frames (and when a
+new face appears) a standalone detector pass (~1.5 ms) looks for untracked
+faces: with room for more it switches to the graph for more faces; at
+``max_faces`` it restarts the graph if an untracked face would win the
+primary-face policy; with fewer faces than the graph expects it switches
+down.
 
 On top of MediaPipe this module keeps stable ``track_id``s (IoU matching,
 with a grace period for short losses), smooths landmarks with a one-euro
@@ -127,13 +131,18 @@ class FaceTracker:
     def __init__(self, cfg: StreamConfig | None = None) -> None:
         self.cfg = cfg or StreamConfig()
         sol = _solutions()
-        self._sol = sol
-        self._mesh = sol.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=self.cfg.max_faces,
+        # One mesh graph per face count k = 1..max_faces (~20 ms each to build, made
+        # up front so no frame stalls later); the graph for k faces runs its detector
+        # only while it tracks fewer than k, so the active graph matches the scene.
+        self._graphs = [sol.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=k,
             refine_landmarks=self.cfg.face_landmarks == 478,
             min_detection_confidence=self.cfg.face_confidence,
             min_tracking_confidence=self.cfg.face_confidence)
-        self._detector = None  # standalone detector for the detect_every check, made on demand
+            for k in range(1, self.cfg.max_faces + 1)]
+        self._k = 1  # faces the active graph tracks
+        self._detector = sol.face_detection.FaceDetection(  # for the detect_every check
+            model_selection=0, min_detection_confidence=self.cfg.face_confidence)
         self._tracks: dict[int, _Track] = {}
         self._next_id = 0
         self._primary_id: int | None = None
@@ -141,7 +150,7 @@ class FaceTracker:
         self._policy = self.cfg.primary_face
         self._prev_visible: tuple[int, ...] = ()
         self._detector_due = True  # the graph runs its detector on the next frame
-        self._since_check = 0
+        self._since_check = self.cfg.detect_every - 1  # check on the first frame
         self._reset_cooldown = 0
         self.last_timings: dict[str, float] = {}
 
@@ -172,11 +181,11 @@ class FaceTracker:
         t0 = time.perf_counter()
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         detected = self._detector_due
-        res = self._mesh.process(rgb)
+        res = self._graphs[self._k - 1].process(rgb)
         t1 = time.perf_counter()
         raw = [np.array([(p.x * w, p.y * h) for p in face.landmark], dtype=np.float64)
                for face in (res.multi_face_landmarks or [])]
-        self._detector_due = len(raw) < self.cfg.max_faces
+        self._detector_due = len(raw) < self._k
         visible = self._associate(raw, t)
         t2 = time.perf_counter()
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
@@ -188,8 +197,9 @@ class FaceTracker:
                                        track_id=tr.track_id)
         t3 = time.perf_counter()
         order = self._order(visible, w, h)
-        if len(visible) >= self.cfg.max_faces:
-            detected |= self._maybe_redetect(rgb, visible, w, h)
+        if any(tr.track_id not in self._prev_visible for tr in visible):
+            self._since_check = self.cfg.detect_every - 1  # a new face: look for others now
+        detected |= self._check(rgb, visible, w, h)
         t4 = time.perf_counter()
         now = tuple(tr.track_id for tr in visible)
         prev = self._prev_visible
@@ -205,10 +215,10 @@ class FaceTracker:
 
     def close(self) -> None:
         """Release the MediaPipe graphs (idempotent)."""
-        for g in (self._mesh, self._detector):
+        for g in (*self._graphs, self._detector):
             if g is not None:
                 g.close()
-        self._mesh = self._detector = None
+        self._graphs, self._detector = [], None
 
     def __enter__(self) -> "FaceTracker":
         return self
@@ -292,31 +302,48 @@ class FaceTracker:
         rest = sorted((k for k in scores if k != best), key=scores.get, reverse=True)
         return [best, *rest]
 
-    def _maybe_redetect(self, rgb: np.ndarray, visible: list[_Track], w: int, h: int) -> bool:
-        """Every detect_every frames with max_faces tracked: look for a better untracked face."""
+    def _switch(self, k: int) -> None:
+        """Make the graph for ``k`` faces active, from a clean state (it detects next frame)."""
+        self._k = k
+        self._graphs[k - 1].reset()
+        self._detector_due = True
+
+    def _check(self, rgb: np.ndarray, visible: list[_Track], w: int, h: int) -> bool:
+        """Every ``detect_every`` frames, run the standalone detector and adapt the graph.
+
+        - untracked faces and room for more: switch to the graph for more faces;
+        - max_faces tracked and an untracked face would beat the weakest one under the
+          primary policy: restart the graph (it re-detects, best faces first);
+        - fewer faces than the active graph expects and none untracked: switch down, so
+          the graph stops running its detector on every frame.
+
+        Returns:
+            Whether the detector ran.
+        """
         self._since_check += 1
         self._reset_cooldown = max(0, self._reset_cooldown - 1)
         if self._since_check < self.cfg.detect_every:
             return False
         self._since_check = 0
-        if self._detector is None:
-            self._detector = self._sol.face_detection.FaceDetection(
-                model_selection=0, min_detection_confidence=self.cfg.face_confidence)
         res = self._detector.process(rgb)
-        weakest = min(self._score(tr.bbox, w, h) for tr in visible)
+        untracked = []
         for det in res.detections or []:
             rb = det.location_data.relative_bounding_box
             box = np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w,
                             (rb.ymin + rb.height) * h])
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            if any(tr.bbox[0] <= cx <= tr.bbox[2] and tr.bbox[1] <= cy <= tr.bbox[3]
-                   for tr in visible):
-                continue  # already tracked
-            # Detector boxes are tighter than landmark boxes: enlarge before comparing sizes.
-            big = box + np.array([-0.1, -0.3, 0.1, 0.1]) * (box[2] - box[0])
-            if self._score(big, w, h) > self.PRIMARY_MARGIN * weakest and not self._reset_cooldown:
-                self._mesh.reset()  # next frame: full detection
-                self._detector_due = True
-                self._reset_cooldown = 10 * self.cfg.detect_every
-                return True
+            if not any(tr.bbox[0] <= cx <= tr.bbox[2] and tr.bbox[1] <= cy <= tr.bbox[3]
+                       for tr in visible):
+                # Detector boxes are tighter than landmark boxes: enlarge to compare sizes.
+                untracked.append(box + np.array([-0.1, -0.3, 0.1, 0.1]) * (box[2] - box[0]))
+        n, most = len(visible), self.cfg.max_faces
+        if untracked and n < most:
+            self._switch(min(most, n + len(untracked)))
+        elif untracked and visible and not self._reset_cooldown:
+            weakest = min(self._score(tr.bbox, w, h) for tr in visible)
+            if max(self._score(b, w, h) for b in untracked) > self.PRIMARY_MARGIN * weakest:
+                self._switch(self._k)
+                self._reset_cooldown = 10 * self.cfg.detect_every  # no restart loops
+        elif not untracked and max(1, n) < self._k:
+            self._switch(max(1, n))
         return True

@@ -163,3 +163,35 @@ def test_primary_face_policy_and_switch(face_bgr, face_scene):
 def test_config_checks(field, value):
     with pytest.raises(ValueError, match=field if field != "smooth_beta" else "smooth_beta"):
         StreamConfig(**{field: value})
+
+
+def test_graph_follows_the_number_of_faces(face_bgr, face_scene):
+    """A face entering is picked up within detect_every frames; once one of two faces
+    leaves, the tracker stops running the detector on every frame."""
+    one = face_scene(face_bgr, center=(150, 180), scale=0.95)
+    two = face_scene(face_bgr[:, ::-1].copy(), frame=one, center=(490, 175), scale=0.95)
+    seq = [one] * 8 + [two] * 12 + [one] * 14
+    with FaceTracker(StreamConfig(max_faces=3, detect_every=5)) as tr:
+        ups = [tr.update(_frame(i, img)) for i, img in enumerate(seq)]
+    counts = [len(u.faces) for u in ups]
+    assert counts[:8] == [1] * 8
+    assert 2 in counts[8:8 + 5 + 2] and counts[16:20] == [2] * 4
+    assert counts[20:] == [1] * 14
+    # The first face keeps its id throughout.
+    first = ups[0].primary.track_id
+    assert all(any(f.track_id == first for f in u.faces) for u in ups)
+    # Steady states (one face, then two) do not run the detector on every frame.
+    assert sum(u.detected for u in ups[2:8]) <= 2
+    assert sum(u.detected for u in ups[-6:]) <= 2
+
+
+def test_single_face_mode_moves_to_a_bigger_face(face_bgr, face_scene):
+    small = face_scene(face_bgr, center=(480, 180), scale=0.75)
+    both = face_scene(face_bgr, frame=small, center=(170, 180), scale=1.05)
+    seq = [small] * 6 + [both] * 12
+    with FaceTracker(StreamConfig(max_faces=1, detect_every=4)) as tr:
+        ups = [tr.update(_frame(i, img)) for i, img in enumerate(seq)]
+    assert all(len(u.faces) == 1 for u in ups)
+    assert ups[5].primary.bbox[0] > 320       # the small face, right
+    assert ups[-1].primary.bbox[2] < 320      # the bigger face, left, after a re-detection
+    assert ups[-1].primary.track_id != ups[5].primary.track_id
