@@ -16,11 +16,15 @@ class Frame:
         t_capture: monotonic capture time, seconds (``time.monotonic()`` clock
             for live sources; the container timestamp for files).
         image: H×W×3 uint8 BGR.
+        t_arrival: monotonic time the capture thread handed the frame to the
+            ring (0.0 before that); event latency is measured from it, so a
+            file paced with ``--realtime`` measures like a camera.
     """
 
     index: int
     t_capture: float
     image: np.ndarray
+    t_arrival: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from engine.config import StreamConfig
 from stream.capture import CaptureThread, default_policy
+from stream.contracts import Frame
 from stream.events import Sink, status_record
 from stream.latency import LatencyStats
 from stream.ring import Policy, RingBuffer
@@ -80,6 +81,33 @@ class Pipeline:
         self.engine, self.max_frames, self.realtime = engine, max_frames, realtime
         self.policy = Policy(policy) if policy is not None else None
         self.latency = LatencyStats()
+        self.face = self.flow = None
+
+    def _build_stages(self, missing: list[str]) -> None:
+        if "face" not in missing:
+            from stream.face import FaceTracker
+            self.face = FaceTracker(self.cfg)
+        if "flow" not in missing and self.face is not None:
+            from stream.flow import FlowStage
+            self.flow = FlowStage(self.cfg)
+
+    def _process(self, frame: Frame, summary: RunSummary) -> None:
+        """All per-frame stages after the ring, timed."""
+        if self.face is None:
+            return
+        t0 = time.perf_counter()
+        update = self.face.update(frame)
+        t1 = time.perf_counter()
+        self.latency.add("face", (t1 - t0) * 1e3)
+        if update.status is not None:  # "found" / "lost" transitions
+            self.sink(status_record(f"face_{update.status}", frame.index,
+                                    t_s=round(frame.t_capture, 3)))
+        if update.found:
+            summary.frames_with_face += 1
+        if self.flow is None:
+            return
+        self.flow.update(update.primary, frame.index, frame.t_capture)
+        self.latency.add("flow", (time.perf_counter() - t1) * 1e3)
 
     def run(self) -> RunSummary:
         """Process the whole stream (or ``max_frames``); returns the summary (also emitted)."""
@@ -92,6 +120,7 @@ class Pipeline:
                                  policy.value, missing=missing)
             if missing:
                 self.sink(status_record("stages_missing", 0, missing=missing))
+            self._build_stages(missing)
             capture = CaptureThread(self.source, ring, self.max_frames, self.realtime,
                                     self.cfg.stop_timeout_s)
             start = time.perf_counter()
@@ -108,9 +137,12 @@ class Pipeline:
                         self.sink(status_record("dropped", frame.index,
                                                 count=frame.index - last_index - 1))
                     last_index = frame.index
+                    self._process(frame, summary)
                     summary.frames_processed += 1
             finally:
                 capture.stop()
+                if self.face is not None:
+                    self.face.close()
                 summary.wall_s = time.perf_counter() - start
                 summary.frames_read = capture.frames_read
                 summary.frames_dropped = ring.stats().dropped

@@ -76,7 +76,7 @@ class RingBuffer:
         self.capacity = capacity
         self._slots: np.ndarray | None = None  # (capacity + 1, H, W, 3) uint8
         self._free: deque[int] = deque(range(capacity + 1), maxlen=capacity + 1)
-        self._queue: deque[tuple[int, int, float]] = deque(maxlen=capacity)  # (slot, index, t)
+        self._queue: deque[tuple[int, int, float, float]] = deque(maxlen=capacity)  # slot, index, t, arrival
         self._held: int | None = None
         self._cond = threading.Condition()
         self._closed = False
@@ -96,7 +96,7 @@ class RingBuffer:
                 self._slots = np.empty((self.capacity + 1, h, w, 3), np.uint8)
             if len(self._queue) == self.capacity:
                 if self.policy is Policy.DROP_OLDEST:
-                    slot, _, _ = self._queue.popleft()
+                    slot, *_ = self._queue.popleft()
                     self._free.append(slot)
                     self._dropped += 1
                 else:
@@ -109,7 +109,7 @@ class RingBuffer:
                         return False
             slot = self._free.popleft()
             self._store(slot, frame.image)
-            self._queue.append((slot, frame.index, frame.t_capture))
+            self._queue.append((slot, frame.index, frame.t_capture, time.monotonic()))
             self._high = max(self._high, len(self._queue))
             self._cond.notify_all()
             return True
@@ -153,19 +153,19 @@ class RingBuffer:
                 if self._error is not None:
                     raise self._error
                 return None
-            slot, index, t = self._queue.popleft()
+            slot, index, t, arrival = self._queue.popleft()
             self._held = slot
             self._got += 1
             self._cond.notify_all()
             assert self._slots is not None
-            return Frame(index=index, t_capture=t, image=self._slots[slot])
+            return Frame(index=index, t_capture=t, image=self._slots[slot], t_arrival=arrival)
 
     def drain_to_latest(self) -> int:
         """Drop every waiting frame but the newest (a consumer that fell behind); returns count."""
         with self._cond:
             n = 0
             while len(self._queue) > 1:
-                slot, _, _ = self._queue.popleft()
+                slot, *_ = self._queue.popleft()
                 self._free.append(slot)
                 n += 1
             self._dropped += n

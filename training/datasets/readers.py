@@ -316,13 +316,17 @@ def read_synthme(label_file: str | Path, root: str | Path | None = None, *,
     return read_casme2(path, dataset="synthme", fps=fps)
 
 
+#: The public MEGC ground-truth label files, shipped with the package (~0.9 MB; no videos).
+SHIPPED_ANNOTATIONS = Path(__file__).resolve().parent / "annotations"
+
+
 def annotations_dir() -> Path:
-    """Folder of the real label files: $FEDN_ANNOTATIONS, else ../shared/annotations
-    next to the repository."""
+    """Folder of the real label files: $FEDN_ANNOTATIONS, else the copy shipped in
+    ``training/datasets/annotations/``."""
     env = os.environ.get("FEDN_ANNOTATIONS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "annotations"
+    return SHIPPED_ANNOTATIONS
 
 
 @lru_cache(maxsize=None)
