@@ -121,5 +121,7 @@ def assign_targets(batch: Sequence[Sequence[GTInterval | Sequence]], cfg: ModelC
     """Targets for a batch: one list of intervals (window positions) per window."""
     if isinstance(batch, GTInterval) or (len(batch) and isinstance(batch[0], GTInterval)):
         raise ValueError("assign_targets: batch must be a list of interval lists, one per window")
+    if not len(batch):
+        raise ValueError("assign_targets: batch must hold at least one window")
     per = [assign_window(items, cfg, length) for items in batch]
     return Targets(**{k: torch.from_numpy(np.stack([p[k] for p in per])) for k in per[0]})
