@@ -1,0 +1,188 @@
+"""Facial action units as dense displacement fields over a face photo.
+
+Each AU is a few *handles* placed on MediaPipe face-mesh landmarks: a
+displacement (in inter-ocular distances, IOD; ``u`` along the eye line and
+pointing away from the face midline, ``v`` down the face) spread by a
+Gaussian of radius ``r`` (IOD). Two AUs that a Gaussian cannot make use a
+region instead: the lower face below the mouth line (AU25 lips part, AU26
+jaw drop) and the eyelid band (AU43 / blinks). Fields are computed once per
+face at unit amplitude; a frame scales and sums them and remaps the face
+(``cv2.remap``), so the per-frame cost is one remap of the face region.
+
+Amplitude 1.0 is a typical macro apex. It is calibrated (:data:`CALIBRATION`)
+so that a macro smile (AU6 + AU12 at 1.0) displaces the mouth region by a
+mean of ~4.5 px and the eye regions by ~1.7 px at the 128-px aligned-crop
+scale (IOD = 64 px), the figures of a real posed smile in DESIGN.md §8.
+Appearance a warp cannot make (dark mouth interior when the lips part) is
+drawn by :func:`mouth_gap_polygon` users in the renderer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: MediaPipe face-mesh landmark indices used below (image-left side first).
+EYE_R, EYE_L = (33, 133, 159, 145), (362, 263, 386, 374)
+UPPER_LID, LOWER_LID = (159, 386), (145, 374)
+EYE_CORNERS = ((33, 133), (362, 263))
+OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39,
+              40, 185)
+UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+MOUTH_LINE, CHIN = (13, 14), 152
+
+#: handles per AU: (landmark indices, (u_out, v) displacement in IOD, radius in IOD).
+HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
+    "1": [((107, 336, 66, 296), (0.0, -0.060), 0.13)],
+    "2": [((70, 300, 63, 293, 105, 334), (0.01, -0.060), 0.13)],
+    "4": [((107, 336, 55, 285, 66, 296), (-0.035, 0.045), 0.13)],
+    "5": [((159, 386), (0.0, -0.030), 0.07)],
+    "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.045), 0.17),
+          ((145, 374), (0.0, -0.020), 0.07)],
+    "7": [((145, 374), (0.0, -0.035), 0.07), ((159, 386), (0.0, 0.015), 0.07)],
+    "9": [((129, 358, 98, 327), (0.0, -0.050), 0.11), ((107, 336), (0.0, 0.020), 0.12)],
+    "10": [((37, 267, 0, 40, 270), (0.0, -0.050), 0.11)],
+    "12": [((61, 291), (0.085, -0.065), 0.16)],
+    "14": [((61, 291), (0.040, 0.0), 0.08)],
+    "15": [((61, 291), (0.010, 0.070), 0.14)],
+    "17": [((152, 199, 175), (0.0, -0.055), 0.20), ((17, 84, 314), (0.0, -0.030), 0.10)],
+}
+#: AUs made by regions rather than handles: lower-face drop (IOD) and eyelid closure.
+LOWER_FACE_DROP: dict[str, float] = {"25": 0.045, "26": 0.13}
+BLINK_AU = "43"
+#: Every AU this module can render.
+AUS: tuple[str, ...] = tuple(HANDLES) + tuple(LOWER_FACE_DROP) + (BLINK_AU,)
+#: Global gain applied to every handle/region so that the smile hits DESIGN.md §8.
+CALIBRATION: float = 2.0
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """Eye-line coordinate frame of a face.
+
+    Attributes:
+        centre: (2,) midpoint between the eye centres, pixels.
+        ex: (2,) unit vector from the image-left eye to the image-right eye.
+        ey: (2,) unit vector down the face (ex rotated +90° in image coordinates).
+        iod: inter-ocular distance, pixels.
+    """
+
+    centre: np.ndarray
+    ex: np.ndarray
+    ey: np.ndarray
+    iod: float
+
+    @classmethod
+    def from_landmarks(cls, lm: np.ndarray) -> "FaceFrame":
+        """The frame of a (478, 2) landmark array."""
+        if lm.ndim != 2 or lm.shape[0] < 468 or lm.shape[1] != 2:
+            raise ValueError(f"landmarks must be (>=468, 2), got {lm.shape}")
+        a, b = lm[list(EYE_R)].mean(0), lm[list(EYE_L)].mean(0)
+        d = b - a
+        iod = float(np.hypot(*d))
+        ex = d / iod
+        ey = np.array([-ex[1], ex[0]])
+        centre = (a + b) / 2
+        if (lm[list(MOUTH_LINE)].mean(0) - centre) @ ey < 0:  # mirrored face: keep ey downwards
+            ey = -ey
+        return cls(centre=centre, ex=ex, ey=ey, iod=iod)
+
+    def uv(self, pts: np.ndarray) -> np.ndarray:
+        """(N, 2) pixel points -> (N, 2) (u, v) in IOD units."""
+        rel = pts - self.centre
+        return np.stack([rel @ self.ex, rel @ self.ey], -1) / self.iod
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Forward displacement field (2, H, W) float32, pixels, of ``au`` at amplitude 1.
+
+    Args:
+        au: one of :data:`AUS`.
+        lm: (478, 2) landmarks in the image the field is for.
+        shape: (H, W) of that image.
+    """
+    if au not in AUS:
+        raise ValueError(f"au must be one of {AUS}, got {au!r}")
+    h, w = shape
+    ff = FaceFrame.from_landmarks(lm)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    field = np.zeros((2, h, w), np.float32)
+    gain = CALIBRATION * ff.iod
+    if au in HANDLES:
+        for idx, (u_out, v), r in HANDLES[au]:
+            sig2 = 2.0 * (r * ff.iod) ** 2
+            for i in idx:
+                p = lm[i]
+                side = np.sign((p - ff.centre) @ ff.ex) or 1.0
+                d = gain * (side * u_out * ff.ex + v * ff.ey)
+                g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / sig2)
+                field[0] += d[0] * g
+                field[1] += d[1] * g
+        return field
+    uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
+    u, vv = uv[..., 0], uv[..., 1]
+    if au in LOWER_FACE_DROP:
+        v_mouth = float(ff.uv(lm[list(MOUTH_LINE)]).mean(0)[1])
+        v_chin = float(ff.uv(lm[[CHIN]])[0, 1])
+        wgt = _smoothstep((vv - v_mouth) / 0.05)
+        wgt *= np.where(vv > v_chin, np.exp(-((vv - v_chin) / 0.25) ** 2), 1.0)
+        wgt *= np.exp(-(u / 0.55) ** 2)
+        d = gain * LOWER_FACE_DROP[au] * ff.ey
+        return np.stack([d[0] * wgt, d[1] * wgt]).astype(np.float32)
+    # blink / AU43: the band of each eye moves down by its opening height.
+    for (c0, c1), top, bot in zip(EYE_CORNERS, UPPER_LID, LOWER_LID):
+        corners = ff.uv(lm[[c0, c1]])
+        uc = corners[:, 0].mean()
+        half_w = abs(corners[1, 0] - corners[0, 0]) / 2
+        vt, vb = ff.uv(lm[[top]])[0, 1], ff.uv(lm[[bot]])[0, 1]
+        open_h = max(vb - vt, 0.02)
+        prof = np.where(vv < vt, _smoothstep(1 - (vt - vv) / (2.2 * open_h)),
+                        np.where(vv > vb, _smoothstep(1 - (vv - vb) / (0.6 * open_h)), 1.0))
+        wgt = prof * np.exp(-((u - uc) / (1.05 * half_w)) ** 4)
+        d = ff.iod * open_h * ff.ey  # full closure, not calibrated: geometry decides
+        field[0] += d[0] * wgt
+        field[1] += d[1] * wgt
+    return field
+
+
+def mouth_gap_polygon(lm: np.ndarray, lower_shift: np.ndarray) -> np.ndarray:
+    """(N, 2) int32 polygon between the upper inner lip and the lower inner lip moved by
+    ``lower_shift`` ((len(LOWER_INNER_LIP), 2) pixels): the visible mouth interior."""
+    upper = lm[list(UPPER_INNER_LIP)]
+    lower = lm[list(LOWER_INNER_LIP)] + lower_shift
+    return np.concatenate([upper, lower[::-1]]).round().astype(np.int32)
+
+
+def region_masks(lm: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Boolean masks (H, W) of the mouth, eyes and brows regions (for calibration/tests)."""
+    ff = FaceFrame.from_landmarks(lm)
+    out = {}
+    pad = 0.12 * ff.iod
+    groups = {"mouth": OUTER_LIPS, "eyes": EYE_R + EYE_L + (7, 163, 144, 153, 154, 155, 246,
+                                                            161, 160, 158, 157, 173, 249, 390,
+                                                            373, 380, 381, 382, 466, 388, 387,
+                                                            385, 384, 398),
+              "brows": (46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300,
+                        293, 334, 296, 336)}
+    for name, idx in groups.items():
+        m = np.zeros(shape, np.uint8)
+        if name == "eyes":
+            for side in (EYE_R + (7, 163, 144, 153, 154, 155, 246, 161, 160, 158, 157, 173),
+                         EYE_L + (249, 390, 373, 380, 381, 382, 466, 388, 387, 385, 384, 398)):
+                pts = lm[list(side)]
+                x0, y0 = (pts.min(0) - pad).astype(int)
+                x1, y1 = (pts.max(0) + pad).astype(int)
+                m[max(y0, 0):y1, max(x0, 0):x1] = 1
+        else:
+            pts = lm[list(idx)]
+            x0, y0 = (pts.min(0) - pad).astype(int)
+            x1, y1 = (pts.max(0) + pad).astype(int)
+            m[max(y0, 0):y1, max(x0, 0):x1] = 1
+        out[name] = m.astype(bool)
+    return out

@@ -1,0 +1,70 @@
+"""SynthConfig: every knob of the SynthME generator, one source of truth.
+
+Rates are per minute of video; amplitudes are multiples of the calibrated AU
+unit (1.0 = typical macro apex, see :mod:`training.synth.aus`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+#: Distractor switches (field names of SynthConfig), for ``--no-distractors`` and tests.
+DISTRACTORS: tuple[str, ...] = ("blinks", "head_drift", "sudden_moves", "light_drift",
+                                "flicker", "noise", "compression", "occlusion", "out_of_frame")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings of one SynthME generation run."""
+
+    fps: float = 30.0  # frames per second of the generated videos
+    width: int = 640  # frame width, pixels
+    height: int = 360  # frame height, pixels
+    video_s: float = 60.0  # mean video length, seconds (each video ±30 %)
+    gap_scale: float = 1.0  # multiplies the real gaps between events (<1: denser events)
+    micro_amp: tuple[float, float] = (0.15, 0.45)  # micro apex amplitude range (AU units)
+    macro_amp: tuple[float, float] = (0.6, 1.3)  # macro apex amplitude range (AU units)
+    face_width: tuple[float, float] = (100.0, 190.0)  # face width in the frame, pixels
+    identity_morph: float = 0.25  # static random AU offsets per video (resting-face variety)
+    # distractors: a switch each, and a rate where it is an event
+    blinks: bool = True  # eye blinks with the real (CAS(ME)^3) durations and gaps
+    head_drift: bool = True  # slow translation / rotation / scale drift
+    drift_px: float = 6.0  # drift amplitude, pixels (rotation: drift_deg, scale: drift_scale)
+    drift_deg: float = 2.0  # drift rotation amplitude, degrees
+    drift_scale: float = 0.03  # drift scale amplitude (fraction)
+    sudden_moves: bool = True  # quick head shifts / turns
+    sudden_per_min: float = 2.0  # rate of sudden moves
+    light_drift: bool = True  # slow global brightness / contrast drift
+    flicker: bool = True  # brief brightness flicker bursts
+    flicker_per_min: float = 1.0  # rate of flicker bursts
+    noise: bool = True  # sensor noise (per video sigma 1-4 grey levels)
+    compression: bool = True  # JPEG quality per video + short low-quality bursts
+    compression_per_min: float = 1.0  # rate of low-quality bursts
+    occlusion: bool = True  # brief partial occlusion of the face (hand-like blob)
+    occlusion_per_min: float = 0.5  # rate of occlusions
+    out_of_frame: bool = True  # face briefly leaves the frame
+    out_of_frame_per_min: float = 0.2  # rate of out-of-frame episodes
+
+    def __post_init__(self) -> None:
+        for name in ("fps", "width", "height", "video_s", "gap_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SynthConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("micro_amp", "macro_amp", "face_width"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"SynthConfig.{name} must be (lo, hi) with 0 < lo <= hi, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("sudden_per_min", "flicker_per_min", "compression_per_min",
+                     "occlusion_per_min", "out_of_frame_per_min", "identity_morph"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SynthConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+
+    def without_distractors(self) -> "SynthConfig":
+        """The same config with every distractor switched off (and no resting-face morph)."""
+        from dataclasses import replace
+
+        return replace(self, identity_morph=0.0, **{k: False for k in DISTRACTORS})
+
+
+def config_fields() -> list[str]:
+    """Names of the SynthConfig fields (for CLI overrides)."""
+    return [f.name for f in fields(SynthConfig)]

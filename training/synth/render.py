@@ -1,0 +1,236 @@
+"""Scenes and frames: a face photo placed in a frame, animated by a Timeline.
+
+:func:`build_scene` does the per-video work once (augmentation, placement,
+background, one displacement field per AU over the face region);
+:func:`render_frame` does the per-frame work: a weighted sum of the active AU
+fields and one ``cv2.remap`` of the face region, the mouth interior when the
+lips part, then head pose (one ``warpAffine``), occluder, lighting, noise and
+compression bursts, each only when its timeline entry is active.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .aus import AUS, LOWER_INNER_LIP, UPPER_INNER_LIP, FaceFrame, au_field
+from .config import SynthConfig
+from .faces import FacePhoto
+from .timeline import AU_COLUMN, Timeline
+
+#: AUs that part the lips (the mouth interior is drawn dark when they act).
+LIP_PARTING = ("25", "26")
+#: Resting-face variety: AUs given a static random amplitude per video.
+MORPH_AUS = ("1", "2", "4", "6", "7", "10", "12", "15", "17")
+
+
+@dataclass
+class Scene:
+    """One video's static scene.
+
+    Attributes:
+        base: (H, W, 3) uint8 neutral frame (face placed on its background).
+        roi: (x0, y0, x1, y1) face region the AU fields cover.
+        fields: (len(AUS), 2, h, w) float32 forward displacement at amplitude 1, pixels.
+        gx, gy: (h, w) float32 absolute source coordinates of the ROI pixels.
+        landmarks: (478, 2) float32 landmarks in frame coordinates.
+        centre: (2,) face centre (pose pivot), pixels.
+        face_w: face width, pixels.
+        skin: (3,) BGR colour of the occluder ("hand").
+        photo_id: the face asset used.
+        mirrored: whether the photo was mirrored.
+    """
+
+    base: np.ndarray
+    roi: tuple[int, int, int, int]
+    fields: np.ndarray
+    gx: np.ndarray
+    gy: np.ndarray
+    landmarks: np.ndarray
+    centre: np.ndarray
+    face_w: float
+    skin: np.ndarray
+    photo_id: str
+    mirrored: bool
+
+
+def _augment_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Colour, contrast, gamma, greyscale and blur augmentation of a uint8 BGR image."""
+    import cv2
+
+    img = image.astype(np.float32)
+    img *= rng.uniform(0.85, 1.15, 3)[None, None, :]
+    mean = img.mean()
+    img = (img - mean) * rng.uniform(0.75, 1.25) + mean + rng.uniform(-20, 20)
+    img = 255.0 * (np.clip(img, 0, 255) / 255.0) ** rng.uniform(0.8, 1.25)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < 0.15:
+        out = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    if rng.random() < 0.5:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
+    return out
+
+
+def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) -> Scene:
+    """Place ``photo`` (augmented) in a ``cfg.width`` x ``cfg.height`` frame."""
+    import cv2
+
+    img, lm = photo.image.copy(), photo.landmarks.astype(np.float64).copy()
+    size = img.shape[0]
+    mirrored = bool(rng.random() < 0.5)
+    if mirrored:
+        img = img[:, ::-1].copy()
+        lm[:, 0] = size - 1 - lm[:, 0]
+    if cfg.identity_morph > 0:  # resting-face variety: a static random AU mix
+        mix = {au: float(rng.uniform(-1, 1) * cfg.identity_morph) for au in MORPH_AUS}
+        f = sum(a * au_field(au, lm, img.shape[:2]) for au, a in mix.items())
+        img = _remap(img, f)
+        xi = np.clip(lm.round().astype(int), 0, size - 1)
+        lm = lm + f[:, xi[:, 1], xi[:, 0]].T
+    img = _augment_photo(img, rng)
+    ff = FaceFrame.from_landmarks(lm)
+    face_w_src = float(np.hypot(*(lm[454] - lm[234])))
+    s = rng.uniform(*cfg.face_width) / face_w_src
+    angle = rng.uniform(-8, 8)
+    w, h = cfg.width, cfg.height
+    target = np.array([w / 2 + rng.uniform(-0.12, 0.12) * w, h / 2 + rng.uniform(-0.06, 0.06) * h])
+    m = cv2.getRotationMatrix2D(tuple(ff.centre), angle, s)
+    m[:, 2] += target - ff.centre
+    tile = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    alpha = np.zeros((size, size), np.float32)
+    ramp = np.minimum(np.arange(size), size - 1 - np.arange(size)) / (0.18 * size)
+    alpha[:] = np.clip(np.minimum(ramp[:, None], ramp[None, :]), 0, 1)
+    alpha = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+    bg = cv2.resize(img, (w, w), interpolation=cv2.INTER_AREA)[(w - h) // 2:(w - h) // 2 + h]
+    small = cv2.resize(bg, (w // 8, h // 8), interpolation=cv2.INTER_AREA)
+    bg = cv2.resize(cv2.GaussianBlur(small, (0, 0), 3), (w, h), interpolation=cv2.INTER_LINEAR)
+    base = (tile * alpha + bg * (1 - alpha)).astype(np.uint8)
+    lm_f = lm @ m[:, :2].T + m[:, 2]
+    ff = FaceFrame.from_landmarks(lm_f)
+    x0, y0 = lm_f.min(0) - np.array([0.45, 0.75]) * ff.iod
+    x1, y1 = lm_f.max(0) + np.array([0.45, 0.65]) * ff.iod
+    x0, y0 = max(int(x0), 0), max(int(y0), 0)
+    x1, y1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
+    fields = np.stack([au_field(au, lm_f - (x0, y0), (y1 - y0, x1 - x0)) for au in AUS])
+    gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    inner = cv2.boundingRect(lm_f[[50, 280, 152, 9]].astype(np.float32))
+    patch = base[inner[1]:inner[1] + inner[3], inner[0]:inner[0] + inner[2]].reshape(-1, 3)
+    skin = np.median(patch, 0) * rng.uniform(0.6, 1.0) if patch.size else np.full(3, 120.0)
+    return Scene(base=base, roi=(x0, y0, x1, y1), fields=fields.astype(np.float32), gx=gx, gy=gy,
+                 landmarks=lm_f.astype(np.float32), centre=ff.centre.astype(np.float32),
+                 face_w=face_w_src * s, skin=skin.astype(np.float32), photo_id=photo.id,
+                 mirrored=mirrored)
+
+
+def _remap(img: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """Warp a whole image by a forward field (backward-mapped approximation)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return cv2.remap(img, gx - field[0], gy - field[1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+class NoiseBank:
+    """A few precomputed sensor-noise frames (uint8 positive / negative parts)."""
+
+    def __init__(self, shape: tuple[int, int, int], sigma: float, seed: int, n: int = 4):
+        rng = np.random.default_rng(seed)
+        self.pos, self.neg = [], []
+        for _ in range(n):
+            z = rng.normal(0, sigma, shape)
+            self.pos.append(np.clip(z, 0, 255).astype(np.uint8))
+            self.neg.append(np.clip(-z, 0, 255).astype(np.uint8))
+
+    def apply(self, img: np.ndarray, i: int) -> np.ndarray:
+        import cv2
+
+        k = (i * 7 + i // 5) % len(self.pos)
+        return cv2.subtract(cv2.add(img, self.pos[k]), self.neg[(k + 1) % len(self.neg)])
+
+
+def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = None) -> np.ndarray:
+    """Frame ``i`` of the video (H, W, 3) uint8 BGR."""
+    import cv2
+
+    img = scene.base.copy()
+    a = tl.amp[i]
+    active = np.flatnonzero(a > 1e-4)
+    if active.size:
+        x0, y0, x1, y1 = scene.roi
+        fx = np.zeros_like(scene.gx)
+        fy = np.zeros_like(scene.gy)
+        for j in active:
+            fx += a[j] * scene.fields[j, 0]
+            fy += a[j] * scene.fields[j, 1]
+        img[y0:y1, x0:x1] = cv2.remap(scene.base, scene.gx - fx, scene.gy - fy, cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)
+        if sum(a[AU_COLUMN[au]] for au in LIP_PARTING) > 0.02:
+            _mouth_interior(img, scene, fx, fy)
+    px, py, rot, sc = (float(v) for v in tl.pose[i])
+    if abs(px) > 0.01 or abs(py) > 0.01 or abs(rot) > 0.01 or abs(sc - 1) > 1e-4:
+        m = cv2.getRotationMatrix2D((float(scene.centre[0]), float(scene.centre[1])), rot, sc)
+        m[:, 2] += (px, py)
+        img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+    else:
+        m = None
+    if tl.occluder[i] > 0:
+        _occluder(img, scene, float(tl.occluder[i]), int(tl.occluder_side[i]), m)
+    gain, bias = float(tl.light[i, 0]), float(tl.light[i, 1])
+    if abs(gain - 1) > 1e-4 or abs(bias) > 1e-3:
+        img = cv2.convertScaleAbs(img, alpha=gain, beta=bias)
+    if noise is not None:
+        img = noise.apply(img, i)
+    if tl.jpeg_q[i] > 0:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(tl.jpeg_q[i])])
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return img
+
+
+def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarray) -> None:
+    """Darken the gap between the (moved) inner lips: the mouth interior a warp cannot show."""
+    import cv2
+
+    x0, y0 = scene.roi[:2]
+    h, w = fx.shape
+
+    def moved(idx: tuple[int, ...]) -> np.ndarray:
+        p = scene.landmarks[list(idx)]
+        xi = np.clip((p[:, 0] - x0).round().astype(int), 0, w - 1)
+        yi = np.clip((p[:, 1] - y0).round().astype(int), 0, h - 1)
+        return p + np.stack([fx[yi, xi], fy[yi, xi]], -1)
+
+    upper, lower = moved(UPPER_INNER_LIP), moved(LOWER_INNER_LIP)
+    poly = np.concatenate([upper, lower[::-1]])
+    bx, by, bw, bh = cv2.boundingRect(poly.astype(np.float32))
+    if bw < 2 or bh < 2:
+        return
+    bx0, by0 = max(bx - 2, 0), max(by - 2, 0)
+    bx1, by1 = min(bx + bw + 2, img.shape[1]), min(by + bh + 2, img.shape[0])
+    mask = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
+    cv2.fillPoly(mask, [(poly - (bx0, by0)).round().astype(np.int32)], 255, cv2.LINE_AA)
+    mask = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] / 255.0
+    patch = img[by0:by1, bx0:bx1].astype(np.float32)
+    dark = patch * 0.15 + np.array([10.0, 10.0, 20.0], np.float32)
+    img[by0:by1, bx0:bx1] = (patch * (1 - mask) + dark * mask).astype(np.uint8)
+
+
+def _occluder(img: np.ndarray, scene: Scene, cover: float, side: int,
+              m: np.ndarray | None) -> None:
+    """A hand-like blob covering ``cover`` of the face from the left, right or below."""
+    import cv2
+
+    c = scene.centre if m is None else m[:, :2] @ scene.centre + m[:, 2]
+    fw = scene.face_w
+    ax = (int(0.55 * fw), int(0.75 * fw))
+    if side == 0:
+        centre = (c[0] - fw * (1.05 - cover * 1.1), c[1] + 0.2 * fw)
+    elif side == 1:
+        centre = (c[0] + fw * (1.05 - cover * 1.1), c[1] + 0.2 * fw)
+    else:
+        centre = (c[0], c[1] + fw * (1.6 - cover * 1.3))
+        ax = (int(0.75 * fw), int(0.55 * fw))
+    colour = tuple(float(v) for v in scene.skin)
+    cv2.ellipse(img, (int(centre[0]), int(centre[1])), ax, 0, 0, 360, colour, -1, cv2.LINE_AA)
