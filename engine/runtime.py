@@ -1,0 +1,309 @@
+"""Backend selection (``--engine auto|torch|onnxruntime|tensorrt``) and the ``Engine`` facade.
+
+The pipeline only sees :class:`Engine`::
+
+    with Engine.load(engine="auto") as eng:          # prints one status line
+        feats = eng.encode(flow_batch, valid)         # (n, 3, S', S'), (n,) -> (n, feat_dim)
+        out = eng.detect(feature_window)              # (window, feat_dim) -> outputs dict
+
+``auto`` picks TensorRT when TensorRT and a CUDA GPU are present, else ONNX
+Runtime, else torch. A backend asked for by name that cannot run here is a
+one-line :class:`BackendUnavailable` saying what to do.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from engine.backends import BACKEND_NAMES, Backend, BackendError, BackendUnavailable, TensorSpec
+
+ENGINE_CHOICES = ("auto",) + BACKEND_NAMES
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: First-use exports and TensorRT engines go here (override with FEDN_LIVE_CACHE).
+DEFAULT_CACHE = Path(os.environ.get("FEDN_LIVE_CACHE", "~/.cache/fedn-live")).expanduser()
+#: Largest encoder batch one call sends (TensorRT profile max; bigger batches are chunked).
+MAX_ENCODE_BATCH = 32
+
+_HINTS = {"tensorrt": "install the `gpu` extra on an NVIDIA machine (`pip install -e .[gpu]`) "
+                      "or use --engine onnxruntime",
+          "onnxruntime": "`pip install onnxruntime==1.32.0` or use --engine torch",
+          "torch": "`pip install torch==2.13.0`"}
+
+
+def _probe(name: str) -> tuple[bool, str]:
+    if name == "tensorrt":
+        from engine.backends.tensorrt import available
+        return available()
+    if name == "onnxruntime":
+        from engine.backends.onnxruntime import available
+        return available()
+    from engine.backends.torch import available
+    return available("cpu")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which backend runs, and why (the status line)."""
+
+    name: str
+    reason: str
+
+    def line(self) -> str:
+        return f"engine: {self.name} ({self.reason})"
+
+
+def select_backend(requested: str = "auto",
+                   probe: Callable[[str], tuple[bool, str]] = _probe,
+                   log: Callable[[str], None] | None = print) -> Selection:
+    """Pick the backend for ``--engine requested`` and print one status line.
+
+    Args:
+        requested: "auto", "tensorrt", "onnxruntime" or "torch".
+        probe: name → (available, why); tests pass fakes.
+        log: where the status line goes (None: nowhere).
+
+    Raises:
+        ValueError: ``requested`` is not a known choice.
+        BackendUnavailable: a named backend cannot run here (one line, with a fix).
+    """
+    if requested not in ENGINE_CHOICES:
+        raise ValueError(f"engine must be one of {ENGINE_CHOICES}, got {requested!r}")
+    if requested != "auto":
+        ok, why = probe(requested)
+        if not ok:
+            raise BackendUnavailable(f"--engine {requested} cannot run here: {why}; "
+                                     f"{_HINTS[requested]}")
+        selection = Selection(requested, f"requested; {why}")
+    else:
+        skipped = []
+        selection = None
+        for name in BACKEND_NAMES:
+            ok, why = probe(name)
+            if ok:
+                note = f"; skipped {', '.join(skipped)}" if skipped else ""
+                selection = Selection(name, f"auto: {why}{note}")
+                break
+            skipped.append(f"{name}: {why}")
+        if selection is None:
+            raise BackendUnavailable("--engine auto: no backend can run here ("
+                                     + "; ".join(skipped) + "); `pip install onnxruntime==1.32.0`")
+    if log is not None:
+        log(selection.line())
+    return selection
+
+
+def load_model(weights: str | Path | None = None, log: Callable[[str], None] = print):
+    """The FEDN model from a checkpoint (default: the shipped one in engine/weights/).
+
+    Accepts a raw ``state_dict`` or a dict with ``"model"`` / ``"state_dict"``
+    and optionally ``"config"`` (ModelConfig fields). With no checkpoint shipped
+    yet, returns a seeded untrained model and says so.
+    """
+    import torch
+
+    from engine.config import ModelConfig, override
+    from engine.model import FEDN
+
+    if weights is None:
+        shipped = sorted(WEIGHTS_DIR.glob("*.pt")) if WEIGHTS_DIR.is_dir() else []
+        if not shipped:
+            log("engine: no shipped weights in engine/weights/ — using an untrained model "
+                "(outputs are meaningless; pass --weights)")
+            torch.manual_seed(0)
+            return FEDN(ModelConfig()).eval()
+        weights = shipped[0]
+    path = Path(weights)
+    if not path.is_file():
+        raise BackendError(f"weights file {path} not found; pass an existing checkpoint or omit "
+                           "--weights to use the shipped one")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackendError(f"cannot read weights {path} ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); the file is "
+                           "truncated or not a torch checkpoint — re-download or retrain it") from None
+    state = ckpt
+    cfg = ModelConfig()
+    if isinstance(ckpt, Mapping):
+        for key in ("model", "state_dict"):
+            if isinstance(ckpt.get(key), Mapping):
+                state = ckpt[key]
+                break
+        if isinstance(ckpt.get("config"), Mapping):
+            cfg = override(cfg, dict(ckpt["config"]))
+    model = FEDN(cfg)
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise BackendError(f"weights {path} do not fit the FEDN model of this config "
+                           f"({str(exc).splitlines()[0][:160]}); use a checkpoint saved by "
+                           "training.train") from None
+    return model.eval()
+
+
+class Engine:
+    """Encoder + detector behind two backends of one kind; what the pipeline calls.
+
+    Args:
+        encoder: backend with inputs ``flow`` (n, 3, S', S') float32, ``valid`` (n,)
+            float32 and output ``features``.
+        detector: backend with input ``features`` (1, window, feat_dim).
+        name: backend name (for the summary / status line).
+        window, feat_dim: the detector's static input shape.
+    """
+
+    def __init__(self, encoder: Backend, detector: Backend, name: str, window: int,
+                 feat_dim: int) -> None:
+        self.encoder, self.detector, self.name = encoder, detector, name
+        self.window, self.feat_dim = window, feat_dim
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def load(cls, engine: str = "auto", weights: str | Path | None = None,
+             onnx_dir: str | Path | None = None, cache_dir: str | Path = DEFAULT_CACHE,
+             threads: int = 2, precision: str = "fp16", device: str = "cpu",
+             model=None, log: Callable[[str], None] = print,
+             probe: Callable[[str], tuple[bool, str]] = _probe) -> "Engine":
+        """Select a backend, find (or export) the graphs it needs, and activate it.
+
+        Args:
+            engine: ``--engine`` choice.
+            weights: checkpoint; default the shipped one (ignored when ``model`` given).
+            onnx_dir: directory with ``encoder.onnx`` / ``detector.onnx``; default: the
+                shipped ones next to the default weights, else exported on first use
+                into ``cache_dir``.
+            cache_dir: first-use exports and TensorRT engines.
+            threads: ONNX Runtime intra-op threads.
+            precision: TensorRT precision, "fp16" or "fp32".
+            device: torch backend device.
+            model: a FEDN instance to use instead of loading ``weights``.
+        """
+        from engine.config import StreamConfig
+        from engine.decode import OUTPUT_KEYS
+        from engine.export import OnnxPair, check_pair, ensure_onnx
+
+        selection = select_backend(engine, probe=probe, log=log)
+        model = model if model is not None else load_model(weights, log=log)
+        cfg, flow_size = model.cfg, StreamConfig().flow_size
+        if selection.name == "torch":
+            enc = _torch_backend(model.encoder, _encoder_specs(flow_size), ("features",), device)
+            det = _torch_backend(model.detector, _detector_specs(cfg), OUTPUT_KEYS, device)
+        else:
+            if onnx_dir is None and weights is None and model is None and (
+                    WEIGHTS_DIR / "encoder.onnx").is_file():
+                onnx_dir = WEIGHTS_DIR
+            if onnx_dir is not None:
+                pair = OnnxPair(Path(onnx_dir) / "encoder.onnx", Path(onnx_dir) / "detector.onnx")
+                check_pair(pair, cfg, flow_size)
+            else:
+                pair = ensure_onnx(model.encoder, model.detector, cfg, cache_dir, flow_size,
+                                   log=log)
+            if selection.name == "onnxruntime":
+                from engine.backends.onnxruntime import OnnxRuntimeBackend
+                enc = OnnxRuntimeBackend(pair.encoder, threads=threads)
+                det = OnnxRuntimeBackend(pair.detector, threads=threads)
+            else:
+                enc, det = _tensorrt_pair(pair, cache_dir, precision, flow_size, log)
+        eng = cls(enc, det, selection.name, cfg.window, cfg.feat_dim)
+        return eng.activate()
+
+    def activate(self) -> "Engine":
+        self.encoder.activate()
+        try:
+            self.detector.activate()
+        except BaseException:
+            self.encoder.deactivate()
+            raise
+        return self
+
+    def close(self) -> None:
+        self.encoder.deactivate()
+        self.detector.deactivate()
+
+    def __enter__(self) -> "Engine":
+        return self.activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the two calls ------------------------------------------------------------------
+    def encode(self, flow_batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Per-frame features.
+
+        Args:
+            flow_batch: (n, 3, S', S') float16/float32 flow maps (one per frame).
+            valid: (n,) bool/float; 0 where no face (those rows get the no-face feature).
+
+        Returns:
+            (n, feat_dim) float32.
+        """
+        flow = np.asarray(flow_batch, dtype=np.float32)
+        mask = np.asarray(valid, dtype=np.float32).reshape(-1)
+        if flow.ndim != 4 or flow.shape[0] != mask.shape[0]:
+            raise BackendError(f"Engine.encode: flow_batch {flow.shape} and valid {mask.shape} "
+                               "must be (n, 3, S, S) and (n,)")
+        parts = [self.encoder.infer({"flow": flow[i:i + MAX_ENCODE_BATCH],
+                                     "valid": mask[i:i + MAX_ENCODE_BATCH]})["features"]
+                 for i in range(0, max(len(mask), 1), MAX_ENCODE_BATCH)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def detect(self, features_window: np.ndarray) -> dict[str, np.ndarray]:
+        """Detector outputs (batch 1) for the last ``window`` features.
+
+        Args:
+            features_window: (window, feat_dim) or (1, window, feat_dim).
+
+        Returns:
+            ``engine.decode.OUTPUT_KEYS`` → arrays with a leading batch of 1.
+        """
+        feats = np.asarray(features_window, dtype=np.float32)
+        if feats.ndim == 2:
+            feats = feats[None]  # (T, F) -> (1, T, F)
+        return self.detector.infer({"features": np.ascontiguousarray(feats)})
+
+    def padding(self, n: int) -> np.ndarray:
+        """(n, feat_dim) features of frames before the stream starts (the no-face feature)."""
+        flow = np.zeros((1,) + tuple(self.encoder.inputs[0].shape[1:]), np.float32)
+        no_face = self.encode(flow, np.zeros(1, np.float32))
+        return np.repeat(no_face, n, axis=0)
+
+
+def _encoder_specs(flow_size: int) -> tuple[TensorSpec, ...]:
+    return (TensorSpec("flow", (None, 3, flow_size, flow_size), np.float32),
+            TensorSpec("valid", (None,), np.float32))
+
+
+def _detector_specs(cfg) -> tuple[TensorSpec, ...]:
+    return (TensorSpec("features", (1, cfg.window, cfg.feat_dim), np.float32),)
+
+
+def _torch_backend(module, specs, outputs, device):
+    from engine.backends.torch import TorchBackend
+    return TorchBackend(module, specs, outputs, device=device)
+
+
+def _tensorrt_pair(pair, cache_dir, precision, flow_size, log):
+    from engine.backends.cache import onnx_sha256
+    from engine.backends.fp16 import convert_to_fp16
+    from engine.backends.tensorrt import TensorRTBackend
+
+    enc_path, det_path = pair.encoder, pair.detector
+    if precision == "fp16":  # TensorRT >= 10 builds strongly typed: FP16 lives in the graph
+        root = Path(cache_dir).expanduser() / "fp16"
+        converted = []
+        for path in (enc_path, det_path):
+            out = root / onnx_sha256(path)[:16] / f"{path.stem}.fp16.onnx"
+            if not out.is_file():
+                convert_to_fp16(path, out)
+            converted.append(out)
+        enc_path, det_path = converted
+    profile = {"flow": ((1, 3, flow_size, flow_size), (1, 3, flow_size, flow_size),
+                        (MAX_ENCODE_BATCH, 3, flow_size, flow_size)),
+               "valid": ((1,), (1,), (MAX_ENCODE_BATCH,))}
+    engines = Path(cache_dir).expanduser() / "tensorrt"
+    return (TensorRTBackend(enc_path, engines, precision, profile=profile, log=log),
+            TensorRTBackend(det_path, engines, precision, log=log))
