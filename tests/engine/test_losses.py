@@ -137,7 +137,7 @@ def test_loss_parts_and_shape_mismatch():
     assert all(np.isfinite(v) and v >= 0 for v in parts.values())
     total.backward()
     assert det.head.reg[0].weight.grad is not None
-    other = assign_targets([[]], ModelConfig(window=128, hop=8, levels=3))
+    other = assign_targets([[]], ModelConfig(window=128, hop=8, levels=3, attn_window=8))
     with pytest.raises(ValueError, match="cls_logits"):
         FEDNLoss(CFG)(out, other)
 
