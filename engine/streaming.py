@@ -1,0 +1,114 @@
+"""Backend-agnostic streaming schedule: encode each frame once, detect every ``hop`` frames.
+
+The feature cache is a *mirrored* ring: each feature is written at ``i`` and
+``i + window`` of a ``(2·window, F)`` array, so the last ``window`` features are
+always one contiguous slice — no copy, no allocation per frame or per hop.
+
+Window positions are counted in frames *pushed* (a live source may drop frames
+before they get here); a parallel ring of stream indices maps positions back to
+stream frame indices, so candidates carry the indices the tracker and the user
+see. The reference loop in torch is ``engine.model.fedn.StreamingFEDN``; a test
+holds the two to the same candidates.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from engine.config import ModelConfig
+from engine.decode import ActiveFrames, Candidate, decode_active, decode_window
+from stream.contracts import FlowFrame
+
+
+class EngineLike(Protocol):
+    """What the schedule needs from ``engine.runtime.Engine``."""
+
+    def encode(self, flow_batch: np.ndarray, valid: np.ndarray) -> np.ndarray: ...
+
+    def detect(self, features_window: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def padding(self, n: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class HopResult:
+    """What one detector call produced.
+
+    Attributes:
+        frame: stream index of the last frame of the window (the hop's "now").
+        candidates: decoded intervals of the points this hop is responsible for
+            (window positions ``window - hop .. window - 1``), stream indices.
+        active: active-head readout of those same positions, stream indices.
+        detect_ms: detector call + decode time.
+    """
+
+    frame: int
+    candidates: list[Candidate]
+    active: ActiveFrames
+    detect_ms: float
+
+
+class StreamingDetector:
+    """Feeds an engine one flow frame at a time.
+
+    Args:
+        engine: encoder / detector calls (any backend).
+        cfg: window, hop and decode settings of the loaded model.
+    """
+
+    def __init__(self, engine: EngineLike, cfg: ModelConfig) -> None:
+        self.engine, self.cfg = engine, cfg
+        w = cfg.window
+        pad = np.asarray(engine.padding(1), np.float32)  # (1, F): "no face yet"
+        self._feats = np.repeat(pad, 2 * w, axis=0)  # (2W, F) mirrored ring
+        self._frames = np.zeros(2 * w, np.int64)  # stream index of each position (mirrored)
+        self.pushed = 0  # frames pushed so far
+        self.encode_ms = 0.0  # last encoder call
+
+    def push(self, flow: FlowFrame) -> HopResult | None:
+        """Encode one frame; every ``hop``-th frame also detect and decode."""
+        w, hop = self.cfg.window, self.cfg.hop
+        t0 = time.perf_counter()
+        feat = self.engine.encode(flow.flow[None], np.array([float(flow.valid)], np.float32))
+        self.encode_ms = (time.perf_counter() - t0) * 1e3
+        slot = self.pushed % w
+        self._feats[slot] = self._feats[slot + w] = feat[0]
+        self._frames[slot] = self._frames[slot + w] = flow.index
+        self.pushed += 1
+        if self.pushed % hop:
+            return None
+        t1 = time.perf_counter()
+        start = self.pushed % w  # oldest position of the window in the mirrored ring
+        outputs = self.engine.detect(self._feats[start:start + w])  # (W, F) contiguous view
+        base = self.pushed - w  # virtual position of window slot 0 (negative at start)
+        responsible = (w - hop, w)
+        candidates = decode_window(outputs, self.cfg, frame_offset=base,
+                                   frame_range=responsible)
+        active = decode_active(outputs, self.cfg, frame_offset=base, frame_range=responsible)
+        result = HopResult(
+            frame=int(flow.index),
+            candidates=[replace(c, onset_frame=self.to_frame(c.onset_frame),
+                                offset_frame=self.to_frame(c.offset_frame),
+                                anchor_frame=self.to_frame(c.anchor_frame))
+                        for c in candidates],
+            active=replace(active, frames=np.array([self.to_frame(p) for p in active.frames],
+                                                   np.int64)),
+            detect_ms=(time.perf_counter() - t1) * 1e3)
+        return result
+
+    def to_frame(self, position: int) -> int:
+        """Stream index of virtual position ``position``.
+
+        Positions still in the ring map exactly (drops included); positions
+        before the ring (a long expression's onset) or after it are extrapolated
+        at one frame per position, and never before frame 0.
+        """
+        if self.pushed == 0:
+            raise ValueError("to_frame: nothing pushed yet")
+        w = self.cfg.window
+        lo, hi = max(self.pushed - w, 0), self.pushed - 1
+        nearest = min(max(int(position), lo), hi)
+        return max(0, int(self._frames[nearest % w]) + int(position) - nearest)
