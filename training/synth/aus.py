@@ -34,12 +34,12 @@ MOUTH_LINE, CHIN = (13, 14), 152
 
 #: handles per AU: (landmark indices, (u_out, v) displacement in IOD, radius in IOD).
 HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
-    "1": [((107, 336, 66, 296), (0.0, -0.060), 0.13)],
-    "2": [((70, 300, 63, 293, 105, 334), (0.01, -0.060), 0.13)],
+    "1": [((107, 336, 66, 296), (0.0, -0.050), 0.13)],
+    "2": [((70, 300, 63, 293, 105, 334), (0.01, -0.050), 0.13)],
     "4": [((107, 336, 55, 285, 66, 296), (-0.035, 0.045), 0.13)],
     "5": [((159, 386), (0.0, -0.030), 0.07)],
-    "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.045), 0.17),
-          ((145, 374), (0.0, -0.020), 0.07)],
+    "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.060), 0.17),
+          ((145, 374), (0.0, -0.030), 0.07)],
     "7": [((145, 374), (0.0, -0.035), 0.07), ((159, 386), (0.0, 0.015), 0.07)],
     "9": [((129, 358, 98, 327), (0.0, -0.050), 0.11), ((107, 336), (0.0, 0.020), 0.12)],
     "10": [((37, 267, 0, 40, 270), (0.0, -0.050), 0.11)],
@@ -54,7 +54,7 @@ BLINK_AU = "43"
 #: Every AU this module can render.
 AUS: tuple[str, ...] = tuple(HANDLES) + tuple(LOWER_FACE_DROP) + (BLINK_AU,)
 #: Global gain applied to every handle/region so that the smile hits DESIGN.md §8.
-CALIBRATION: float = 2.0
+CALIBRATION: float = 2.25
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ class FaceFrame:
         d = b - a
         iod = float(np.hypot(*d))
         ex = d / iod
+        if ex[0] < 0:  # mirrored photo: keep ex pointing image-right (faces are upright)
+            ex = -ex
         ey = np.array([-ex[1], ex[0]])
         centre = (a + b) / 2
         if (lm[list(MOUTH_LINE)].mean(0) - centre) @ ey < 0:  # mirrored face: keep ey downwards
