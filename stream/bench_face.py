@@ -1,6 +1,7 @@
 """Benchmark of the face and flow stages (a section of ``make bench``).
 
     python -m stream.bench_face [--clip PATH] [--frames N]
+    python -m stream.bench_face --compare      # landmark/detector candidates
 
 Times, per 640×360 frame: face detection (frames where the mesh graph ran
 its detector), landmark tracking (the other frames, incl. ID matching and
@@ -135,6 +136,47 @@ def bench_detector(frames: Sequence[np.ndarray], cfg: StreamConfig) -> dict:
     return _stats(ms)
 
 
+def compare_detectors(face: Sequence[np.ndarray], empty: Sequence[np.ndarray]) -> dict:
+    """ms/frame and hit rates of the landmark/detector candidates (docs/face_and_flow.md).
+
+    yuface is measured only when importable (it is not a project dependency).
+    """
+    from stream.face import _solutions
+    sol = _solutions()
+    rgb = lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2RGB)  # noqa: E731
+    mesh = lambda **kw: sol.face_mesh.FaceMesh(max_num_faces=1, **kw)  # noqa: E731
+    cands = {
+        "mediapipe_detection_short": (sol.face_detection.FaceDetection(model_selection=0),
+                                      lambda g, im: len(g.process(rgb(im)).detections or [])),
+        "mediapipe_mesh_tracking_468": (mesh(static_image_mode=False), None),
+        "mediapipe_mesh_tracking_478": (mesh(static_image_mode=False, refine_landmarks=True),
+                                        None),
+        "mediapipe_mesh_static_468": (mesh(static_image_mode=True), None),
+        "opencv_haar_frontalface_default": (
+            cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml"),
+            lambda g, im: len(g.detectMultiScale(cv2.cvtColor(im, cv2.COLOR_BGR2GRAY), 1.1, 5,
+                                                 minSize=(60, 60))))}
+    try:
+        import yuface
+        cands["yuface"] = (None, lambda g, im: len(yuface.detect(im, conf=0.5)[0]))
+    except ImportError:
+        pass
+    out = {}
+    for name, (graph, fn) in cands.items():
+        fn = fn or (lambda g, im: len(g.process(rgb(im)).multi_face_landmarks or []))
+        ms, hits = [], 0
+        for im in face:
+            t0 = time.perf_counter()
+            hits += fn(graph, im) >= 1
+            ms.append((time.perf_counter() - t0) * 1e3)
+        false = sum(fn(graph, im) >= 1 for im in empty)
+        out[name] = {**_stats(ms), "found": round(hits / len(face), 4),
+                     "false_detections": round(false / len(empty), 4)}
+        if hasattr(graph, "close"):
+            graph.close()
+    return out
+
+
 def run(report: dict, clip: str | Sequence[np.ndarray] | None = None,
         frames: int = 300) -> None:
     """Add ``report["face_flow"]``: stage timings (ms/frame), tracked fraction, false detections.
@@ -172,9 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", default=None, help="video / folder / source spec (default: "
                         "synthetic real-face clip)")
     parser.add_argument("--frames", type=int, default=300, help="frames to run")
+    parser.add_argument("--compare", action="store_true",
+                        help="only compare detector candidates (100 face + 100 empty frames)")
     args = parser.parse_args(argv)
     report: dict = {}
-    run(report, clip=args.clip, frames=args.frames)
+    if args.compare:
+        report["detectors"] = compare_detectors(make_face_clip(100), make_empty_clip(100))
+    else:
+        run(report, clip=args.clip, frames=args.frames)
     print(json.dumps(report, indent=2))
     return 0
 
