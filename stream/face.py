@@ -152,6 +152,7 @@ class FaceTracker:
         self._detector_due = True  # the graph runs its detector on the next frame
         self._since_check = self.cfg.detect_every - 1  # check on the first frame
         self._reset_cooldown = 0
+        self._up_from: int | None = None  # face count before the last switch up
         self.last_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ public API
@@ -337,13 +338,19 @@ class FaceTracker:
                 # Detector boxes are tighter than landmark boxes: enlarge to compare sizes.
                 untracked.append(box + np.array([-0.1, -0.3, 0.1, 0.1]) * (box[2] - box[0]))
         n, most = len(visible), self.cfg.max_faces
-        if untracked and n < most:
+        if self._up_from is not None and n <= self._up_from:
+            # The last switch up found nothing new (e.g. a face the detector sees but the
+            # mesh cannot track): do not restart the graph again for a while.
+            self._reset_cooldown = 10 * self.cfg.detect_every
+        self._up_from = None
+        if untracked and n < most and not self._reset_cooldown:
+            self._up_from = n
             self._switch(min(most, n + len(untracked)))
-        elif untracked and visible and not self._reset_cooldown:
+        elif untracked and n == most and not self._reset_cooldown:
             weakest = min(self._score(tr.bbox, w, h) for tr in visible)
             if max(self._score(b, w, h) for b in untracked) > self.PRIMARY_MARGIN * weakest:
                 self._switch(self._k)
                 self._reset_cooldown = 10 * self.cfg.detect_every  # no restart loops
-        elif not untracked and max(1, n) < self._k:
-            self._switch(max(1, n))
+        elif max(1, n) < self._k:
+            self._switch(max(1, n))  # stop running the detector on every frame
         return True

@@ -195,3 +195,30 @@ def test_single_face_mode_moves_to_a_bigger_face(face_bgr, face_scene):
     assert ups[5].primary.bbox[0] > 320       # the small face, right
     assert ups[-1].primary.bbox[2] < 320      # the bigger face, left, after a re-detection
     assert ups[-1].primary.track_id != ups[5].primary.track_id
+
+
+def test_no_restart_loop_on_a_face_the_mesh_cannot_track(face_bgr, face_scene, monkeypatch):
+    """The standalone detector reports a face the mesh never tracks: the graph is restarted
+    at most once per cooldown, not at every check."""
+    from types import SimpleNamespace as NS
+    img = face_scene(face_bgr, center=(150, 180))
+    ghost = NS(location_data=NS(relative_bounding_box=NS(xmin=0.7, ymin=0.3, width=0.15,
+                                                         height=0.25)))
+    with FaceTracker(StreamConfig(max_faces=2, detect_every=3)) as tr:
+        real = tr._detector.process
+        monkeypatch.setattr(tr._detector, "process",
+                            lambda rgb: NS(detections=[*(real(rgb).detections or []), ghost]))
+        switches = []
+        orig = tr._switch
+        frame_no = [0]
+        monkeypatch.setattr(tr, "_switch", lambda k: (switches.append(frame_no[0]), orig(k)))
+        ups = []
+        for i in range(40):
+            frame_no[0] = i
+            ups.append(tr.update(_frame(i, img)))
+    assert all(len(u.faces) == 1 for u in ups[1:])
+    assert len({u.primary.track_id for u in ups}) == 1
+    # One switch up (to look for the ghost), one back down; then nothing until the
+    # cooldown (10·detect_every = 30 frames) ends — not a restart at every check (13 checks).
+    assert len(switches) <= 4, switches
+    assert len([f for f in switches if f < 30]) <= 2, switches
