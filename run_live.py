@@ -109,10 +109,11 @@ def run(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot write --events-out {args.events_out}: {exc}") from None
         sinks.append(jsonl)
+    from engine.backends import BackendError
     try:
         summary = Pipeline(source, fan_out(sinks), engine=args.engine,
                            max_frames=args.max_frames, realtime=args.realtime).run()
-    except SourceError as exc:
+    except (SourceError, BackendError) as exc:  # bad input / a backend that cannot run here
         raise UsageError(str(exc)) from None
     finally:
         if jsonl is not None:

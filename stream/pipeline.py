@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from engine.config import StreamConfig
 from stream.capture import CaptureThread, default_policy
@@ -27,9 +28,14 @@ STAGE_MODULES: dict[str, str] = {
 
 
 def missing_stages() -> list[str]:
-    """Names of the stages whose module is not present in this installation."""
-    return [name for name, module in STAGE_MODULES.items()
-            if importlib.util.find_spec(module) is None]
+    """Stages that cannot run in this installation: module absent, or no trained weights."""
+    missing = [name for name, module in STAGE_MODULES.items()
+               if importlib.util.find_spec(module) is None]
+    if "engine" not in missing:
+        from engine.runtime import shipped_weights
+        if shipped_weights() is None:
+            missing.append("engine")  # an untrained model would only invent events
+    return missing
 
 
 @dataclass
@@ -76,12 +82,14 @@ class Pipeline:
 
     def __init__(self, source: FrameSource, sink: Sink, cfg: StreamConfig = StreamConfig(),
                  engine: str = "auto", max_frames: int | None = None, realtime: bool = False,
-                 policy: Policy | str | None = None) -> None:
+                 policy: Policy | str | None = None, loaded_engine=None,
+                 log: Callable[[str], None] = print) -> None:
         self.source, self.sink, self.cfg = source, sink, cfg
         self.engine, self.max_frames, self.realtime = engine, max_frames, realtime
         self.policy = Policy(policy) if policy is not None else None
+        self.loaded_engine, self.log = loaded_engine, log
         self.latency = LatencyStats()
-        self.face = self.flow = None
+        self.face = self.flow = self.spotter = None
 
     def _build_stages(self, missing: list[str]) -> None:
         if "face" not in missing:
@@ -90,6 +98,17 @@ class Pipeline:
         if "flow" not in missing and self.face is not None:
             from stream.flow import FlowStage
             self.flow = FlowStage(self.cfg)
+        if self.flow is None:
+            return
+        engine = self.loaded_engine
+        if engine is None and "engine" not in missing:
+            from engine.runtime import Engine
+            engine = self.loaded_engine = Engine.load(self.engine, log=self.log)
+        if engine is not None:
+            from stream.spotter import Spotter
+            self.engine = getattr(engine, "name", self.engine)
+            self.spotter = Spotter(engine, engine.cfg, self.source.fps or self.cfg.fps,
+                                   self.cfg.flow_size, latency=self.latency)
 
     def _process(self, frame: Frame, summary: RunSummary) -> None:
         """All per-frame stages after the ring, timed."""
@@ -106,8 +125,16 @@ class Pipeline:
             summary.frames_with_face += 1
         if self.flow is None:
             return
-        self.flow.update(update.primary, frame.index, frame.t_capture)
+        flows = {}
+        for face in update.faces or (update.primary,):
+            flow = self.flow.update(face, frame.index, frame.t_capture)
+            if flow.valid:
+                flows[face.track_id] = flow
         self.latency.add("flow", (time.perf_counter() - t1) * 1e3)
+        if self.spotter is not None:
+            self.spotter.note_frame(frame.index, frame.t_capture, frame.t_arrival)
+            for record in self.spotter.update(flows, frame.index):
+                self.sink(record)
 
     def run(self) -> RunSummary:
         """Process the whole stream (or ``max_frames``); returns the summary (also emitted)."""
@@ -139,6 +166,9 @@ class Pipeline:
                     last_index = frame.index
                     self._process(frame, summary)
                     summary.frames_processed += 1
+                if self.spotter is not None:
+                    for record in self.spotter.flush():
+                        self.sink(record)
             finally:
                 capture.stop()
                 if self.face is not None:
