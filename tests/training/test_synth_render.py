@@ -1,0 +1,111 @@
+"""SynthME rendering: labels agree with pixels, determinism, identity splits."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from training.synth import faces
+from training.synth.config import DISTRACTORS, SynthConfig
+from training.synth.generate import VideoSpec, iter_frames, make_video, plan
+from training.synth.stats import load
+
+K = 6  # flow frame gap (0.2 s at 30 fps, DESIGN.md §8)
+
+
+@pytest.fixture(scope="module")
+def gen() -> dict:
+    return load()["generator"]
+
+
+def _clip(gen: dict, seed: int, cfg: SynthConfig, n: int = 900, photo: str = "kanade"):
+    spec = VideoSpec(video=f"{photo}_001", subject=photo, photo=photo, n_frames=n, seed=seed)
+    tl, frames = iter_frames(spec, cfg, gen)
+    return spec, tl, np.stack(list(frames))
+
+
+@pytest.mark.parametrize("seed,photo", [(123, "kanade"), (7, "biden")])
+def test_flow_is_high_inside_labels_and_zero_outside(gen, seed, photo):
+    import cv2
+
+    cfg = replace(SynthConfig().without_distractors(), gap_scale=0.1)
+    spec, tl, frames = _clip(gen, seed, cfg, n=600, photo=photo)
+    assert len(tl.events) >= 4
+    _, scene, _ = make_video(spec, cfg, gen)
+    x0, y0, x1, y1 = scene.roi
+    gray = [np.ascontiguousarray(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[y0:y1, x0:x1])
+            for f in frames]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    flow = np.zeros(len(gray))
+    for i in range(K, len(gray)):
+        f = dis.calc(gray[i - K], gray[i], None)
+        flow[i] = np.percentile(np.hypot(f[..., 0], f[..., 1]), 99.9)
+    inside = np.zeros(len(gray), bool)
+    for e in tl.events:
+        inside[e.onset:e.offset + K + 1] = True  # k-apart flow sees an event up to k frames late
+    outside = flow[K:][~inside[K:]]
+    assert outside.max() < 0.02
+    for e in tl.events:
+        peak = flow[e.onset:e.offset + K + 1].max()
+        assert peak > 0.08, f"{e.kind} {e.au_text} amp {e.amplitude}: flow peak {peak:.3f}"
+    # and the frames outside events are the neutral face, pixel for pixel
+    still = [i for i in range(len(frames)) if not inside[i]]
+    assert all(np.array_equal(frames[still[0]], frames[i]) for i in still[::25])
+
+
+def test_same_seed_same_frames_and_labels(gen):
+    cfg = SynthConfig()
+    _, tl1, f1 = _clip(gen, 5, cfg, n=120)
+    _, tl2, f2 = _clip(gen, 5, cfg, n=120)
+    _, tl3, f3 = _clip(gen, 6, cfg, n=120)
+    assert tl1.events == tl2.events and tl1.distractors == tl2.distractors
+    assert np.array_equal(f1, f2)
+    assert not np.array_equal(f1, f3)
+    assert plan(3, "train", 9, cfg) == plan(3, "train", 9, cfg)
+    assert plan(3, "train", 9, cfg) != plan(3, "train", 10, cfg)
+
+
+def test_splits_do_not_share_identities():
+    ids = {s: set(faces.identities(s)) for s in faces.SPLITS}
+    assert all(ids.values())
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] \
+        and not ids["val"] & ids["test"]
+    for split in faces.SPLITS:
+        for pid in faces.photos(split):
+            photo = faces.load(pid)
+            assert photo.split == split and photo.identity in ids[split]
+            assert photo.image.shape == (256, 256, 3) and photo.landmarks.shape == (478, 2)
+    assert {s.photo for s in plan(5, "test", 0, SynthConfig())} <= set(faces.photos("test"))
+
+
+def test_face_assets_are_small():
+    total = sum(p.stat().st_size for p in faces.FACES_DIR.iterdir())
+    assert total < 3 * 2 ** 20
+
+
+def test_distractors_are_labelled_and_avoid_events(gen):
+    from training.synth.timeline import build_timeline
+
+    cfg = replace(SynthConfig(), sudden_per_min=6, flicker_per_min=6, compression_per_min=6,
+                  occlusion_per_min=6, out_of_frame_per_min=3, gap_scale=0.3)
+    seen = set()
+    for seed in range(6):
+        tl = build_timeline(30 * 120, cfg, gen, seed)
+        seen |= {d.kind for d in tl.distractors}
+        for d in tl.distractors:
+            assert 0 <= d.onset <= d.offset < tl.n_frames
+            if d.kind in ("occlusion", "out_of_frame"):
+                assert all(d.offset < e.onset or d.onset > e.offset for e in tl.events)
+    assert seen == {"blink", "sudden_move", "flicker", "compression", "occlusion",
+                    "out_of_frame"}
+    clean = build_timeline(30 * 60, cfg.without_distractors(), gen, 0)
+    assert clean.distractors == [] and clean.noise_sigma == 0
+    assert set(DISTRACTORS) <= {f for f in SynthConfig.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("field,value", [("fps", 0), ("micro_amp", (0.5, 0.1)),
+                                         ("occlusion_per_min", -1)])
+def test_config_checks(field, value):
+    with pytest.raises(ValueError, match=field):
+        SynthConfig(**{field: value})
