@@ -34,6 +34,12 @@ _HINTS = {"tensorrt": "install the `gpu` extra on an NVIDIA machine (`pip instal
           "torch": "`pip install torch==2.13.0`"}
 
 
+def shipped_weights() -> Path | None:
+    """The trained checkpoint shipped in engine/weights/, or None when there is none yet."""
+    shipped = sorted(WEIGHTS_DIR.glob("*.pt")) if WEIGHTS_DIR.is_dir() else []
+    return shipped[0] if shipped else None
+
+
 def _probe(name: str) -> tuple[bool, str]:
     if name == "tensorrt":
         from engine.backends.tensorrt import available
@@ -296,9 +302,12 @@ def _tensorrt_pair(pair, cache_dir, precision, flow_size, log):
         root = Path(cache_dir).expanduser() / "fp16"
         converted = []
         for path in (enc_path, det_path):
-            out = root / onnx_sha256(path)[:16] / f"{path.stem}.fp16.onnx"
+            out = path.with_name(f"{path.stem}.fp16.onnx")  # shipped / exported next to it
             if not out.is_file():
-                convert_to_fp16(path, out)
+                out = root / onnx_sha256(path)[:16] / f"{path.stem}.fp16.onnx"
+                if not out.is_file():
+                    log(f"engine: converting {path.name} to FP16 for TensorRT ({out})")
+                    convert_to_fp16(path, out)
             converted.append(out)
         enc_path, det_path = converted
     profile = {"flow": ((1, 3, flow_size, flow_size), (1, 3, flow_size, flow_size),

@@ -95,12 +95,12 @@ def onnx_sha256(path: str | Path) -> str:
 
 
 def _external_files(path: Path) -> set[Path]:
+    found = {path.with_name(path.name + ".data")}  # the exporter's default location
     try:
         import onnx
         model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # not parseable: the plain file hash is all we can key on
-        return set()
-    found = set()
+    except Exception:  # no onnx here, or not parseable: keep the default location only
+        return {p for p in found if p.is_file()}
     for tensor in model.graph.initializer:
         for entry in tensor.external_data:
             if entry.key == "location":
