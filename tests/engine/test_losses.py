@@ -15,6 +15,15 @@ from engine.model.targets import assign_window
 CFG = ModelConfig()  # window 256, levels 4, range_base 16, end_margin 6
 PTS = pyramid_points(CFG.window, CFG.levels)
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 threads can be ~10× slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 
 def _pos_points(t: dict) -> np.ndarray:
     return PTS[t["pos"]]
@@ -148,12 +157,12 @@ def test_joint_loss_overfits_a_tiny_batch():
                       feat_dim=32, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0,
                       range_base=8)
     model = FEDN(cfg)
-    flow = 0.1 * torch.randn(2, cfg.window, 3, 32, 32)
+    flow = 0.1 * torch.randn(2, cfg.window, 3, 16, 16)
     gts = [[(10, 17, "micro", "positive"), (30, 50, "macro", "surprise")],
            [(5, 40, "macro", "negative")]]
     for b, items in enumerate(gts):  # make the intervals visible in the flow
         for on, off, *_ in items:
-            flow[b, on:off + 1, :, 8:24, 8:24] += 2.0
+            flow[b, on:off + 1, :, 4:12, 4:12] += 2.0
     valid = torch.ones(2, cfg.window)
     targets = assign_targets(gts, cfg)
     loss_fn = FEDNLoss(cfg)
