@@ -222,3 +222,10 @@ def test_no_restart_loop_on_a_face_the_mesh_cannot_track(face_bgr, face_scene, m
     # cooldown (10·detect_every = 30 frames) ends — not a restart at every check (13 checks).
     assert len(switches) <= 4, switches
     assert len([f for f in switches if f < 30]) <= 2, switches
+
+
+def test_modules_import_without_loading_mediapipe():
+    import subprocess
+    code = ("import sys, stream.face, stream.flow, stream.bench_face; "
+            "sys.exit('mediapipe' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
