@@ -73,13 +73,13 @@ class ModelConfig:
     attn_window: int = 16  # w: causal sliding-window attention span, positions of each level
     blocks_per_level: int = 1  # transformer blocks per pyramid level
     levels: int = 4  # temporal pyramid levels (stride 2 between levels)
-    channels: int = 128  # feature width of the temporal detector
+    channels: int = 96  # feature width of the temporal detector
     heads: int = 4  # attention heads (channels % heads == 0)
     mlp_ratio: int = 2  # hidden width of each block's MLP, × channels
     dropout: float = 0.1  # dropout in attention / MLP / heads during training
     # --- per-frame flow encoder
-    feat_dim: int = 128  # per-frame feature width from the flow encoder
-    enc_channels: tuple[int, ...] = (16, 32, 64, 128)  # conv widths, one stride-2 3×3 conv each
+    feat_dim: int = 96  # per-frame feature width from the flow encoder
+    enc_channels: tuple[int, ...] = (8, 16, 32, 64)  # conv widths, one stride-2 3×3 conv each
     enc_grid: int = 4  # the last conv map is average-pooled to enc_grid × enc_grid, then flattened
     # --- targets
     range_base: int = 16  # level 0 takes intervals shorter than this (frames); each level doubles
