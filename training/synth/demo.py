@@ -102,12 +102,47 @@ def write_demo(out: str | Path = DEMO_DIR) -> tuple[Path, Path]:
     return mp4, labels
 
 
+def write_strip(path: str | Path = Path(__file__).resolve().parent / "strip.png",
+                rows: tuple[int, ...] = (0, 1, 2, 4, 5)) -> Path:
+    """A PNG strip of demo frames (onset / apex / offset of some events) with their labels."""
+    import cv2
+
+    cfg = demo_config()
+    photo = load(DEMO_FACE)
+    scene = build_scene(photo, cfg, np.random.default_rng([DEMO_SEED, 1]))
+    tl = demo_timeline(cfg, load_stats()["generator"])
+    x0, y0, x1, y1 = scene.roi
+    side = 112
+    lines = []
+    for r in rows:
+        e = tl.events[r]
+        tiles = []
+        for name, i in (("onset", e.onset), ("apex", e.apex), ("offset", e.offset)):
+            crop = render_frame(scene, tl, i)[y0:y1, x0:x1]
+            tile = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+            cv2.putText(tile, f"{name} {i}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                        (0, 255, 0), 1, cv2.LINE_AA)
+            tiles.append(tile)
+        label = np.full((side, 150, 3), 255, np.uint8)
+        for k, text in enumerate((e.kind, e.emotion, f"AU {e.au_text}", f"amp {e.amplitude}",
+                                  f"{(e.offset - e.onset + 1) / cfg.fps:.2f} s")):
+            cv2.putText(label, text, (6, 20 + 20 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+        lines.append(np.hstack([label] + tiles))
+    path = Path(path)
+    cv2.imwrite(str(path), np.vstack(lines), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEMO_DIR)
+    ap.add_argument("--strip", action="store_true", help="also write training/synth/strip.png")
     a = ap.parse_args(argv)
     mp4, labels = write_demo(a.out)
     print(f"wrote {mp4} ({mp4.stat().st_size / 2 ** 20:.2f} MB) and {labels}")
+    if a.strip:
+        print(f"wrote {write_strip()}")
     return 0
 
 

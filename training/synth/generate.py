@@ -71,7 +71,8 @@ def plan(minutes: float, split: str, seed: int, cfg: SynthConfig,
     child_seeds = np.random.SeedSequence(seed).generate_state(4096)
     while done < total:
         n = int(round(cfg.video_s * rng.uniform(0.7, 1.3) * cfg.fps))
-        n = max(min(n, total - done), int(2 * cfg.fps)) if total - done >= 2 * cfg.fps else total - done
+        left = total - done
+        n = max(min(n, left), int(2 * cfg.fps)) if left >= 2 * cfg.fps else left
         n = max(n, 10)
         photo = pool[order[i % len(pool)]]
         subject = rows[photo]["identity"]
