@@ -42,6 +42,10 @@ class TemporalDetector(nn.Module):
         self.active = ActiveHead(cfg)
 
     def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        if feats.dim() != 3 or feats.shape[1] % self.cfg.max_stride or \
+                feats.shape[2] != self.cfg.feat_dim:
+            raise ValueError(f"TemporalDetector: feats must be (B, T, {self.cfg.feat_dim}) with T "
+                             f"a multiple of {self.cfg.max_stride}, got {tuple(feats.shape)}")
         levels = self.pyramid(feats)  # (B, T, F) -> [(B, T/2**l, C)]
         return {**self.head(levels), **self.active(levels)}
 
@@ -128,3 +132,21 @@ class StreamingFEDN:
             return None
         out = self.model.detector(self.ring.unsqueeze(0))  # (window, F) -> (1, window, F)
         return ({k: out[k].numpy() for k in OUTPUT_KEYS}, self.count - self.cfg.window)
+
+    def flush(self) -> tuple[dict[str, np.ndarray], int, int] | None:
+        """End of stream: complete the last partial hop with "no face" frames.
+
+        Returns ``(outputs, frame_offset, n_real)`` where only the first ``n_real``
+        of the hop's ``hop`` responsible positions are real frames (outputs there
+        are exact: the padding lies in their future), or None if the stream ended
+        on a hop boundary. The count of frames pushed is restored afterwards.
+        """
+        n_real = self.count % self.cfg.hop
+        if n_real == 0:
+            return None
+        count, flow = self.count, torch.zeros(3, 1, 1)
+        res = None
+        while res is None:
+            res = self.push(flow.numpy(), False)
+        self.count = count
+        return res[0], res[1], n_real

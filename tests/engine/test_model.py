@@ -145,3 +145,11 @@ def test_points_helper_and_other_window_lengths(detector):
     with torch.no_grad():
         out = detector(torch.randn(1, 2 * cfg.window, cfg.feat_dim))  # on-the-fly masks
     assert out["cls_logits"].shape[1] == len(detector.points(2 * cfg.window))
+
+
+def test_detector_rejects_bad_shapes(detector):
+    cfg = detector.cfg
+    for shape in [(1, cfg.window - 1, cfg.feat_dim), (1, cfg.window, cfg.feat_dim + 1),
+                  (cfg.window, cfg.feat_dim)]:
+        with pytest.raises(ValueError, match="TemporalDetector: feats must be"):
+            detector(torch.zeros(shape))

@@ -118,3 +118,29 @@ def test_first_positions_of_a_window_are_not_exact(setup):
     first = out["cls_logits"][0][: cfg.hop]  # level-0 points at window positions 0..hop-1
     ref = full["cls_logits"][0][cfg.window + offset: cfg.window + offset + cfg.hop]
     assert np.abs(first - ref).max() > 1e-3
+
+
+def test_flush_completes_the_last_partial_hop():
+    torch.manual_seed(3)
+    cfg = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32,
+                      feat_dim=24, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0)
+    model = FEDN(cfg).eval()
+    n = 45  # 5 full hops + 5 frames
+    flow = torch.randn(n, 3, 16, 16)
+    stream = StreamingFEDN(model)
+    for i in range(n):
+        stream.push(flow[i].numpy(), True)
+    outputs, offset, n_real = stream.flush()
+    assert (offset, n_real, stream.count) == (48 - cfg.window, 5, n)
+    # reference: the video, then 3 "no face" frames (the padding is in the future of
+    # every real frame, so it changes nothing there) to reach a multiple of 2**(levels-1)
+    tail_flow = torch.cat([flow, torch.zeros(3, 3, 16, 16)])
+    tail_valid = torch.cat([torch.ones(n), torch.zeros(3)])
+    pad = cfg.window
+    with torch.no_grad():
+        full = model(tail_flow.unsqueeze(0), tail_valid.unsqueeze(0), pad=pad)
+    for key in ("act_logits", "act_since"):
+        got = outputs[key][0][cfg.window - cfg.hop: cfg.window - cfg.hop + n_real]
+        ref = full[key][0].numpy()[pad + 40: pad + 45]
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    assert StreamingFEDN(model).flush() is None
