@@ -54,6 +54,31 @@ def test_flow_is_high_inside_labels_and_zero_outside(gen, seed, photo):
     assert all(np.array_equal(frames[still[0]], frames[i]) for i in still[::25])
 
 
+def test_blinks_move_only_the_eyes_and_only_when_labelled(gen):
+    import cv2
+
+    cfg = replace(SynthConfig().without_distractors(), blinks=True, gap_scale=50.0)
+    spec, tl, frames = _clip(gen, 11, cfg, n=600, photo="biden")
+    blinks = [d for d in tl.distractors if d.kind == "blink"]
+    assert blinks and not tl.events
+    _, scene, _ = make_video(spec, cfg, gen)
+    x0, y0, x1, y1 = scene.roi
+    lm = scene.landmarks
+    eye_y = int(lm[[159, 386, 145, 374], 1].mean())
+    moving = np.zeros(len(frames), bool)
+    for d in blinks:
+        moving[d.onset:d.offset + 1] = True
+    for i in range(1, len(frames)):
+        if not (moving[i] or moving[i - 1]):
+            assert np.array_equal(frames[i], frames[i - 1]), f"frame {i} changed, no blink"
+    for d in blinks:
+        mid = (d.onset + d.offset) // 2
+        diff = cv2.absdiff(frames[mid], frames[d.onset]).max(axis=2)
+        ys, xs = np.nonzero(diff > 20)
+        assert ys.size > 20
+        assert abs(np.median(ys) - eye_y) < 0.5 * (y1 - y0) / 4  # the change is at the eyes
+
+
 def test_same_seed_same_frames_and_labels(gen):
     cfg = SynthConfig()
     _, tl1, f1 = _clip(gen, 5, cfg, n=120)

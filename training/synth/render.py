@@ -167,7 +167,7 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
         img[y0:y1, x0:x1] = cv2.remap(scene.base, scene.gx - fx, scene.gy - fy, cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE)
         if sum(a[AU_COLUMN[au]] for au in LIP_PARTING) > 0.02:
-            _mouth_interior(img, scene, fx, fy)
+            _mouth_interior(img, scene, fx, fy, teeth=a[AU_COLUMN["12"]] > 0.3)
     px, py, rot, sc = (float(v) for v in tl.pose[i])
     if abs(px) > 0.01 or abs(py) > 0.01 or abs(rot) > 0.01 or abs(sc - 1) > 1e-4:
         m = cv2.getRotationMatrix2D((float(scene.centre[0]), float(scene.centre[1])), rot, sc)
@@ -189,8 +189,10 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
     return img
 
 
-def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarray) -> None:
-    """Darken the gap between the (moved) inner lips: the mouth interior a warp cannot show."""
+def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarray,
+                    teeth: bool = False) -> None:
+    """Darken the gap between the (moved) inner lips: the mouth interior a warp cannot show;
+    with ``teeth`` (a smile) the upper part of the gap shows upper teeth."""
     import cv2
 
     x0, y0 = scene.roi[:2]
@@ -214,7 +216,17 @@ def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarra
     mask = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] / 255.0
     patch = img[by0:by1, bx0:bx1].astype(np.float32)
     dark = patch * 0.15 + np.array([10.0, 10.0, 20.0], np.float32)
-    img[by0:by1, bx0:bx1] = (patch * (1 - mask) + dark * mask).astype(np.uint8)
+    out = patch * (1 - mask) + dark * mask
+    if teeth:
+        band = np.concatenate([upper, (upper + 0.45 * (lower - upper))[::-1]])
+        tmask = np.zeros(mask.shape[:2], np.uint8)
+        cv2.fillPoly(tmask, [(band - (bx0, by0)).round().astype(np.int32)], 255, cv2.LINE_AA)
+        tmask = cv2.GaussianBlur(tmask, (3, 3), 0).astype(np.float32)[..., None] / 255.0
+        shade = float(np.clip(patch.mean() / 140.0, 0.6, 1.15))
+        cast = patch.reshape(-1, 3).mean(0)
+        tooth = np.array([205.0, 212.0, 218.0], np.float32) * shade * cast / max(cast.mean(), 1)
+        out = out * (1 - tmask) + tooth * tmask
+    img[by0:by1, bx0:bx1] = out.astype(np.uint8)
 
 
 def _occluder(img: np.ndarray, scene: Scene, cover: float, side: int,
