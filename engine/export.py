@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     pair = export_fedn(model.encoder, model.detector, cfg, args.out, fp16=args.fp16,
                        flow_size=flow_size)
+    Path(args.out, "manifest.json").write_text(json.dumps({
+        "fingerprint": model_fingerprint((model.encoder, model.detector), cfg, flow_size),
+        "weights": str(args.weights or "shipped"), "opset": OPSET, "fp16": args.fp16}, indent=1))
     print(f"engine.export: wrote {pair.encoder} and {pair.detector}"
           + (" (+ .fp16.onnx)" if args.fp16 else "")
           + f" in {time.perf_counter() - start:.1f} s (opset {OPSET}, onnx.checker OK)")

@@ -159,13 +159,14 @@ class Engine:
             float32 and output ``features``.
         detector: backend with input ``features`` (1, window, feat_dim).
         name: backend name (for the summary / status line).
-        window, feat_dim: the detector's static input shape.
+        cfg: the model's ``ModelConfig`` (its window × feat_dim is the detector's
+            static input shape).
     """
 
-    def __init__(self, encoder: Backend, detector: Backend, name: str, window: int,
-                 feat_dim: int) -> None:
+    def __init__(self, encoder: Backend, detector: Backend, name: str, cfg) -> None:
         self.encoder, self.detector, self.name = encoder, detector, name
-        self.window, self.feat_dim = window, feat_dim
+        self.cfg = cfg  # the loaded model's ModelConfig (window, hop, labels, decode settings)
+        self.window, self.feat_dim = cfg.window, cfg.feat_dim
 
     # --- construction -------------------------------------------------------------------
     @classmethod
@@ -193,14 +194,15 @@ class Engine:
         from engine.export import OnnxPair, check_pair, ensure_onnx
 
         selection = select_backend(engine, probe=probe, log=log)
+        shipped = model is None and weights is None  # only then may the shipped ONNX files fit
         model = model if model is not None else load_model(weights, log=log)
         cfg, flow_size = model.cfg, StreamConfig().flow_size
         if selection.name == "torch":
             enc = _torch_backend(model.encoder, _encoder_specs(flow_size), ("features",), device)
             det = _torch_backend(model.detector, _detector_specs(cfg), OUTPUT_KEYS, device)
         else:
-            if onnx_dir is None and weights is None and model is None and (
-                    WEIGHTS_DIR / "encoder.onnx").is_file():
+            if onnx_dir is None and shipped and (WEIGHTS_DIR / "encoder.onnx").is_file() \
+                    and _exported_from(WEIGHTS_DIR, model, cfg, flow_size, log):
                 onnx_dir = WEIGHTS_DIR
             if onnx_dir is not None:
                 pair = OnnxPair(Path(onnx_dir) / "encoder.onnx", Path(onnx_dir) / "detector.onnx")
@@ -214,7 +216,7 @@ class Engine:
                 det = OnnxRuntimeBackend(pair.detector, threads=threads)
             else:
                 enc, det = _tensorrt_pair(pair, cache_dir, precision, flow_size, log)
-        eng = cls(enc, det, selection.name, cfg.window, cfg.feat_dim)
+        eng = cls(enc, det, selection.name, cfg)
         return eng.activate()
 
     def activate(self) -> "Engine":
@@ -273,9 +275,33 @@ class Engine:
 
     def padding(self, n: int) -> np.ndarray:
         """(n, feat_dim) features of frames before the stream starts (the no-face feature)."""
-        flow = np.zeros((1,) + tuple(self.encoder.inputs[0].shape[1:]), np.float32)
+        spec = next(s for s in self.encoder.inputs if s.name == "flow")
+        flow = np.zeros((1,) + tuple(spec.shape[1:]), np.float32)
         no_face = self.encode(flow, np.zeros(1, np.float32))
         return np.repeat(no_face, n, axis=0)
+
+
+def _exported_from(onnx_dir: Path, model, cfg, flow_size: int, log) -> bool:
+    """Whether the ONNX files in ``onnx_dir`` were exported from ``model``'s weights.
+
+    ``python -m engine.export`` writes ``manifest.json`` with the model fingerprint;
+    files without one are trusted (their shapes are still checked).
+    """
+    import json
+
+    from engine.export import model_fingerprint
+    manifest = onnx_dir / "manifest.json"
+    if not manifest.is_file():
+        return True
+    try:
+        want = json.loads(manifest.read_text()).get("fingerprint")
+    except ValueError:
+        want = None
+    if want == model_fingerprint((model.encoder, model.detector), cfg, flow_size):
+        return True
+    log(f"engine: the ONNX files in {onnx_dir} were exported from other weights; "
+        "using a fresh export instead (re-run `python -m engine.export` to update them)")
+    return False
 
 
 def _encoder_specs(flow_size: int) -> tuple[TensorSpec, ...]:

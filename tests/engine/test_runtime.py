@@ -203,3 +203,22 @@ def test_bench_section_side_by_side(model, cache, monkeypatch):
         assert 0 < enc["p50"] <= enc["p99"] and 0 < det["p50"] <= det["p99"]
         assert any(line.strip().startswith(label) for line in lines)
     torch.set_num_threads(1)
+
+
+def test_shipped_onnx_used_only_when_exported_from_these_weights(model, cache, tmp_path,
+                                                                  monkeypatch):
+    import json
+
+    from engine.export import export_fedn, model_fingerprint
+    export_fedn(model.encoder, model.detector, CFG, tmp_path, flow_size=S)
+    monkeypatch.setattr(runtime, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(runtime, "load_model", lambda *a, **k: model)
+    fingerprint = model_fingerprint((model.encoder, model.detector), CFG, S)
+    (tmp_path / "manifest.json").write_text(json.dumps({"fingerprint": fingerprint}))
+    with Engine.load("onnxruntime", cache_dir=cache, threads=1, log=lambda m: None) as eng:
+        assert eng.encoder.path == tmp_path / "encoder.onnx"  # the shipped files
+    (tmp_path / "manifest.json").write_text(json.dumps({"fingerprint": "other-weights"}))
+    lines: list[str] = []
+    with Engine.load("onnxruntime", cache_dir=cache, threads=1, log=lines.append) as eng:
+        assert eng.encoder.path.parent.name == fingerprint  # a fresh export in the cache
+    assert any("exported from other weights" in line for line in lines)
