@@ -12,11 +12,11 @@ from typing import Callable
 
 from engine.config import StreamConfig
 from stream.capture import CaptureThread, default_policy
-from stream.contracts import Frame
 from stream.events import Sink, status_record
 from stream.latency import LatencyStats
 from stream.ring import Policy, RingBuffer
 from stream.sources import FrameSource
+from stream.stages import StageChain
 
 #: Stages after capture, in order, with the module that implements each.
 STAGE_MODULES: dict[str, str] = {
@@ -89,56 +89,12 @@ class Pipeline:
         self.policy = Policy(policy) if policy is not None else None
         self.loaded_engine, self.log = loaded_engine, log
         self.latency = LatencyStats()
-        self.face = self.flow = self.spotter = None
-
-    def _build_stages(self, missing: list[str]) -> None:
-        if "face" not in missing:
-            from stream.face import FaceTracker
-            self.face = FaceTracker(self.cfg)
-        if "flow" not in missing and self.face is not None:
-            from stream.flow import FlowStage
-            self.flow = FlowStage(self.cfg)
-        if self.flow is None:
-            return
-        engine = self.loaded_engine
-        if engine is None and "engine" not in missing:
-            from engine.runtime import Engine
-            engine = self.loaded_engine = Engine.load(self.engine, log=self.log)
-        if engine is not None:
-            from stream.spotter import Spotter
-            self.engine = getattr(engine, "name", self.engine)
-            self.spotter = Spotter(engine, engine.cfg, self.source.fps or self.cfg.fps,
-                                   self.cfg.flow_size, latency=self.latency)
-
-    def _process(self, frame: Frame, summary: RunSummary) -> None:
-        """All per-frame stages after the ring, timed."""
-        if self.face is None:
-            return
-        t0 = time.perf_counter()
-        update = self.face.update(frame)
-        t1 = time.perf_counter()
-        self.latency.add("face", (t1 - t0) * 1e3)
-        if update.status is not None:  # "found" / "lost" transitions
-            self.sink(status_record(f"face_{update.status}", frame.index,
-                                    t_s=round(frame.t_capture, 3)))
-        if update.found:
-            summary.frames_with_face += 1
-        if self.flow is None:
-            return
-        flows = {}
-        for face in update.faces or (update.primary,):
-            flow = self.flow.update(face, frame.index, frame.t_capture)
-            if flow.valid:
-                flows[face.track_id] = flow
-        self.latency.add("flow", (time.perf_counter() - t1) * 1e3)
-        if self.spotter is not None:
-            self.spotter.note_frame(frame.index, frame.t_capture, frame.t_arrival)
-            for record in self.spotter.update(flows, frame.index):
-                self.sink(record)
 
     def run(self) -> RunSummary:
         """Process the whole stream (or ``max_frames``); returns the summary (also emitted)."""
         missing = missing_stages()
+        if self.loaded_engine is not None:  # an engine handed in needs no shipped weights
+            missing = [m for m in missing if m != "engine"]
         with self.source:
             policy = self.policy or (Policy.DROP_OLDEST if self.realtime
                                      else default_policy(self.source))
@@ -147,7 +103,9 @@ class Pipeline:
                                  policy.value, missing=missing)
             if missing:
                 self.sink(status_record("stages_missing", 0, missing=missing))
-            self._build_stages(missing)
+            chain = StageChain(self.cfg, self.source.fps or self.cfg.fps, missing, self.engine,
+                               self.loaded_engine, latency=self.latency, log=self.log)
+            summary.engine = chain.engine_name
             capture = CaptureThread(self.source, ring, self.max_frames, self.realtime,
                                     self.cfg.stop_timeout_s)
             start = time.perf_counter()
@@ -164,15 +122,15 @@ class Pipeline:
                         self.sink(status_record("dropped", frame.index,
                                                 count=frame.index - last_index - 1))
                     last_index = frame.index
-                    self._process(frame, summary)
-                    summary.frames_processed += 1
-                if self.spotter is not None:
-                    for record in self.spotter.flush():
+                    for record in chain.process(frame):
                         self.sink(record)
+                    summary.frames_processed += 1
+                for record in chain.finish():
+                    self.sink(record)
             finally:
                 capture.stop()
-                if self.face is not None:
-                    self.face.close()
+                chain.close()
+                summary.frames_with_face = chain.frames_with_face
                 summary.wall_s = time.perf_counter() - start
                 summary.frames_read = capture.frames_read
                 summary.frames_dropped = ring.stats().dropped
