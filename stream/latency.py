@@ -32,11 +32,14 @@ class LatencyStats:
         finally:
             self.add(stage, (time.perf_counter() - start) * 1e3)
 
+    def samples(self) -> dict[str, np.ndarray]:
+        """The kept samples of each stage, milliseconds."""
+        return {stage: np.fromiter(s, float, len(s)) for stage, s in self._samples.items()}
+
     def summary(self) -> dict[str, dict[str, float]]:
         """``{stage: {"p50", "p95", "p99", "mean", "n"}}`` in milliseconds."""
         out = {}
-        for stage, samples in self._samples.items():
-            a = np.fromiter(samples, float, len(samples))
+        for stage, a in self.samples().items():
             p50, p95, p99 = np.percentile(a, [50, 95, 99])
             out[stage] = {"p50": round(float(p50), 4), "p95": round(float(p95), 4),
                           "p99": round(float(p99), 4), "mean": round(float(a.mean()), 4),
