@@ -88,6 +88,28 @@ def _print_summary(record: dict) -> None:
               f"{', '.join(record['missing_stages'])}")
 
 
+class StatusLine:
+    """A one-line live status (fps, face state, drops) on a terminal; silent otherwise."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.shown = False
+
+    def __call__(self, p: dict) -> None:
+        if self.enabled:
+            face = "face" if p["face"] else "no face"
+            self.stream.write(f"\r{p['frames']:7d} frames  {p['fps']:6.1f} fps  {face:7}  "
+                              f"dropped {p['dropped']}   ")
+            self.stream.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
+
+
 def run(argv: list[str] | None = None) -> int:
     from stream.events import ConsoleSink, JsonlSink, fan_out
     from stream.pipeline import Pipeline
@@ -110,12 +132,15 @@ def run(argv: list[str] | None = None) -> int:
             raise UsageError(f"cannot write --events-out {args.events_out}: {exc}") from None
         sinks.append(jsonl)
     from engine.backends import BackendError
+    status = StatusLine()
     try:
         summary = Pipeline(source, fan_out(sinks), engine=args.engine,
-                           max_frames=args.max_frames, realtime=args.realtime).run()
+                           max_frames=args.max_frames, realtime=args.realtime,
+                           progress=status).run()
     except (SourceError, BackendError) as exc:  # bad input / a backend that cannot run here
         raise UsageError(str(exc)) from None
     finally:
+        status.clear()
         if jsonl is not None:
             jsonl.close()
     _print_summary(summary.record())

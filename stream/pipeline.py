@@ -18,6 +18,9 @@ from stream.ring import Policy, RingBuffer
 from stream.sources import FrameSource
 from stream.stages import StageChain
 
+#: Seconds between two calls of a pipeline's ``progress`` callback.
+PROGRESS_EVERY_S = 0.5
+
 #: Stages after capture, in order, with the module that implements each.
 STAGE_MODULES: dict[str, str] = {
     "face": "stream.face",
@@ -78,13 +81,19 @@ class Pipeline:
         max_frames: stop after this many frames.
         realtime: pace a file at its own frame rate (simulates a camera).
         policy: ring back-pressure; default from the source (live → drop_oldest).
+        loaded_engine: an engine to use instead of loading one for ``engine``.
+        log: where the engine's status line goes.
+        progress: called about twice a second with ``frames``, ``fps``, ``face``
+            (a face is visible) and ``dropped`` (for a live status line).
     """
 
     def __init__(self, source: FrameSource, sink: Sink, cfg: StreamConfig = StreamConfig(),
                  engine: str = "auto", max_frames: int | None = None, realtime: bool = False,
                  policy: Policy | str | None = None, loaded_engine=None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print,
+                 progress: Callable[[dict], None] | None = None) -> None:
         self.source, self.sink, self.cfg = source, sink, cfg
+        self.progress = progress
         self.engine, self.max_frames, self.realtime = engine, max_frames, realtime
         self.policy = Policy(policy) if policy is not None else None
         self.loaded_engine, self.log = loaded_engine, log
@@ -111,6 +120,7 @@ class Pipeline:
             start = time.perf_counter()
             capture.start()
             last_index = -1
+            next_progress = start
             try:
                 while True:
                     t_wait = time.perf_counter()
@@ -125,6 +135,13 @@ class Pipeline:
                     for record in chain.process(frame):
                         self.sink(record)
                     summary.frames_processed += 1
+                    if self.progress is not None and time.perf_counter() >= next_progress:
+                        next_progress = time.perf_counter() + PROGRESS_EVERY_S
+                        elapsed = time.perf_counter() - start
+                        self.progress({"frames": summary.frames_processed,
+                                       "fps": summary.frames_processed / max(elapsed, 1e-9),
+                                       "face": chain.face_visible,
+                                       "dropped": ring.stats().dropped})
                 for record in chain.finish():
                     self.sink(record)
             finally:

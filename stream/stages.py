@@ -38,6 +38,7 @@ class StageChain:
         self.face = self.flow = self.spotter = None
         self.engine_name = engine
         self.frames_with_face = 0
+        self.face_visible = False  # a face was visible in the last frame
         self._first = True
         if "face" not in missing:
             from stream.face import FaceTracker
@@ -71,6 +72,7 @@ class StageChain:
         elif self._first and not update.found:  # a stream that starts without a face says so
             records.append(status_record("no_face", frame.index, t_s=round(frame.t_capture, 3)))
         self._first = False
+        self.face_visible = update.found
         if update.found:
             self.frames_with_face += 1
         if self.flow is None:
