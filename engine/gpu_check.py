@@ -163,6 +163,10 @@ def worker(work: Path, device: str = "cuda") -> dict:
     """
     import torch
 
+    from engine.backends import percentiles_ms
+    from engine.backends.onnxruntime import OnnxRuntimeBackend
+    from engine.backends.tensorrt import available as trt_available
+    from engine.backends.torch import TorchBackend
     from engine.bench import bench_engine
     from engine.decode import OUTPUT_KEYS
     from engine.runtime import Engine, load_model
@@ -185,56 +189,65 @@ def worker(work: Path, device: str = "cuda") -> dict:
         print(f"gpu-check: {label}: {_fmt(res)}", flush=True)
 
     gpu = device.startswith("cuda")
-    print(f"gpu-check worker: torch {torch.__version__} on "
-          f"{torch.cuda.get_device_name(0) if gpu else device}")
-    with Engine.load("torch", model=model, device=device, log=quiet) as eng:
-        measure(f"torch-{device.split(':')[0]}", eng)
-        from engine.backends.torch import TorchBackend
-        graph = TorchBackend(model.detector, eng.detector.inputs, OUTPUT_KEYS, device=device,
-                             cuda_graph=gpu)
+    where = torch.cuda.get_device_name(0) if gpu and torch.cuda.is_available() else device
+    print(f"gpu-check worker: torch {torch.__version__} on {where}", flush=True)
+
+    def torch_eager_and_graph() -> None:
+        with Engine.load("torch", model=model, device=device, log=quiet) as eng:
+            measure(f"torch-{device.split(':')[0]}", eng)
+            graph = TorchBackend(model.detector, eng.detector.inputs, OUTPUT_KEYS,
+                                 device=device, cuda_graph=gpu)
         with graph:
-            for w in data["windows"]:
-                graph.infer({"features": w[None]})
+            outs = [graph.infer({"features": w[None]}) for w in data["windows"]]
             graph.timings.clear()
             for _ in range(100):
                 graph.infer({"features": data["windows"][0][None]})
-            from engine.backends import percentiles_ms
-            label = "torch-cuda-graph" if gpu else "torch-cpu-again"
-            results[label] = {"detector_per_hop_ms": percentiles_ms(graph.timings)}
-            print(f"gpu-check: {label}: {_fmt(results[label])}", flush=True)
-    try:
+        label = "torch-cuda-graph" if gpu else "torch-cpu-again"
+        results[label] = {"score_max_abs": max(_score_diff(o, r) for o, r in zip(outs, refs)),
+                          "detector_per_hop_ms": percentiles_ms(graph.timings)}
+        print(f"gpu-check: {label}: {_fmt(results[label])}", flush=True)
+
+    def onnxruntime_cuda() -> None:
         import onnxruntime as ort
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            from engine.backends.onnxruntime import OnnxRuntimeBackend
-            from engine.runtime import Engine as E
-            enc = OnnxRuntimeBackend(work / "onnx/encoder.onnx", providers=["CUDAExecutionProvider"])
-            det = OnnxRuntimeBackend(work / "onnx/detector.onnx",
-                                     providers=["CUDAExecutionProvider"])
-            with E(enc, det, "onnxruntime-cuda", model.cfg.window, model.cfg.feat_dim) as eng:
-                measure("onnxruntime-cuda", eng)
-        else:
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
             print("gpu-check: onnxruntime CUDA EP: not installed (CPU onnxruntime only)")
-    except ImportError:
-        print("gpu-check: onnxruntime: not importable under this interpreter")
-    from engine.backends.tensorrt import available
-    ok, why = available()
-    if not ok:
-        print(f"gpu-check: TensorRT: unavailable ({why})")
-        results["tensorrt-fp16"] = {"unavailable": why}
-        return results
-    cache = work / "engines"
-    for attempt in ("build", "cached"):
-        start = time.perf_counter()
-        eng = Engine.load("tensorrt", model=model, onnx_dir=work / "onnx", cache_dir=cache,
-                          precision="fp16", log=print)
-        took = time.perf_counter() - start
-        print(f"gpu-check: TensorRT FP16 {attempt}: {took:.2f} s "
-              f"({eng.encoder.loaded_from}/{eng.detector.loaded_from})", flush=True)
-        if attempt == "cached":
-            results.setdefault("tensorrt-fp16", {})["cached_load_s"] = round(took, 3)
-            measure("tensorrt-fp16", eng)
-            results["tensorrt-fp16"]["cached_load_s"] = round(took, 3)
-        eng.close()
+            return
+        cuda = ["CUDAExecutionProvider"]
+        with Engine(OnnxRuntimeBackend(work / "onnx/encoder.onnx", providers=cuda),
+                    OnnxRuntimeBackend(work / "onnx/detector.onnx", providers=cuda),
+                    "onnxruntime-cuda", model.cfg.window, model.cfg.feat_dim) as eng:
+            measure("onnxruntime-cuda", eng)
+
+    def tensorrt_fp16() -> None:
+        ok, why = trt_available()
+        if not ok:
+            print(f"gpu-check: TensorRT: unavailable ({why})")
+            results["tensorrt-fp16"] = {"unavailable": why}
+            return
+        timings = {}
+        for attempt in ("build", "cached"):  # the second start must come from the cache
+            start = time.perf_counter()
+            eng = Engine.load("tensorrt", model=model, onnx_dir=work / "onnx",
+                              cache_dir=work / "engines", precision="fp16", log=print)
+            timings[attempt] = round(time.perf_counter() - start, 3)
+            print(f"gpu-check: TensorRT FP16 {attempt}: {timings[attempt]:.2f} s "
+                  f"({eng.encoder.loaded_from} / {eng.detector.loaded_from})", flush=True)
+            try:
+                if attempt == "cached":
+                    measure("tensorrt-fp16", eng)
+            finally:
+                eng.close()
+        results["tensorrt-fp16"].update(build_s=timings["build"], cached_load_s=timings["cached"])
+
+    for name, step in (("torch", torch_eager_and_graph), ("onnxruntime-cuda", onnxruntime_cuda),
+                       ("tensorrt-fp16", tensorrt_fp16)):
+        try:  # one failing step must not hide the others: each is reported, then the next runs
+            step()
+        except Exception as exc:  # noqa: BLE001 - reported, and the run goes on
+            text = str(exc).strip()
+            msg = f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+            print(f"gpu-check: {name}: FAILED ({msg})", flush=True)
+            results.setdefault(f"{name}-error", {"error": msg})
     return results
 
 
@@ -303,15 +316,20 @@ def main(argv: list[str] | None = None) -> int:
                              cwd=ROOT, env=env, timeout=1200)
         if res.returncode != 0:
             print(f"gpu-check: GPU worker exited {res.returncode} (see above)")
+            results["gpu-worker-error"] = {"error": f"exit code {res.returncode}"}
         path = work / "gpu_results.json"
         if path.is_file():
             results.update(json.loads(path.read_text()))
     failed = [k for k, r in results.items() if k in LIMITS and LIMITS[k][0] in r
               and r[LIMITS[k][0]] > LIMITS[k][1]]
     failed += [k for k, r in results.items() if r.get("same_candidates") is False]
+    failed += [k for k in results if k.endswith("-error")]
+    print("gpu-check summary (ms, p50 / p99):")
+    for label, res in results.items():
+        print(f"  {label:<18} {_fmt(res) or res}")
     (work / "gpu_check.json").write_text(json.dumps(results, indent=2))
     print(f"gpu-check: results in {work / 'gpu_check.json'}; "
-          + ("FAILED parity: " + ", ".join(failed) if failed else "all checks that ran passed"))
+          + ("FAILED: " + ", ".join(failed) if failed else "all checks that ran passed"))
     return 1 if failed else 0
 
 
