@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu-check: no interpreter here has a CUDA torch: torch CUDA and TensorRT "
               "unavailable (install a CUDA torch wheel, then pass --python).")
     else:
-        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        pythonpath = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+        env = {**os.environ, "PYTHONPATH": pythonpath}
         res = subprocess.run([python, "-m", "engine.gpu_check", "--worker", str(work)],
                              cwd=ROOT, env=env, timeout=1200)
         if res.returncode != 0:

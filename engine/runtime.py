@@ -129,9 +129,10 @@ def load_model(weights: str | Path | None = None, log: Callable[[str], None] = p
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BackendError(f"cannot read weights {path} ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); the file is "
-                           "truncated or not a torch checkpoint — re-download or retrain it") from None
+        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise BackendError(f"cannot read weights {path} ({type(exc).__name__}: {first}); the "
+                           "file is truncated or not a torch checkpoint — re-download or "
+                           "retrain it") from None
     state = ckpt
     cfg = ModelConfig()
     if isinstance(ckpt, Mapping):

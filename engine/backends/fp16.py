@@ -83,7 +83,8 @@ def convert_to_fp16(src: str | Path, dst: str | Path, keep_fp32: frozenset[str] 
         elif node.op_type == "ConstantOfShape":
             for attr in node.attribute:
                 if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
-                    attr.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(attr.t))))
+                    half = _to_half(numpy_helper.to_array(attr.t))
+                    attr.t.CopyFrom(numpy_helper.from_array(half))
         elif node.op_type == "Cast":
             for attr in node.attribute:
                 if attr.name == "to" and attr.i == TensorProto.FLOAT:

@@ -76,7 +76,8 @@ def test_corrupt_entry_is_rebuilt_with_message(tmp_path, damage):
     else:
         path.unlink()
     found = cache.lookup(KEY)
-    assert found.status == "corrupt" and "corrupt" in found.message and "rebuilding" in found.message
+    assert found.status == "corrupt"
+    assert "corrupt" in found.message and "rebuilding" in found.message
     assert not path.exists() and not meta.exists()  # removed
     _, how = fake.load(cache)
     assert how == "built" and fake.builds == 2
@@ -105,7 +106,8 @@ def test_stale_entry_says_what_changed_and_is_replaced(tmp_path, field, value):
     assert not cache.path_for(old).exists()  # the superseded engine is gone
     assert cache.lookup(KEY).status == "hit"
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted([cache.path_for(KEY).name, cache.path_for(KEY).with_suffix(".json").name])
+    entry = cache.path_for(KEY)
+    assert names == sorted([entry.name, entry.with_suffix(".json").name])
 
 
 def test_other_graphs_are_kept(tmp_path):

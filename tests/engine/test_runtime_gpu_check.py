@@ -22,7 +22,8 @@ def test_no_gpu_line_and_exit_zero(monkeypatch, capsys):
     monkeypatch.setattr(gpu_check.shutil, "which", lambda name: None)
     assert gpu_check.main([]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == ["gpu-check: no GPU (nvidia-smi not found); nothing to check on this machine. OK."]
+    assert out == ["gpu-check: no GPU (nvidia-smi not found); nothing to check on this "
+                   "machine. OK."]
 
 
 def test_nvidia_smi_listing_no_gpu(monkeypatch):
