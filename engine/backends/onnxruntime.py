@@ -20,7 +20,8 @@ def available() -> tuple[bool, str]:
         import onnxruntime as ort
     except ImportError as exc:
         return False, f"onnxruntime not importable ({exc})"
-    return True, f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})"
+    providers = [p.replace("ExecutionProvider", "") for p in ort.get_available_providers()]
+    return True, f"onnxruntime {ort.__version__} ({', '.join(providers)})"
 
 
 def check_model_file(path: Path) -> Path:

@@ -41,7 +41,9 @@ def available() -> tuple[bool, str]:
     """Whether TensorRT can run here (importable and a CUDA GPU visible), and why."""
     try:
         import tensorrt as trt
-    except Exception as exc:  # ImportError, or OSError from a missing libnvinfer
+    except ModuleNotFoundError:
+        return False, "tensorrt not installed"
+    except Exception as exc:  # ImportError / OSError: installed but libnvinfer will not load
         return False, f"tensorrt not importable ({type(exc).__name__}: {str(exc)[:120]})"
     name = gpu_name()
     if name is None:
