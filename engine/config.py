@@ -79,7 +79,8 @@ class ModelConfig:
     dropout: float = 0.1  # dropout in attention / MLP / heads during training
     # --- per-frame flow encoder
     feat_dim: int = 96  # per-frame feature width from the flow encoder
-    enc_channels: tuple[int, ...] = (8, 16, 32, 64)  # conv widths, one stride-2 3×3 conv each
+    enc_stem: int = 4  # first conv: stem×stem kernel, stride stem (patchify; flow is smooth)
+    enc_channels: tuple[int, ...] = (16, 32, 64)  # conv widths: the stem, then stride-2 3×3s
     enc_grid: int = 4  # the last conv map is average-pooled to enc_grid × enc_grid, then flattened
     # --- targets
     range_base: int = 16  # level 0 takes intervals shorter than this (frames); each level doubles
@@ -103,7 +104,8 @@ class ModelConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check_positive(self, ("window", "hop", "segment", "attn_window", "blocks_per_level",
                                "levels", "channels", "feat_dim", "heads", "mlp_ratio",
-                               "enc_grid", "range_base", "nms_sigma", "max_candidates"))
+                               "enc_stem", "enc_grid", "range_base", "nms_sigma",
+                               "max_candidates"))
         for name in ("end_margin", "focal_gamma", "loss_cls", "loss_reg", "loss_emo", "loss_act"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"ModelConfig.{name} must be >= 0, got {getattr(self, name)!r}")

@@ -14,8 +14,10 @@ from engine.config import ModelConfig
 class FlowEncoder(nn.Module):
     """3×S×S flow map → ``feat_dim`` vector; invalid frames → a learned "no face" embedding.
 
-    The map goes through ``len(cfg.enc_channels)`` stride-2 3×3 conv + BN + ReLU
-    stages, is average-pooled to ``enc_grid × enc_grid`` (keeps *where* on the face
+    A patchify stem (``enc_stem``×``enc_stem`` conv, same stride: flow maps are
+    smooth, and this is ~4× cheaper to train than a stride-2 3×3 stem), then a
+    stride-2 3×3 conv per further ``enc_channels`` entry (each conv + BN + ReLU);
+    the map is average-pooled to ``enc_grid × enc_grid`` (keeps *where* on the face
     the motion is) and flattened into a linear layer.
     """
 
@@ -23,9 +25,10 @@ class FlowEncoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = in_channels
-        for c_out in cfg.enc_channels:
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        for i, c_out in enumerate(cfg.enc_channels):
+            conv = (nn.Conv2d(c_in, c_out, cfg.enc_stem, stride=cfg.enc_stem, bias=False) if i == 0
+                    else nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False))
+            layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
             c_in = c_out
         self.convs = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(cfg.enc_grid)
@@ -36,7 +39,7 @@ class FlowEncoder(nn.Module):
 
     def embed(self, flow: torch.Tensor) -> torch.Tensor:
         """Encode valid flow maps only: (N, 3, S, S) float → (N, feat_dim)."""
-        x = self.convs(flow.float())  # (N, 3, S, S) -> (N, C, S/2^n, S/2^n)
+        x = self.convs(flow.float())  # (N, 3, S, S) -> (N, C, h, w), h = S / stem / 2**(n-1)
         x = self.pool(x)  # (N, C, h, w) -> (N, C, g, g)
         return self.proj(x.flatten(1))  # (N, C, g, g) -> (N, C*g*g) -> (N, F)
 

@@ -120,11 +120,13 @@ class StreamingFEDN:
         with torch.no_grad():
             self.ring = model.encoder.padding(self.cfg.window)  # (window, F): no face yet
         self.count = 0
+        self.flow_shape: tuple[int, ...] = ()
 
     @torch.no_grad()
     def push(self, flow: np.ndarray | torch.Tensor,
              valid: bool) -> tuple[dict[str, np.ndarray], int] | None:
         flow_t = torch.as_tensor(np.asarray(flow, dtype=np.float32)).unsqueeze(0)  # -> (1, 3, S, S)
+        self.flow_shape = tuple(flow_t.shape[1:])
         feat = self.model.encoder(flow_t, torch.tensor([float(valid)]))  # (1, F)
         self.ring = torch.cat([self.ring[1:], feat], dim=0)  # (window, F), oldest dropped
         self.count += 1
@@ -144,9 +146,9 @@ class StreamingFEDN:
         n_real = self.count % self.cfg.hop
         if n_real == 0:
             return None
-        count, flow = self.count, torch.zeros(3, 1, 1)
+        count, flow = self.count, np.zeros(self.flow_shape, np.float32)
         res = None
         while res is None:
-            res = self.push(flow.numpy(), False)
+            res = self.push(flow, False)
         self.count = count
         return res[0], res[1], n_real
