@@ -61,6 +61,16 @@ def test_prepare_and_worker_steps_on_cpu(monkeypatch, tmp_path, capsys):
                                                                                "p99": 2.0},
                                                         "detector_per_hop_ms": {"p50": 1.0,
                                                                                 "p99": 2.0}})
+    def fake_demo(work):  # the real one runs MediaPipe over the 750-frame demo clip
+        rng = np.random.default_rng(0)
+        flow = rng.standard_normal((40, 3, 64, 64)).astype(np.float16)
+        valid = rng.random(40) > 0.2
+        np.save(work / "demo_flow.npy", flow)
+        np.save(work / "demo_valid.npy", valid)
+        return flow, valid
+
+    monkeypatch.setattr(gpu_check, "prepare_demo", fake_demo)
+    monkeypatch.setattr(gpu_check, "DEMO_THRESH", 0.0)  # every point a candidate: strict
     first = gpu_check.prepare(tmp_path)
     assert first["onnxruntime-cpu"]["parity_max_abs"] <= 1e-4
     assert (tmp_path / "onnx" / "detector.fp16.onnx").is_file()
@@ -70,6 +80,8 @@ def test_prepare_and_worker_steps_on_cpu(monkeypatch, tmp_path, capsys):
     json.dumps(results)  # serialisable for gpu_results.json
     assert results["torch-cpu"]["score_max_abs"] == 0.0  # same weights, same device as reference
     assert results["torch-cpu"]["same_candidates"] is True
+    assert results["torch-cpu"]["demo_same_candidates"] is True
+    assert results["torch-cpu"]["demo_candidates"][0] > 0  # something was compared
     out = capsys.readouterr().out
     from engine.backends.tensorrt import available
     if not available()[0]:
