@@ -177,3 +177,17 @@ def test_joint_loss_overfits_a_tiny_batch():
     assert history[-1]["total"] < 0.5 * history[0]["total"]
     for name in ("cls", "reg", "act"):
         assert history[-1][name] < history[0][name], name
+
+
+def test_every_interval_gets_an_anchor_within_its_levels_stride_of_the_offset():
+    """Bounds the emission delay: the first positive point is at most 2**l - 1 frames late."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        dur = int(rng.integers(1, 200))
+        offset = int(rng.integers(0, CFG.window - 8))
+        t = assign_window([(offset - dur + 1, offset, int(rng.integers(0, 2)), 0)], CFG)
+        pos = _pos_points(t)
+        level = int(pos[0, 1])
+        assert CFG.level_ranges[level][0] <= dur < CFG.level_ranges[level][1]
+        assert 0 <= pos[:, 0].min() - offset <= 2 ** level - 1
+        assert pos[:, 0].max() - offset <= CFG.level_margin(level)
