@@ -134,3 +134,25 @@ def test_distractors_are_labelled_and_avoid_events(gen):
 def test_config_checks(field, value):
     with pytest.raises(ValueError, match=field):
         SynthConfig(**{field: value})
+
+
+def test_identity_mixing_stays_inside_the_split():
+    from training.synth.mix import compatible, morph
+
+    cfg = SynthConfig()
+    specs = plan(20, "train", 1, replace(cfg, identity_mix=1.0, video_s=20))
+    train = set(faces.photos("train"))
+    mixed = [s for s in specs if s.mix]
+    assert len(mixed) > len(specs) // 2
+    for s in mixed:
+        assert s.mix in train and faces.load(s.mix).identity != s.subject
+        assert cfg.mix_t[0] <= s.mix_t <= cfg.mix_t[1]
+    a, b = faces.load("hopper"), faces.load("collins")
+    assert compatible(a, b)
+    m = morph(a, b, 0.5)
+    assert m.identity == "hopper" and m.split == "train" and m.image.shape == a.image.shape
+    assert 0 < np.abs(m.image.astype(int) - a.image).mean() < 60
+    assert not compatible(a, faces.load("kanade"))  # other split
+    with pytest.raises(ValueError, match="splits differ"):
+        morph(a, faces.load("kanade"), 0.5)
+    assert all(not s.mix for s in plan(5, "train", 1, cfg.without_distractors()))

@@ -25,6 +25,8 @@ class SynthConfig:
     macro_amp: tuple[float, float] = (0.6, 1.3)  # macro apex amplitude range (AU units)
     face_width: tuple[float, float] = (100.0, 190.0)  # face width in the frame, pixels
     identity_morph: float = 0.25  # static random AU offsets per video (resting-face variety)
+    identity_mix: float = 0.5  # probability a video's face is morphed with another of its split
+    mix_t: tuple[float, float] = (0.25, 0.6)  # morph weight range of the second face
     # distractors: a switch each, and a rate where it is an event
     blinks: bool = True  # eye blinks with the real (CAS(ME)^3) durations and gaps
     head_drift: bool = True  # slow translation / rotation / scale drift
@@ -48,21 +50,24 @@ class SynthConfig:
         for name in ("fps", "width", "height", "video_s", "gap_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SynthConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("micro_amp", "macro_amp", "face_width"):
+        for name in ("micro_amp", "macro_amp", "face_width", "mix_t"):
             lo, hi = getattr(self, name)
-            if not 0 < lo <= hi:
+            if not 0 < lo <= hi or (name == "mix_t" and hi > 1):
                 raise ValueError(f"SynthConfig.{name} must be (lo, hi) with 0 < lo <= hi, "
                                  f"got {getattr(self, name)!r}")
         for name in ("sudden_per_min", "flicker_per_min", "compression_per_min",
-                     "occlusion_per_min", "out_of_frame_per_min", "identity_morph"):
+                     "occlusion_per_min", "out_of_frame_per_min", "identity_morph",
+                     "identity_mix"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SynthConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 
     def without_distractors(self) -> "SynthConfig":
-        """The same config with every distractor switched off (and no resting-face morph)."""
+        """The same config with every distractor switched off (no resting-face morph or
+        identity mixing either)."""
         from dataclasses import replace
 
-        return replace(self, identity_morph=0.0, **{k: False for k in DISTRACTORS})
+        return replace(self, identity_morph=0.0, identity_mix=0.0,
+                       **{k: False for k in DISTRACTORS})
 
 
 def config_fields() -> list[str]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from .config import SynthConfig
 from .faces import SPLITS, load, manifest, photos
+from .mix import compatible, morph
 from .render import NoiseBank, build_scene, render_frame
 from .stats import load as load_stats
 from .timeline import Timeline, build_timeline
@@ -42,13 +43,16 @@ LABEL_CSV = "labels.csv"
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """One video to make: name, subject (= face identity), photo, length, seed."""
+    """One video to make: name, subject (= face identity), photo, length, seed, and the
+    photo its face is morphed with (``mix``, weight ``mix_t``; "" for none)."""
 
     video: str
     subject: str
     photo: str
     n_frames: int
     seed: int
+    mix: str = ""
+    mix_t: float = 0.0
 
 
 def plan(minutes: float, split: str, seed: int, cfg: SynthConfig,
@@ -76,8 +80,16 @@ def plan(minutes: float, split: str, seed: int, cfg: SynthConfig,
         n = max(n, 10)
         photo = pool[order[i % len(pool)]]
         subject = rows[photo]["identity"]
+        mix, mix_t = "", 0.0
+        if cfg.identity_mix > 0 and rng.random() < cfg.identity_mix:
+            partners = [p for p in photos(rows[photo]["split"])
+                        if compatible(load(photo), load(p))]
+            if partners:
+                mix = partners[int(rng.integers(len(partners)))]
+                mix_t = round(float(rng.uniform(*cfg.mix_t)), 3)
         specs.append(VideoSpec(video=f"{subject}_{i + 1:03d}", subject=subject, photo=photo,
-                               n_frames=n, seed=int(child_seeds[i % 4096]) + i // 4096))
+                               n_frames=n, seed=int(child_seeds[i % 4096]) + i // 4096,
+                               mix=mix, mix_t=mix_t))
         done += n
         i += 1
     return specs
@@ -87,7 +99,10 @@ def make_video(spec: VideoSpec, cfg: SynthConfig, gen: dict
                ) -> tuple[Timeline, object, "np.ndarray | None"]:
     """Timeline and scene of one video (deterministic in ``spec.seed``)."""
     scene_rng = np.random.default_rng([spec.seed, 1])
-    scene = build_scene(load(spec.photo), cfg, scene_rng)
+    photo = load(spec.photo)
+    if spec.mix:
+        photo = morph(photo, load(spec.mix), spec.mix_t)
+    scene = build_scene(photo, cfg, scene_rng)
     tl = build_timeline(spec.n_frames, cfg, gen, spec.seed)
     noise = NoiseBank(scene.base.shape, tl.noise_sigma, spec.seed) if tl.noise_sigma > 0 else None
     return tl, scene, noise
@@ -212,11 +227,12 @@ def generate(out: str | Path, minutes: float, split: str = "train", seed: int = 
     label_path = write_labels(out, fmt, events)
     with open(out / "videos.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["subject", "video", "photo", "frames", "fps", "events", "seed"])
+        w.writerow(["subject", "video", "photo", "mix", "mix_t", "frames", "fps", "events",
+                    "seed"])
         for r in ordered:
             s = r["spec"]
-            w.writerow([s["subject"], s["video"], s["photo"], r["frames"], cfg.fps,
-                        len(r["events"]), s["seed"]])
+            w.writerow([s["subject"], s["video"], s["photo"], s["mix"], s["mix_t"], r["frames"],
+                        cfg.fps, len(r["events"]), s["seed"]])
     with open(out / "distractors.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["video", "kind", "onset", "offset"])
