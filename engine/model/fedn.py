@@ -141,7 +141,8 @@ class StreamingFEDN:
         Returns ``(outputs, frame_offset, n_real)`` where only the first ``n_real``
         of the hop's ``hop`` responsible positions are real frames (outputs there
         are exact: the padding lies in their future), or None if the stream ended
-        on a hop boundary. The count of frames pushed is restored afterwards.
+        on a hop boundary. Call it once, at the end: ``count`` still says how many
+        real frames were pushed, but the ring now holds the padding.
         """
         n_real = self.count % self.cfg.hop
         if n_real == 0:
