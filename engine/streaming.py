@@ -62,42 +62,63 @@ class StreamingDetector:
     def __init__(self, engine: EngineLike, cfg: ModelConfig) -> None:
         self.engine, self.cfg = engine, cfg
         w = cfg.window
-        pad = np.asarray(engine.padding(1), np.float32)  # (1, F): "no face yet"
-        self._feats = np.repeat(pad, 2 * w, axis=0)  # (2W, F) mirrored ring
+        self._no_face = np.asarray(engine.padding(1), np.float32)[0]  # (F,): "no face"
+        self._feats = np.repeat(self._no_face[None], 2 * w, axis=0)  # (2W, F) mirrored ring
         self._frames = np.zeros(2 * w, np.int64)  # stream index of each position (mirrored)
         self.pushed = 0  # frames pushed so far
         self.encode_ms = 0.0  # last encoder call
 
     def push(self, flow: FlowFrame) -> HopResult | None:
         """Encode one frame; every ``hop``-th frame also detect and decode."""
-        w, hop = self.cfg.window, self.cfg.hop
         t0 = time.perf_counter()
         feat = self.engine.encode(flow.flow[None], np.array([float(flow.valid)], np.float32))
         self.encode_ms = (time.perf_counter() - t0) * 1e3
-        slot = self.pushed % w
-        self._feats[slot] = self._feats[slot + w] = feat[0]
-        self._frames[slot] = self._frames[slot + w] = flow.index
-        self.pushed += 1
-        if self.pushed % hop:
+        self._write(feat[0], flow.index)
+        if self.pushed % self.cfg.hop:
             return None
+        return self._detect(self.cfg.hop)
+
+    def flush(self) -> HopResult | None:
+        """End of stream: complete the last partial hop with "no face" frames and detect.
+
+        Only the real frames' positions are decoded (the padding lies in their
+        future, so their outputs are exact). None when the stream ended on a hop.
+        """
+        n_real = self.pushed % self.cfg.hop
+        if n_real == 0 or self.pushed == 0:
+            return None
+        last = int(self._frames[(self.pushed - 1) % self.cfg.window])
+        for k in range(1, self.cfg.hop - n_real + 1):
+            self._write(self._no_face, last + k)
+        return self._detect(n_real, last_frame=last)
+
+    def _write(self, feat: np.ndarray, index: int) -> None:
+        w = self.cfg.window
+        slot = self.pushed % w
+        self._feats[slot] = self._feats[slot + w] = feat
+        self._frames[slot] = self._frames[slot + w] = index
+        self.pushed += 1
+
+    def _detect(self, n_real: int, last_frame: int | None = None) -> HopResult:
+        w, hop = self.cfg.window, self.cfg.hop
         t1 = time.perf_counter()
         start = self.pushed % w  # oldest position of the window in the mirrored ring
         outputs = self.engine.detect(self._feats[start:start + w])  # (W, F) contiguous view
         base = self.pushed - w  # virtual position of window slot 0 (negative at start)
-        responsible = (w - hop, w)
+        responsible = (w - hop, w - hop + n_real)
         candidates = decode_window(outputs, self.cfg, frame_offset=base,
                                    frame_range=responsible)
         active = decode_active(outputs, self.cfg, frame_offset=base, frame_range=responsible)
-        result = HopResult(
-            frame=int(flow.index),
+        frame = int(self._frames[(self.pushed - 1) % w]) if last_frame is None else last_frame
+        return HopResult(
+            frame=frame,
             candidates=[replace(c, onset_frame=self.to_frame(c.onset_frame),
-                                offset_frame=self.to_frame(c.offset_frame),
+                                offset_frame=min(self.to_frame(c.offset_frame), frame),
                                 anchor_frame=self.to_frame(c.anchor_frame))
                         for c in candidates],
             active=replace(active, frames=np.array([self.to_frame(p) for p in active.frames],
                                                    np.int64)),
             detect_ms=(time.perf_counter() - t1) * 1e3)
-        return result
 
     def to_frame(self, position: int) -> int:
         """Stream index of virtual position ``position``.

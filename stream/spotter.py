@@ -92,4 +92,8 @@ class Spotter:
 
     def _drop(self, track_id: int, last_frame: int) -> list[dict]:
         track = self._tracks.pop(track_id)
-        return track.tracker.flush(max(last_frame, track.tracker.now))
+        records: list[dict] = []
+        hop = track.detector.flush()  # the last partial hop's real frames
+        if hop is not None:
+            records += track.tracker.update(hop.frame, hop.candidates, hop.active)
+        return records + track.tracker.flush(max(last_frame, track.tracker.now))

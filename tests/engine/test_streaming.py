@@ -92,3 +92,24 @@ def test_dropped_frames_map_back_to_stream_indices(model, clip):
     assert det.to_frame(det.pushed - 1) == idx
     assert det.to_frame(det.pushed + 2) == idx + 3  # beyond the ring: extrapolated
     assert det.to_frame(-100) == 0  # before the stream: clamped
+
+
+def test_flush_decodes_the_last_partial_hop_like_the_reference(model, clip):
+    flow, valid = clip
+    n = 2 * CFG.hop + 3  # ends 3 frames into a hop
+    ref = StreamingFEDN(model)
+    with _engine(model) as eng:
+        det = StreamingDetector(eng, CFG)
+        for i in range(n):
+            ref.push(flow[i], bool(valid[i]))
+            det.push(FlowFrame(i, i / 30, flow[i], bool(valid[i])))
+        out, offset, n_real = ref.flush()
+        got = det.flush()
+    assert n_real == 3 and got is not None
+    expect = decode_window(out, CFG, frame_offset=offset,
+                           frame_range=(CFG.window - CFG.hop, CFG.window - CFG.hop + 3))
+    assert [(c.kind, round(c.score, 5)) for c in got.candidates] == \
+        [(c.kind, round(c.score, 5)) for c in expect]
+    assert np.array_equal(got.active.frames, np.arange(n - 3, n))
+    assert all(c.offset_frame <= n - 1 for c in got.candidates)
+    assert got.frame == n - 1
