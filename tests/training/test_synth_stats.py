@@ -26,7 +26,7 @@ def real() -> dict:
 
 
 def test_stats_json_is_what_the_script_derives(stored):
-    assert synth_stats.compute() == stored, "stats.json is stale: run python -m training.synth.stats"
+    assert synth_stats.compute() == stored, "stale stats.json: run python -m training.synth.stats"
 
 
 def test_stats_json_counts_match_the_label_files(stored, real):
