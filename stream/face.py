@@ -20,10 +20,13 @@ filter, picks the primary face and warps each face to the canonical crop.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -43,6 +46,24 @@ NO_FACE = FaceObs(found=False)
 # protobuf 4.25 warns on every graph output that MediaPipe 0.10.14 parses; harmless.
 warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated",
                         category=UserWarning)
+
+
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Silence file descriptor 2 (MediaPipe's C++ glog / TFLite lines) for a moment.
+
+    Python-level errors still surface: they are raised, not printed, inside.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
 
 
 def _solutions():
@@ -131,18 +152,23 @@ class FaceTracker:
     def __init__(self, cfg: StreamConfig | None = None) -> None:
         self.cfg = cfg or StreamConfig()
         sol = _solutions()
-        # One mesh graph per face count k = 1..max_faces (~20 ms each to build, made
-        # up front so no frame stalls later); the graph for k faces runs its detector
-        # only while it tracks fewer than k, so the active graph matches the scene.
-        self._graphs = [sol.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=k,
-            refine_landmarks=self.cfg.face_landmarks == 478,
-            min_detection_confidence=self.cfg.face_confidence,
-            min_tracking_confidence=self.cfg.face_confidence)
-            for k in range(1, self.cfg.max_faces + 1)]
+        with _native_stderr_muted():
+            # One mesh graph per face count k = 1..max_faces (~20 ms each to build, made
+            # up front so no frame stalls later); the graph for k faces runs its detector
+            # only while it tracks fewer than k, so the active graph matches the scene.
+            self._graphs = [sol.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=k,
+                refine_landmarks=self.cfg.face_landmarks == 478,
+                min_detection_confidence=self.cfg.face_confidence,
+                min_tracking_confidence=self.cfg.face_confidence)
+                for k in range(1, self.cfg.max_faces + 1)]
+            self._detector = sol.face_detection.FaceDetection(  # for the detect_every check
+                model_selection=0, min_detection_confidence=self.cfg.face_confidence)
+            # Each graph logs its TFLite set-up lines on its first frame: run that now.
+            blank = np.zeros((32, 32, 3), np.uint8)
+            for graph in (*self._graphs, self._detector):
+                graph.process(blank)
         self._k = 1  # faces the active graph tracks
-        self._detector = sol.face_detection.FaceDetection(  # for the detect_every check
-            model_selection=0, min_detection_confidence=self.cfg.face_confidence)
         self._tracks: dict[int, _Track] = {}
         self._next_id = 0
         self._primary_id: int | None = None

@@ -12,8 +12,6 @@ from training.datasets import (RAW_TO_EMOTION4, Annotation, all_real_annotations
 from training.datasets.readers import REAL_FILES
 
 ANN = annotations_dir()
-# The real label files ship with the package: their absence is a failure, not a skip.
-needs_real = pytest.mark.usefixtures()
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +24,6 @@ def real() -> dict[str, list[Annotation]]:
     return out
 
 
-@needs_real
 @pytest.mark.parametrize("name,total,macro,micro,subjects,n_videos", [
     ("casme2", 357, 300, 57, 22, 95),
     ("sammlv", 502, 343, 159, 30, 147),
@@ -43,14 +40,12 @@ def test_real_counts(real, name, total, macro, micro, subjects, n_videos):
         assert len({a.key for a in anns}) == n_videos == len(videos(anns))
 
 
-@needs_real
 def test_blinks_sheet(real):
     blinks = real["casme3_blinks"]
     assert len(blinks) == 841
     assert {a.kind for a in blinks} == {"blink"} and all(a.apex is None for a in blinks)
 
 
-@needs_real
 def test_missing_offset_convention_is_offset_equals_apex(real):
     filled = [a for a in real["casme2"] if not a.offset_marked]
     assert len(filled) == 44
@@ -62,7 +57,6 @@ def test_missing_offset_convention_is_offset_equals_apex(real):
     assert all(a.offset_marked for a in real["sammlv"] + real["casme3"])
 
 
-@needs_real
 def test_casme2_naming_rules_and_unmarked_apex(real):
     first = real["casme2"][0]
     assert (first.subject, first.video, first.onset, first.apex, first.offset) == (
@@ -72,7 +66,6 @@ def test_casme2_naming_rules_and_unmarked_apex(real):
     assert [(a.subject, a.label_id) for a in no_apex] == [("s34", "anger1_1")]
 
 
-@needs_real
 def test_sammlv_fractional_frames_truncate_and_apex_minus_one(real):
     first = real["sammlv"][0]  # 006_1_1: 566.4 / 647.6 / 743.2
     assert (first.subject, first.video, first.onset, first.apex, first.offset) == (
@@ -82,7 +75,6 @@ def test_sammlv_fractional_frames_truncate_and_apex_minus_one(real):
     assert {a.emotion for a in real["sammlv"]} == {""}  # the file has no emotion column
 
 
-@needs_real
 def test_kind_comes_from_type_column_not_duration(real):
     long_micro = [a for a in real["casme3"] if a.kind == "micro" and a.seconds > 0.5]
     assert len(long_micro) > 300  # CAS(ME)^3 "micro" labels often exceed 0.5 s; kept as micro
@@ -90,7 +82,6 @@ def test_kind_comes_from_type_column_not_duration(real):
     assert short_macro
 
 
-@needs_real
 def test_casme3_micro_emotions_joined_from_micro_file(real):
     micro = [a for a in real["casme3"] if a.kind == "micro"]
     assert Counter(a.emotion for a in micro) == {"negative": 457, "surprise": 187,
@@ -99,7 +90,6 @@ def test_casme3_micro_emotions_joined_from_micro_file(real):
     assert Counter(a.raw_emotion for a in real["casme3_micro"])["Others"] == 3
 
 
-@needs_real
 def test_casme3_macro_objective_emotion_is_opt_in():
     anns = read_casme3(ANN / REAL_FILES["casme3"], macro_emotion="objective", micro_file=None)
     macro = [a for a in anns if a.kind == "macro"]
@@ -109,7 +99,6 @@ def test_casme3_macro_objective_emotion_is_opt_in():
         read_casme3(ANN / REAL_FILES["casme3"], macro_emotion="guess")
 
 
-@needs_real
 def test_every_raw_label_maps_and_readme_table_lists_it(real):
     raws = {a.raw_emotion.lower() for n in ("casme2", "casme3_micro") for a in real[n]}
     raws |= {a.self_report.lower() for a in real["casme2"]}
@@ -194,7 +183,6 @@ def test_videos_resolve_casme2_and_sammlv_layouts(tmp_path):
         videos(anns, tmp_path / "absent")
 
 
-@needs_real
 def test_loso_and_fixed_splits_are_subject_wise_and_deterministic(real):
     anns = real["casme2"]
     folds = loso_splits(anns)

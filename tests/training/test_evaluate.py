@@ -16,8 +16,6 @@ from training.megc_csv import (Spot, megc_csv_text, read_jsonl_events, read_megc
 
 ROOT = Path(__file__).parents[2]
 ANN = annotations_dir()
-# The real label files ship with the package: their absence is a failure, not a skip.
-needs_real = pytest.mark.usefixtures()
 
 GT_CSV = """subject,video,onset,offset,emotion,type
 s1,v1,1,10,negative,micro
@@ -46,7 +44,6 @@ def test_csv_round_trip_is_identical(tmp_path, text):
     assert (tmp_path / "out.csv").read_text() == text
 
 
-@needs_real
 @pytest.mark.parametrize("name", ["casme2", "sammlv", "casme3"])
 def test_real_labels_round_trip_through_csv(tmp_path, name):
     spots = [spot_from_annotation(a) for a in load_real(name)]
@@ -138,7 +135,6 @@ def test_evaluate_cli_bad_input_exits_2_with_one_line(tmp_path, gt, pred, messag
     assert proc.stderr.count("\n") == 1 and message in proc.stderr and proc.stdout == ""
 
 
-@needs_real
 def test_evaluate_cli_on_real_label_file(tmp_path, capsys):
     spots = [spot_from_annotation(a) for a in load_real("casme2")]
     write_megc_csv(spots[:100], tmp_path / "pred.csv")
@@ -150,7 +146,6 @@ def test_evaluate_cli_on_real_label_file(tmp_path, capsys):
     assert result["n_gt"] == 357
 
 
-@needs_real
 def test_stats_cli_writes_figure_and_counts(tmp_path, capsys):
     from training.datasets.stats import main as stats_main
 
