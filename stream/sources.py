@@ -62,12 +62,18 @@ class _SourceBase:
     def __init__(self) -> None:
         self._opened = False
         self._next_index = 0
+        self._fps = 0.0
+        self._size = (0, 0)
+        self._count: int | None = None
 
     def __enter__(self):
         return self.open()
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def close(self) -> None:
+        self._opened = False
 
     def _require_open(self) -> None:
         if not self._opened:
@@ -76,8 +82,33 @@ class _SourceBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
 
+    @property
+    def fps(self) -> float:
+        return self._fps
 
-class VideoFileSource(_SourceBase):
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    @property
+    def frame_count(self) -> int | None:
+        return self._count
+
+
+class _CaptureSource(_SourceBase):
+    """Sources read through ``cv2.VideoCapture`` (files and cameras)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cap: cv2.VideoCapture | None = None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+        self._cap, self._opened = None, False
+
+
+class VideoFileSource(_CaptureSource):
     """A video file read with OpenCV.
 
     ``t_capture`` is the container timestamp of each frame (seconds from the
@@ -89,10 +120,6 @@ class VideoFileSource(_SourceBase):
         super().__init__()
         self.path = Path(path)
         self.name = str(self.path)
-        self._cap: cv2.VideoCapture | None = None
-        self._fps = 0.0
-        self._size = (0, 0)
-        self._count: int | None = None
         self._last_t = -1.0
 
     def open(self) -> "VideoFileSource":
@@ -129,25 +156,9 @@ class VideoFileSource(_SourceBase):
         self._last_t = t
         return Frame(index=index, t_capture=t, image=image)
 
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-        self._cap, self._opened = None, False
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def frame_count(self) -> int | None:
-        return self._count
 
 
-class WebcamSource(_SourceBase):
+class WebcamSource(_CaptureSource):
     """A camera (``webcam:N``) through OpenCV; reports what the camera actually gives."""
 
     live = True
@@ -160,7 +171,6 @@ class WebcamSource(_SourceBase):
         self.index, self.name = index, f"webcam:{index}"
         self.requested = (width, height, fps)
         self.open_timeout_s = open_timeout_s
-        self._cap: cv2.VideoCapture | None = None
         self._fps, self._size = fps, (width, height)
 
     def open(self) -> "WebcamSource":
@@ -199,22 +209,6 @@ class WebcamSource(_SourceBase):
         self._next_index += 1
         return Frame(index=index, t_capture=t, image=image)
 
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-        self._cap, self._opened = None, False
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def frame_count(self) -> int | None:
-        return None
 
 
 #: Naming schemes of the datasets' frame folders: name -> regex whose group 1 is the number.
@@ -266,7 +260,7 @@ class ImageSequenceSource(_SourceBase):
         first = cv2.imread(str(self.files[0]), cv2.IMREAD_COLOR)
         if first is None:
             raise SourceError(f"cannot decode image {self.files[0]} (corrupt or not an image)")
-        self._size = (first.shape[1], first.shape[0])
+        self._size, self._count = (first.shape[1], first.shape[0]), len(self.files)
         self._opened, self._next_index = True, 0
         return self
 
@@ -294,20 +288,6 @@ class ImageSequenceSource(_SourceBase):
         self._next_index += 1
         return Frame(index=index, t_capture=index / self._fps, image=image)
 
-    def close(self) -> None:
-        self._opened = False
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def frame_count(self) -> int | None:
-        return len(self.files) if self._opened else None
 
 
 class ArraySource(_SourceBase):
@@ -332,7 +312,7 @@ class ArraySource(_SourceBase):
             raise ValueError(f"frames must be H×W×3 uint8 images, got shape {first.shape} "
                              f"dtype {first.dtype}")
         self._frames, self._fps, self.live = frames, float(fps), live
-        self._size = (first.shape[1], first.shape[0])
+        self._size, self._count = (first.shape[1], first.shape[0]), len(frames)
         self.name = f"array[{len(frames)}]"
 
     def open(self) -> "ArraySource":
@@ -347,20 +327,6 @@ class ArraySource(_SourceBase):
         self._next_index += 1
         return Frame(index=index, t_capture=index / self._fps, image=np.asarray(self._frames[index]))
 
-    def close(self) -> None:
-        self._opened = False
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def frame_count(self) -> int | None:
-        return len(self._frames)
 
 
 def open_source(spec: str, fps: float | None = None) -> FrameSource:
