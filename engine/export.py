@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                        flow_size=flow_size)
     Path(args.out, "manifest.json").write_text(json.dumps({
         "fingerprint": model_fingerprint((model.encoder, model.detector), cfg, flow_size),
-        "weights": str(args.weights or "shipped"), "opset": OPSET, "fp16": args.fp16}, indent=1))
+        "weights": str(args.weights) if args.weights else "default (engine/weights/*.pt, else "
+                   "untrained)", "opset": OPSET, "fp16": args.fp16}, indent=1))
     print(f"engine.export: wrote {pair.encoder} and {pair.detector}"
           + (" (+ .fp16.onnx)" if args.fp16 else "")
           + f" in {time.perf_counter() - start:.1f} s (opset {OPSET}, onnx.checker OK)")
