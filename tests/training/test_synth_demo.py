@@ -35,3 +35,36 @@ def test_demo_is_reproducible(tmp_path):
 
     _, labels = write_demo(tmp_path)
     assert labels.read_text() == (DEMO_DIR / "demo_labels.csv").read_text()
+
+
+@pytest.mark.slow
+def test_demo_events_stand_out_in_the_pipeline_flow():
+    """The project's face tracker + flow stage see every labelled demo event."""
+    import csv
+
+    import numpy as np
+
+    from stream.face import FaceTracker
+    from stream.flow import FlowStage
+    from stream.sources import open_source
+
+    tracker, flow = FaceTracker(), FlowStage()
+    p99, found = [], 0
+    with open_source("demo") as src:
+        while (frame := src.read()) is not None:
+            update = tracker.update(frame)
+            found += update.found
+            ff = flow.update(update.primary, frame.index, frame.t_capture)
+            f = ff.flow.astype(np.float32)
+            p99.append(np.percentile(np.hypot(f[0], f[1]), 99) if ff.valid else np.nan)
+    p99 = np.array(p99)
+    assert found >= 0.95 * len(p99)
+    with open(DEMO_DIR / "demo_labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    inside = np.zeros(len(p99), bool)
+    for r in rows:
+        inside[int(r["onset"]):int(r["offset"]) + 7] = True
+    background = np.nanpercentile(p99[~inside], 95)
+    for r in rows:
+        peak = np.nanmax(p99[int(r["onset"]):int(r["offset"]) + 7])
+        assert peak > 1.5 * background, (r, peak, background)

@@ -24,7 +24,8 @@ from .timeline import AU_COLUMN, Timeline
 COMBOS: dict[str, tuple[str, ...]] = {
     "smile AU6+12": ("6", "12"), "smile+lips AU6+12+25": ("6", "12", "25"),
     "brows AU1+2": ("1", "2"), "frown AU4+7": ("4", "7"), "disgust AU9+10": ("9", "10"),
-    "sad AU15+17": ("15", "17"), "jaw AU25+26": ("25", "26"), "blink AU43": ("43",),
+    "sad AU15+17": ("15", "17"), "jaw AU25+26": ("25", "26"), "dimpler AU14": ("14",),
+    "chin AU17": ("17",), "blink AU43": ("43",),
 }
 
 
