@@ -301,6 +301,7 @@ class _PyCudaMemory:
         finally:
             self.ctx.pop()
         self.stream_handle = self.stream.handle
+        self._allocs: list = []
 
     def current(self) -> _Current:  # the caller's thread may differ from activate()'s
         return _Current(self.ctx.push, self.cuda.Context.pop)
@@ -309,6 +310,7 @@ class _PyCudaMemory:
         with self.current():
             host = self.cuda.pagelocked_empty(volume, dtype)
             dev = self.cuda.mem_alloc(host.nbytes)
+        self._allocs.append(dev)
         return host, dev, int(dev)
 
     def h2d(self, dev, host: np.ndarray, n: int) -> None:
@@ -321,7 +323,11 @@ class _PyCudaMemory:
         self.stream.synchronize()
 
     def close(self) -> None:
-        self.stream = None
+        with self.current():  # free while the context is current (not at some later GC)
+            for dev in self._allocs:
+                dev.free()
+            self.stream = None
+        self._allocs.clear()
 
 
 class _TorchCudaMemory:
