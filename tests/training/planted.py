@@ -1,0 +1,27 @@
+"""Fake cached features with planted expressions (no MediaPipe, no video): training tests."""
+from __future__ import annotations
+
+import numpy as np
+
+from stream.align import region_slices
+from training.features import VideoFeatures
+
+
+def planted_video(name: str, n: int = 480, seed: int = 0, size: int = 16,
+                  events: tuple = ((100, 108, "micro", "positive"), (250, 290, "macro", "negative"),
+                                   (400, 420, "macro", "surprise")),
+                  amp: float = 3.0, invalid: tuple[int, int] | None = (20, 30)) -> VideoFeatures:
+    """A video of noise with motion bumps: micro in the mouth, macro in the brows."""
+    rng = np.random.default_rng(seed)
+    events = tuple(e for e in events if e[1] < n)
+    flow = (0.1 * rng.standard_normal((n, 3, size, size))).astype(np.float16)
+    for on, off, kind, _ in events:
+        rows, cols = region_slices("mouth" if kind == "micro" else "brows", size)
+        for t in range(on, off + 1):
+            flow[t, 1, rows, cols] += np.float16(amp)
+    valid = np.ones(n, bool)
+    if invalid:
+        valid[invalid[0]:invalid[1]] = False
+        flow[invalid[0]:invalid[1]] = 0
+    return VideoFeatures(subject=name.split("_")[0], video=name, flow=flow, valid=valid,
+                         fps=30.0, intervals=tuple(events))

@@ -1,0 +1,240 @@
+"""Flow features for training, from exactly the live path, cached on disk.
+
+Each video goes through the same stages as ``run_live``:
+``VideoFileSource`` → ``FaceTracker.update(frame)`` → primary face →
+``FlowStage.update(obs, index, t_capture)`` → ``FlowFrame.flow`` (3×S'×S'
+float16) and ``valid``. So the network trains on the inputs it will serve on.
+
+Cache layout (one folder per stream-config hash, so a changed flow setting
+never reuses stale features)::
+
+    <cache>/<hash>/<video>.flow.npy    (N, 3, S', S') float16  (memory-mapped on load)
+    <cache>/<hash>/<video>.valid.npy   (N,) bool
+    <cache>/<hash>/<video>.json        source path, size, mtime, frames, fps, seconds
+
+A cache entry is reused when the source's size and mtime match.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.config import StreamConfig
+
+#: Bump when the extraction code changes in a way that changes its output.
+FEATURE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VideoFeatures:
+    """Cached flow features of one video plus its labels (stream indices, inclusive).
+
+    Attributes:
+        subject, video: identifiers as in the label file.
+        flow: (N, 3, S', S') float16 flow maps (np.memmap when loaded from the cache).
+        valid: (N,) bool, False where no face / no reference crop yet.
+        fps: frame rate of the source.
+        intervals: (onset, offset, kind, emotion) tuples, stream indices.
+    """
+
+    subject: str
+    video: str
+    flow: np.ndarray
+    valid: np.ndarray
+    fps: float
+    intervals: tuple[tuple[int, int, str, str], ...] = ()
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.valid.shape[0])
+
+
+def config_hash(cfg: StreamConfig) -> str:
+    """Short hash of everything that changes the features."""
+    text = json.dumps({"v": FEATURE_VERSION, **asdict(cfg)}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def extract_video(path: str | Path, cfg: StreamConfig | None = None,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """Run the live face + flow stages over a video file.
+
+    Returns:
+        flow (N, 3, S', S') float16, valid (N,) bool, fps.
+    """
+    from stream.face import FaceTracker
+    from stream.flow import FlowStage
+    from stream.sources import VideoFileSource
+
+    cfg = cfg or StreamConfig()
+    flows: list[np.ndarray] = []
+    valid: list[bool] = []
+    with VideoFileSource(path) as src, FaceTracker(cfg) as face:
+        stage = FlowStage(cfg)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=src.frame_count, desc=Path(path).name, unit="f", leave=False)
+        while (frame := src.read()) is not None:
+            update = face.update(frame)
+            ff = stage.update(update.primary, frame.index, frame.t_capture)
+            flows.append(np.asarray(ff.flow, np.float16))
+            valid.append(bool(ff.valid))
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        fps = src.fps
+    n = cfg.flow_size
+    flow = np.stack(flows) if flows else np.zeros((0, 3, n, n), np.float16)
+    return flow, np.asarray(valid, bool), float(fps)
+
+
+def _entry(cache: Path, video: str) -> tuple[Path, Path, Path]:
+    return (cache / f"{video}.flow.npy", cache / f"{video}.valid.npy", cache / f"{video}.json")
+
+
+def cached_features(path: str | Path, cache_dir: str | Path, cfg: StreamConfig | None = None,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """``extract_video`` with an on-disk cache; flow comes back memory-mapped."""
+    cfg = cfg or StreamConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"video not found: {path} (check the dataset folder)")
+    cache = Path(cache_dir) / config_hash(cfg)
+    cache.mkdir(parents=True, exist_ok=True)
+    f_flow, f_valid, f_meta = _entry(cache, path.stem)
+    st = path.stat()
+    if f_meta.is_file() and f_flow.is_file() and f_valid.is_file():
+        meta = json.loads(f_meta.read_text())
+        if meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime:
+            return (np.load(f_flow, mmap_mode="r"), np.load(f_valid), float(meta["fps"]))
+    t0 = time.perf_counter()
+    flow, valid, fps = extract_video(path, cfg, progress)
+    tmp = f_flow.with_suffix(".tmp.npy")
+    np.save(tmp, flow)
+    os.replace(tmp, f_flow)
+    np.save(f_valid, valid)
+    f_meta.write_text(json.dumps({"source": str(path), "size": st.st_size, "mtime": st.st_mtime,
+                                  "frames": int(len(valid)), "fps": fps,
+                                  "valid_frac": float(valid.mean()) if len(valid) else 0.0,
+                                  "seconds": round(time.perf_counter() - t0, 2)}))
+    return np.load(f_flow, mmap_mode="r"), valid, fps
+
+
+def _one(args: tuple[str, str, StreamConfig]) -> str:
+    path, cache_dir, cfg = args
+    cached_features(path, cache_dir, cfg)
+    return path
+
+
+def list_videos(root: str | Path) -> list[tuple[str, str, Path]]:
+    """(subject, video, mp4 path) of a SynthME ``--format mp4`` folder (``videos.csv``)."""
+    root = Path(root)
+    table = root / "videos.csv"
+    if not table.is_file():
+        raise ValueError(f"{table} not found: give a folder written by "
+                         f"`python -m training.synth --format mp4`")
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [(r["subject"], r["video"], root / f"{r['video']}.mp4") for r in rows]
+
+
+def read_labels(root: str | Path) -> dict[str, list[tuple[int, int, str, str]]]:
+    """Per video, its (onset, offset, kind, emotion) labels (stream indices) from labels.csv."""
+    from training.datasets.readers import read_synthme
+
+    out: dict[str, list[tuple[int, int, str, str]]] = {}
+    for a in read_synthme(Path(root) / "labels.csv"):
+        if a.kind in ("micro", "macro"):
+            out.setdefault(a.video, []).append((a.onset, a.offset, a.kind, a.emotion or "others"))
+    return out
+
+
+def load_split(root: str | Path, cache_dir: str | Path, cfg: StreamConfig | None = None,
+               workers: int = 1, progress: bool = True,
+               limit: int | None = None) -> list[VideoFeatures]:
+    """Features + labels of every video of a SynthME mp4 folder, extracting what is missing.
+
+    Args:
+        root: folder written by ``python -m training.synth --format mp4``.
+        cache_dir: feature cache root (e.g. ``data/features``).
+        cfg: stream settings (must match the serving pipeline's).
+        workers: processes for extraction (each runs its own MediaPipe graph).
+        progress: tqdm bar over videos.
+        limit: only the first ``limit`` videos (tests, quick runs).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    cfg = cfg or StreamConfig()
+    videos = list_videos(root)[:limit]
+    labels = read_labels(root)
+    jobs = [(str(p), str(cache_dir), cfg) for _, _, p in videos]
+    from tqdm import tqdm
+
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for _ in tqdm(pool.imap_unordered(_one, jobs), total=len(jobs), disable=not progress,
+                          desc=f"features {Path(root).name}", unit="video"):
+                pass
+    else:
+        for job in tqdm(jobs, disable=not progress, desc=f"features {Path(root).name}",
+                        unit="video"):
+            _one(job)
+    out = []
+    for subject, video, path in videos:
+        flow, valid, fps = cached_features(path, cache_dir, cfg)
+        out.append(VideoFeatures(subject, video, flow, valid, fps,
+                                 tuple(labels.get(video, ()))))
+    return out
+
+
+def summarize(items: Sequence[VideoFeatures]) -> dict:
+    """Counts for logs and the model card."""
+    frames = sum(v.n_frames for v in items)
+    kinds: dict[str, int] = {}
+    for v in items:
+        for _, _, kind, _ in v.intervals:
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return {"videos": len(items), "frames": frames,
+            "minutes": round(frames / 30.0 / 60.0, 2),
+            "valid_frac": round(float(np.mean(np.concatenate([v.valid for v in items])))
+                                if frames else 0.0, 4),
+            "events": kinds}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.features ROOT [ROOT ...] --cache data/features --workers 2``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m training.features",
+                                 description="Extract and cache flow features (live path).")
+    ap.add_argument("roots", nargs="+", help="SynthME --format mp4 folders")
+    ap.add_argument("--cache", default="data/features", help="feature cache root")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="first N videos of each folder")
+    a = ap.parse_args(argv)
+    try:
+        for root in a.roots:
+            items = load_split(root, a.cache, workers=a.workers, limit=a.limit)
+            print(f"{root}: {summarize(items)}")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

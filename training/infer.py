@@ -1,0 +1,144 @@
+"""Offline inference over cached features: whole videos → candidates → MEGC ``Spot`` records.
+
+The detector is causal with a bounded look-back (``ModelConfig.lookback`` <
+window - hop), so one pass over a whole video gives, at every point, the same
+output as the streaming schedule's hop that owns that point (tested in
+``tests/engine/test_model_streaming.py``). Offline decoding runs soft-NMS over
+the whole video at once; the streaming path (``engine.streaming`` +
+``stream.tracker``) decodes per hop and merges in the tracker —
+:func:`streaming_spots` runs exactly that, for the agreement check.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from engine.config import ModelConfig
+from engine.decode import decode_window
+from training.features import VideoFeatures
+from training.megc_csv import Spot
+
+
+@torch.no_grad()
+def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024) -> torch.Tensor:
+    """(N, 3, S, S) float16 + (N,) bool → (N, F) features with the model's encoder (eval)."""
+    enc = model.encoder
+    was = enc.training
+    enc.eval()
+    n = len(valid)
+    feats = enc.no_face.detach().reshape(1, -1).repeat(n, 1)  # (F,) -> (N, F)
+    idx = np.flatnonzero(valid)
+    for s in range(0, len(idx), chunk):
+        sel = idx[s:s + chunk]
+        x = torch.from_numpy(np.asarray(flow[sel], np.float32))  # (n, 3, S, S)
+        feats[torch.from_numpy(sel)] = enc.embed(x)
+    enc.train(was)
+    return feats
+
+
+@torch.no_grad()
+def detect_video(detector, feats: torch.Tensor, cfg: ModelConfig,
+                 no_face: torch.Tensor) -> dict[str, np.ndarray]:
+    """Detector outputs over a whole video: (N, F) features → outputs of (N' ≥ N) positions.
+
+    ``cfg.window`` "no face" frames go in front (a fresh stream's ring) and are
+    cut from the outputs again; the end is padded to a multiple of the coarsest
+    stride (causality keeps the first N positions unaffected). Points keep the
+    ``pyramid_points(N', levels)`` order.
+    """
+    was = detector.training
+    detector.eval()
+    n, front, top = feats.shape[0], cfg.window, cfg.max_stride
+    n_pad = (-n) % top
+    x = torch.cat([no_face.reshape(1, -1).expand(front, -1), feats,
+                   no_face.reshape(1, -1).expand(n_pad, -1)], 0)  # -> (front + N', F)
+    out = {k: v[0] for k, v in detector(x.unsqueeze(0)).items()}  # (1, ...) -> (...)
+    detector.train(was)
+    total = x.shape[0]
+    keep = []  # per level, drop the points that sit in the front padding
+    start = 0
+    for level in range(cfg.levels):
+        count, skip = total // 2 ** level, front // 2 ** level
+        keep.append(torch.arange(start + skip, start + count))
+        start += count
+    idx = torch.cat(keep)
+    res = {}
+    for k, v in out.items():
+        res[k] = (v[idx] if k in ("cls_logits", "emo_logits", "reg") else v[front:]).numpy()
+    return res
+
+
+def spots_from_outputs(outputs: dict[str, np.ndarray], cfg: ModelConfig, subject: str,
+                       video: str, n_frames: int, score_thresh: float | None = None) -> list[Spot]:
+    """Decode a whole video's outputs (one global soft-NMS) into scored Spots."""
+    cands = decode_window(outputs, cfg, score_thresh=score_thresh, max_candidates=10_000)
+    out = []
+    for c in cands:
+        if c.onset_frame >= n_frames:
+            continue
+        out.append(Spot(subject=subject, video=video, onset=c.onset_frame,
+                        offset=min(c.offset_frame, n_frames - 1), emotion=c.emotion,
+                        kind=c.kind, score=float(c.score)))
+    return out
+
+
+def video_outputs(model, items: Sequence[VideoFeatures],
+                  feats: Sequence[torch.Tensor] | None = None) -> list[dict[str, np.ndarray]]:
+    """Detector outputs of every video (features computed unless given)."""
+    res = []
+    for i, v in enumerate(items):
+        f = feats[i] if feats is not None else encode_video(model, v.flow, v.valid)
+        res.append(detect_video(model.detector, f, model.cfg, model.encoder.no_face.detach()))
+    return res
+
+
+def predict(model, items: Sequence[VideoFeatures], score_thresh: float | None = None,
+            outputs: Sequence[dict[str, np.ndarray]] | None = None) -> list[Spot]:
+    """Offline predictions of every video as scored Spots."""
+    outputs = outputs if outputs is not None else video_outputs(model, items)
+    spots: list[Spot] = []
+    for v, out in zip(items, outputs):
+        spots += spots_from_outputs(out, model.cfg, v.subject, v.video, v.n_frames, score_thresh)
+    return spots
+
+
+def ground_truth(items: Sequence[VideoFeatures]) -> list[Spot]:
+    """The labels of ``items`` as Spots (stream indices)."""
+    return [Spot(subject=v.subject, video=v.video, onset=on, offset=off, emotion=emo, kind=kind)
+            for v in items for on, off, kind, emo in v.intervals]
+
+
+def streaming_spots(engine, cfg: ModelConfig, items: Sequence[VideoFeatures],
+                    tracker_cfg=None) -> list[Spot]:
+    """Run the live schedule (StreamingDetector + IntervalTracker) over cached flow frames.
+
+    Frames with ``valid=False`` are pushed as "no face", as the spotter does for
+    a known track that is out of sight.
+    """
+    from engine.config import TrackerConfig
+    from engine.streaming import StreamingDetector
+    from stream.contracts import FlowFrame
+    from stream.tracker import FrameTimes, IntervalTracker
+
+    spots: list[Spot] = []
+    for v in items:
+        times = FrameTimes(v.fps)
+        det = StreamingDetector(engine, cfg)
+        trk = IntervalTracker(cfg, tracker_cfg or TrackerConfig(), times, 0)
+        records: list[dict] = []
+        for i in range(v.n_frames):
+            t = i / v.fps
+            times.add(i, t, t)
+            ff = FlowFrame(i, t, np.asarray(v.flow[i]), bool(v.valid[i]), 0)
+            hop = det.push(ff)
+            if hop is not None:
+                records += trk.update(hop.frame, hop.candidates, hop.active)
+        records += trk.flush(max(v.n_frames - 1, trk.now))
+        for r in records:
+            if r.get("type") == "event":
+                spots.append(Spot(subject=v.subject, video=v.video, onset=int(r["onset_frame"]),
+                                  offset=int(r["offset_frame"]), emotion=r["emotion"],
+                                  kind=r["kind"], score=float(r["score"])))
+    return spots
