@@ -9,7 +9,7 @@ scale (MAD), so a threshold means "this many noise-widths above the
 background". Frames where the best region exceeds the threshold form
 segments; segments closer than ``merge`` frames are joined (an expression
 moves at onset and again at offset), the flow's look-back Δ is undone at the
-start, and each interval gets its kind from its duration (≤ 0.5 s: micro) and
+end, and each interval gets its kind from its duration (≤ 0.5 s: micro) and
 the training set's most common emotion (the baseline does no recognition).
 Every parameter is chosen on the validation split by grid search (best overall
 spotting F1), never on test.
@@ -17,12 +17,12 @@ spotting F1), never on test.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
 
-from engine.config import MICRO_MAX_S, StreamConfig
+from engine.config import MICRO_MAX_S
 from stream.align import region_slices
 from training.features import VideoFeatures
 from training.megc_csv import Spot
@@ -41,6 +41,7 @@ class BaselineParams:
     thresh: float = 6.0  # threshold, in robust noise widths (MAD·1.4826)
     merge: int = 15  # segments closer than this are one interval, frames
     min_len: int = 4  # shorter segments are dropped, frames
+    shift: int = 5  # offset moved back by this many frames (flow at t still sees t − Δ)
     emotion: str = "negative"  # label given to every interval
 
 
@@ -75,8 +76,7 @@ def normalised(curves: np.ndarray, smooth: int, detrend: int) -> np.ndarray:
     return x / mad
 
 
-def spot_curve(score: np.ndarray, p: BaselineParams, flow_k: int,
-               fps: float) -> list[tuple[int, int, float]]:
+def spot_curve(score: np.ndarray, p: BaselineParams) -> list[tuple[int, int, float]]:
     """(onset, offset, peak score) intervals where ``score`` (N,) exceeds the threshold."""
     above = score >= p.thresh
     segs: list[list[int]] = []
@@ -90,22 +90,30 @@ def spot_curve(score: np.ndarray, p: BaselineParams, flow_k: int,
     for on, off in segs:
         if off - on + 1 < p.min_len:
             continue
-        # flow at t compares t − k with t: motion seen from `on` started about k frames earlier
-        onset = max(0, on - flow_k + 1)
-        out.append((onset, off, float(score[on:off + 1].max())))
+        # flow at t compares t − Δ with t: it still sees a motion up to Δ after it ended
+        out.append((on, max(on, off - p.shift), float(score[on:off + 1].max())))
+    return out
+
+
+def scores(items: Sequence[VideoFeatures], p: BaselineParams,
+           curves: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Per video, the (N,) spotting score: max over the chosen regions' normalised curves."""
+    out = []
+    cols = [BASE_REGIONS.index(r) for r in p.regions]
+    for i, v in enumerate(items):
+        c = curves[i] if curves is not None else region_curves(v.flow, v.valid)
+        out.append(normalised(c[:, cols], p.smooth, p.detrend).max(axis=1))
     return out
 
 
 def predict(items: Sequence[VideoFeatures], p: BaselineParams,
-            curves: Sequence[np.ndarray] | None = None) -> list[Spot]:
-    """Baseline spots for every video."""
+            curves: Sequence[np.ndarray] | None = None,
+            score: Sequence[np.ndarray] | None = None) -> list[Spot]:
+    """Baseline spots for every video (``score`` from :func:`scores` skips recomputing it)."""
+    score = score if score is not None else scores(items, p, curves)
     spots = []
-    for i, v in enumerate(items):
-        c = curves[i] if curves is not None else region_curves(v.flow, v.valid)
-        cols = [BASE_REGIONS.index(r) for r in p.regions]
-        score = normalised(c[:, cols], p.smooth, p.detrend).max(axis=1)
-        k = StreamConfig().flow_k(v.fps)
-        for on, off, peak in spot_curve(score, p, k, v.fps):
+    for v, sc in zip(items, score):
+        for on, off, peak in spot_curve(sc, p):
             kind = "micro" if (off - on + 1) <= MICRO_MAX_S * v.fps else "macro"
             spots.append(Spot(subject=v.subject, video=v.video, onset=on, offset=off,
                               emotion=p.emotion, kind=kind, score=peak))
@@ -114,25 +122,32 @@ def predict(items: Sequence[VideoFeatures], p: BaselineParams,
 
 GRID = {"regions": [BASE_REGIONS, ("brows", "mouth")], "smooth": [3, 7],
         "detrend": [61, 151], "thresh": [4.0, 6.0, 8.0, 11.0, 15.0, 20.0, 30.0],
-        "merge": [6, 12, 24], "min_len": [3, 6]}
+        "merge": [6, 12, 24], "min_len": [3, 6], "shift": [0, 3, 5]}
 
 
 def tune(items: Sequence[VideoFeatures], emotion: str = "negative",
          grid: dict | None = None) -> tuple[BaselineParams, float]:
-    """Grid search on ``items`` (validation) for the best overall spotting F1."""
+    """Grid search on ``items`` (validation) for the best overall spotting F1.
+
+    ``grid`` overrides some of :data:`GRID`'s value lists.
+    """
     from training import metrics
     from training.infer import ground_truth
 
-    grid = grid or GRID
+    grid = {**GRID, **(grid or {})}
     curves = [region_curves(v.flow, v.valid) for v in items]
     gt = ground_truth(items)
     best, best_f1 = BaselineParams(emotion=emotion), -1.0
-    keys = list(grid)
-    for values in itertools.product(*(grid[k] for k in keys)):
-        p = BaselineParams(**dict(zip(keys, values)), emotion=emotion)
-        f1 = metrics.megc_spotting(gt, predict(items, p, curves))["overall"].f1
-        if f1 > best_f1:
-            best, best_f1 = p, f1
+    outer = ("regions", "smooth", "detrend")  # these change the score curves
+    inner = [k for k in grid if k not in outer]
+    for o in itertools.product(*(grid[k] for k in outer)):
+        base = BaselineParams(**dict(zip(outer, o)), emotion=emotion)
+        sc = scores(items, base, curves)
+        for values in itertools.product(*(grid[k] for k in inner)):
+            p = replace(base, **dict(zip(inner, values)))
+            f1 = metrics.megc_spotting(gt, predict(items, p, score=sc))["overall"].f1
+            if f1 > best_f1:
+                best, best_f1 = p, f1
     return best, best_f1
 
 
