@@ -175,3 +175,23 @@ def test_cli_exports_default_model_with_parity(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "parity" in out and "OK" in out
     assert (tmp_path / "detector.fp16.onnx").is_file()
+
+
+def test_polygraphy_inspects_the_graphs(pair):
+    """TensorRT's own tooling reads the exported graphs (when polygraphy is installed)."""
+    pytest.importorskip("polygraphy")
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    tool = Path(sys.executable).parent / "polygraphy"
+    tool = str(tool) if tool.is_file() else shutil.which("polygraphy")
+    if tool is None:
+        pytest.skip("polygraphy command not found")
+    for path, name in ((pair.detector, "features"), (pair.detector_fp16, "features"),
+                       (pair.encoder, "flow")):
+        res = subprocess.run([tool, "inspect", "model", str(path)], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-500:]
+        assert "ONNX Opset: 18" in res.stdout
+        assert f"{name} [dtype=float32" in res.stdout  # FP32 I/O (FP16 inside the fp16 graph)
