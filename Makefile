@@ -34,6 +34,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m stream.bench --out bench/results.json
 
+# On an NVIDIA machine. Without the project venv (e.g. an offline GPU box), run
+# `python3 -m engine.gpu_check` with any CUDA-enabled torch instead (see docs/engine_backends.md).
 gpu-check: $(STAMP)
 	$(PY) -m engine.gpu_check
 
