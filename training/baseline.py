@@ -121,7 +121,7 @@ def predict(items: Sequence[VideoFeatures], p: BaselineParams,
 
 
 GRID = {"regions": [BASE_REGIONS, ("brows", "mouth")], "smooth": [3, 7],
-        "detrend": [61, 151], "thresh": [4.0, 6.0, 8.0, 11.0, 15.0, 20.0, 30.0],
+        "detrend": [61, 151], "thresh": [4.0, 6.0, 8.0, 11.0, 15.0, 20.0, 30.0, 45.0, 60.0],
         "merge": [6, 12, 24], "min_len": [3, 6], "shift": [0, 3, 5]}
 
 

@@ -45,7 +45,7 @@ from training.sampling import Window, WindowSampler, window_flow, window_slice, 
 class TrainConfig:
     """Data, schedule and output settings of one training run (YAML ``data`` + ``train``)."""
 
-    train: str = "data/synthme/train"  # SynthME mp4 folder of training identities
+    train: str | tuple[str, ...] = "data/synthme/train"  # SynthME mp4 folder(s), training ids
     val: str = "data/synthme/val"  # ... of validation identities (model selection, thresholds)
     cache: str = "data/features"  # feature cache root
     workers: int = 2  # feature-extraction processes
@@ -69,6 +69,11 @@ class TrainConfig:
     warmup: int = 40  # linear warm-up steps (each stage)
     pos_frac: float = 0.5  # fraction of windows placed on an event offset
     micro_frac: float | None = 0.4  # of those, the fraction on micro-expressions (None: natural)
+    # stage C: end to end (encoder + detector on flow windows, augmented)
+    e2e_epochs: int = 0  # 0 skips the stage
+    e2e_steps_per_epoch: int = 100  # optimisation steps per epoch
+    e2e_batch: int = 8  # windows per step
+    e2e_lr: float = 1e-3  # peak learning rate
     thresholds: tuple[float, ...] = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
     progress: bool = True  # tqdm bars
 
@@ -92,8 +97,9 @@ def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
     bad = sorted(set(values) - known)
     if bad:
         raise ValueError(f"{path}: unknown data/train keys {bad}; known: {sorted(known)}")
-    if "thresholds" in values:
-        values["thresholds"] = tuple(values["thresholds"])
+    for key in ("thresholds", "train"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
     return model, TrainConfig(**values)
 
 
@@ -201,8 +207,9 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
     if train_items is None:
-        train_items = load_split(tc.train, tc.cache, StreamConfig(), tc.workers, tc.progress,
-                                 tc.limit)
+        roots = [tc.train] if isinstance(tc.train, str) else list(tc.train)
+        train_items = [v for root in roots for v in load_split(
+            root, tc.cache, StreamConfig(), tc.workers, tc.progress, tc.limit)]
     if val_items is None:
         val_items = load_split(tc.val, tc.cache, StreamConfig(), tc.workers, tc.progress,
                                tc.limit)
@@ -227,7 +234,7 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                     "elapsed": elapsed0 + time.perf_counter() - t_start}, out / "last.pt")
 
     # ---------------------------------------------------------------- stage A: encoder
-    stage_a_done = state is not None and state["stage"] == "B"
+    stage_a_done = state is not None and state["stage"] in ("B", "C")
     if not stage_a_done and tc.encoder_steps > 0:
         head = ClipHead(cfg)
         params = list(model.encoder.parameters()) + list(head.parameters())
@@ -275,36 +282,20 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                 torch.save({**torch.load(out / "last.pt", weights_only=False),
                             "head": head.state_dict()}, out / "last.pt")
 
-    # ---------------------------------------------------------------- stage B: detector
-    for p in model.encoder.parameters():
-        p.requires_grad_(False)
-    model.encoder.eval()
+    # ------------------------------------------------ stages B (detector) and C (end to end)
     from training.infer import encode_video
 
     t_enc = time.perf_counter()
-    bar = tqdm(train_items + val_items, desc="encoding frames", disable=not tc.progress)
-    all_feats = [encode_video(model, v.flow, v.valid) for v in bar]
-    train_feats, val_feats = all_feats[:len(train_items)], all_feats[len(train_items):]
-    print(f"encoded {sum(v.n_frames for v in train_items + val_items)} frames in "
+    model.encoder.eval()
+    bar = tqdm(train_items, desc="encoding frames", disable=not tc.progress)
+    train_feats = [encode_video(model, v.flow, v.valid) for v in bar]
+    print(f"encoded {sum(v.n_frames for v in train_items)} frames in "
           f"{time.perf_counter() - t_enc:.0f} s", flush=True)
-    no_face = model.encoder.no_face.detach()
-    det = model.detector
-    total = tc.epochs * tc.steps_per_epoch
-    opt = torch.optim.AdamW(det.parameters(), tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(tc.warmup, total // 4 + 1), total))
-    sampler = WindowSampler(train_items, cfg.window, tc.pos_frac, tc.seed + 2, tc.micro_frac)
     loss_fn = FEDNLoss(cfg)
-    best = {"f1": -1.0}
-    start = 0
-    if state is not None and state["stage"] == "B":
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        sampler.set_state(state["sampler"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        best, start = state["best"], state["step"]
+    best = state["best"] if state is not None and state["stage"] in ("B", "C") else {"f1": -1.0}
 
     def window_feats(wins: Sequence[Window]) -> torch.Tensor:
+        no_face = model.encoder.no_face.detach()
         rows = []
         for w in wins:
             f = train_feats[w.video]
@@ -313,41 +304,81 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
             rows.append(torch.cat(parts, 0))  # -> (L, F)
         return torch.stack(rows)  # -> (B, L, F)
 
-    for epoch in range(start // tc.steps_per_epoch, tc.epochs):
-        det.train()
-        bar = tqdm(range(tc.steps_per_epoch), desc=f"stage B epoch {epoch + 1}/{tc.epochs}",
-                   disable=not tc.progress)
-        sums: dict[str, float] = {}
-        for _ in bar:
-            wins = sampler.batch(tc.batch)
-            outputs = det(window_feats(wins))
-            loss, parts = loss_fn(outputs, window_targets(train_items, wins, cfg))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(det.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{parts['total']:.3f}")
-        mean = {k: v / tc.steps_per_epoch for k, v in sums.items()}
-        val = evaluate_val(model, val_items, val_feats, tc.thresholds)
-        step = (epoch + 1) * tc.steps_per_epoch
-        row = {"stage": "B", "epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
-               "loss": mean["total"], **{k: mean[k] for k in mean if k != "total"},
-               "val_f1": val["f1"], "val_micro_f1": val["micro_f1"],
-               "val_macro_f1": val["macro_f1"], "val_thresh": val["thresh"],
-               "seconds": round(elapsed0 + time.perf_counter() - t_start, 1)}
-        log.write(**row)
-        history.append(row)
-        print(f"epoch {epoch + 1}: loss {mean['total']:.3f} | val F1 {val['f1']:.3f} "
-              f"(micro {val['micro_f1']:.3f}, macro {val['macro_f1']:.3f}) @ {val['thresh']}",
-              flush=True)
-        if val["f1"] > best["f1"]:
-            best = {**val, "epoch": epoch + 1}
-            save(out / "best.pt", model, override(cfg, {"score_thresh": val["thresh"]}),
-                 {"meta": {"epoch": epoch + 1, "val": {k: float(v) for k, v in val.items()}}})
-        checkpoint("B", step, opt, sched, sampler, best)
+    def window_outputs(wins: Sequence[Window], e2e: bool) -> dict[str, torch.Tensor]:
+        if not e2e:
+            return model.detector(window_feats(wins))
+        flows, valids = zip(*(window_flow(train_items[w.video], w) for w in wins))
+        flow = torch.from_numpy(np.stack([augment(f, rng, tc) for f in flows]))
+        return model(flow, torch.from_numpy(np.stack(valids)))  # (B, L, 3, S, S) -> outputs
+
+    stages = [("B", tc.epochs, tc.steps_per_epoch, tc.lr, tc.batch, False),
+              ("C", tc.e2e_epochs, tc.e2e_steps_per_epoch, tc.e2e_lr, tc.e2e_batch, True)]
+    epoch_base = 0
+    for name, epochs, steps, lr, batch, e2e in stages:
+        if epochs <= 0:
+            continue
+        done_before = state is not None and (state["stage"], name) == ("C", "B")
+        if done_before:
+            epoch_base += epochs
+            continue
+        params = list(model.parameters()) if e2e else list(model.detector.parameters())
+        for p in model.encoder.parameters():
+            p.requires_grad_(e2e)
+        total = epochs * steps
+        opt = torch.optim.AdamW(params, lr, weight_decay=tc.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(tc.warmup, total // 4 + 1),
+                                                                 total))
+        sampler = WindowSampler(train_items, cfg.window, tc.pos_frac,
+                                tc.seed + (3 if e2e else 2), tc.micro_frac)
+        start = 0
+        if state is not None and state["stage"] == name:
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            sampler.set_state(state["sampler"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            start = state["step"]
+        for epoch in range(start // steps, epochs):
+            model.train()
+            model.encoder.train(e2e)  # frozen encoder keeps its BN statistics
+            bar = tqdm(range(steps), desc=f"stage {name} epoch {epoch + 1}/{epochs}",
+                       disable=not tc.progress)
+            sums: dict[str, float] = {}
+            for _ in bar:
+                wins = sampler.batch(batch)
+                outputs = window_outputs(wins, e2e)
+                loss, parts = loss_fn(outputs, window_targets(train_items, wins, cfg))
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, 5.0)
+                opt.step()
+                sched.step()
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix(loss=f"{parts['total']:.3f}")
+            mean = {k: v / steps for k, v in sums.items()}
+            val_feats = [encode_video(model, v.flow, v.valid) for v in val_items]
+            val = evaluate_val(model, val_items, val_feats, tc.thresholds)
+            g_epoch = epoch_base + epoch + 1
+            row = {"stage": name, "epoch": g_epoch, "step": (epoch + 1) * steps,
+                   "lr": sched.get_last_lr()[0], "loss": mean["total"],
+                   **{k: mean[k] for k in mean if k != "total"},
+                   "val_f1": val["f1"], "val_micro_f1": val["micro_f1"],
+                   "val_macro_f1": val["macro_f1"], "val_thresh": val["thresh"],
+                   "seconds": round(elapsed0 + time.perf_counter() - t_start, 1)}
+            log.write(**row)
+            history.append(row)
+            print(f"epoch {g_epoch} ({name}): loss {mean['total']:.3f} | val F1 {val['f1']:.3f} "
+                  f"(micro {val['micro_f1']:.3f}, macro {val['macro_f1']:.3f}) "
+                  f"@ {val['thresh']}", flush=True)
+            if val["f1"] > best["f1"]:
+                best = {**val, "epoch": g_epoch, "stage": name}
+                save(out / "best.pt", model, override(cfg, {"score_thresh": val["thresh"]}),
+                     {"meta": {"epoch": g_epoch, "stage": name,
+                               "val": {k: float(v) for k, v in val.items()}}})
+            checkpoint(name, (epoch + 1) * steps, opt, sched, sampler, best)
+        epoch_base += epochs
+        state = None  # a resumed stage is finished; later stages start fresh
     plot_curves(history, out / "curves.png")
     summary = {"data": data, "best": best,
                "train_seconds": round(elapsed0 + time.perf_counter() - t_start, 1),

@@ -86,6 +86,15 @@ def test_tiny_run_writes_everything_and_resumes(tmp_path):
     summary2 = run(CFG, replace(tc, epochs=4), resume=True, train_items=train, val_items=val)
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [int(r["epoch"]) for r in rows if r["stage"] == "B"] == [1, 2, 3, 4]
+    # stage C (end to end) after B; the encoder changes, the checkpoint still loads
+    enc_before = model.encoder.convs[0].weight.detach().clone()
+    run(CFG, replace(tc, epochs=4, e2e_epochs=1, e2e_steps_per_epoch=3, e2e_batch=2),
+        resume=True, train_items=train, val_items=val)
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [(r["stage"], int(r["epoch"])) for r in rows if r["stage"] in "BC"][-1] == ("C", 5)
+    last = torch.load(out / "last.pt", weights_only=False)
+    assert last["stage"] == "C"
+    assert not torch.equal(last["model"]["encoder.convs.0.weight"], enc_before)
     secs = [float(r["seconds"]) for r in rows if r["stage"] == "B"]
     assert secs == sorted(secs) and summary2["train_seconds"] >= secs[-1]  # time accumulates
 
