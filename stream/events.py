@@ -104,8 +104,10 @@ class ConsoleSink:
 
     def __call__(self, record: dict) -> None:
         kind = record.get("type")
-        if kind in ("event", "event_start", "event_cancel"):
-            tag = {"event": "EVENT", "event_start": "start", "event_cancel": "cancel"}[kind]
+        if kind == "event_cancel":
+            line = f"[cancel] provisional event {record['id']} withdrawn at frame {record['frame']}"
+        elif kind in ("event", "event_start"):
+            tag = "EVENT" if kind == "event" else "start"
             line = (f"[{tag:6}] {record['kind']:5} {record['emotion']:8} "
                     f"frames {record['onset_frame']}-{record['offset_frame']} "
                     f"({record['onset_s']:.2f}-{record['offset_s']:.2f} s) "

@@ -55,11 +55,12 @@ def test_console_and_fan_out():
     emit = fan_out([ConsoleSink(buf), got.append])
     emit(_event().to_record())
     emit(status_record("face_lost", 7))
+    emit({"type": "event_cancel", "id": 3, "track_id": 0, "frame": 40})
     emit({"type": "summary"})
     lines = buf.getvalue().splitlines()
-    assert len(lines) == 2 and "micro" in lines[0] and "positive" in lines[0]
-    assert "face_lost" in lines[1]
-    assert len(got) == 3
+    assert len(lines) == 3 and "micro" in lines[0] and "positive" in lines[0]
+    assert "face_lost" in lines[1] and "3 withdrawn" in lines[2]
+    assert len(got) == 4
 
 
 def test_latency_percentiles_and_bound():
