@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--engine", default="onnxruntime", help="backend of the streaming run")
     ap.add_argument("--no-streaming", action="store_true")
     ap.add_argument("--limit", type=int, default=None, help="first N videos per split")
+    ap.add_argument("--negatives", default=None,
+                    help="SynthME folder without expressions (distractors only): false alarms/min")
     a = ap.parse_args(argv)
     try:
         import torch
@@ -104,6 +106,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["Baseline (flow curves + peaks)"] = evaluate(gt, base)
         extra["baseline"] = {"params": baseline.params_dict(params), "val_f1": val_f1,
                              "seconds": round(time.perf_counter() - t0, 1)}
+        if a.negatives:
+            neg = load_split(a.negatives, a.cache, workers=2)
+            minutes = sum(v.n_frames / v.fps for v in neg) / 60
+            fa = {"minutes": round(minutes, 2), "labelled_events": len(ground_truth(neg)),
+                  "fedn_offline": len(predict(model, neg)),
+                  "baseline": len(baseline.predict(neg, params))}
+            if not a.no_streaming:
+                with Engine.load(a.engine, weights=a.weights, log=lambda s: None) as eng:
+                    fa["fedn_streaming"] = len(streaming_spots(eng, model.cfg, neg))
+            extra["false_alarms"] = fa
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
