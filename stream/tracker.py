@@ -77,7 +77,7 @@ class _Pending:
     score: float  # best candidate score
     kind_mass: dict[str, float]
     emotion_mass: np.ndarray  # (E,) score-weighted emotion probabilities
-    finalize_at: int  # frame after which no hop can add to it
+    finalize_at: int  # last frame whose point could still see it; final once a hop covered it
     hits: int = 1
 
     @property
@@ -144,7 +144,7 @@ class IntervalTracker:
             self._add(cand)
         if active is not None:
             records += self._update_active(active)
-        records += self._finalize(lambda p: now > p.finalize_at)
+        records += self._finalize(lambda p: now >= p.finalize_at)
         records += self._cancel_stale()
         return records
 
@@ -167,7 +167,9 @@ class IntervalTracker:
             self.duplicates_dropped += 1
             return
         emo = np.array([cand.emotion_scores.get(e, 0.0) for e in self.model.emotions])
-        finalize_at = cand.offset_frame + self.model.level_margin(cand.level) + self.model.hop
+        # End-anchored: only points in [offset, offset + margin] of its level see it, so
+        # once a hop has covered that frame nothing can add to it (emission delay ≤ margin + hop).
+        finalize_at = cand.offset_frame + self.model.level_margin(cand.level)
         best, best_iou = None, 0.0
         for p in self._pending:
             need = self.cfg.merge_iou if p.kind == cand.kind else self.cfg.cross_kind_iou

@@ -39,27 +39,31 @@ def finals(records):
 
 
 def test_merges_across_hops_and_finalizes_once(tracker):
-    hop = MODEL.hop
-    out = []
-    out += tracker.update(16, [cand(10, 20)])
-    out += tracker.update(24, [cand(11, 21, score=0.9)])
-    out += tracker.update(32, [cand(10, 19, score=0.7)])
-    assert finals(out) == []  # 32 <= 20 + margin + hop: later hops may still see it
-    due = 21 + MODEL.level_margin(0) + hop
-    out += tracker.update(due, [])
-    assert finals(out) == []
-    out += tracker.update(due + 8, [cand(11, 20, score=0.6)])  # a late duplicate
+    margin = MODEL.level_margin(0)
+    out = tracker.update(24, [cand(10, 20)])
+    assert finals(out) == []  # 24 < 20 + margin: the next hop's points may still see it
+    assert 20 + margin <= 32
+    out += tracker.update(32, [cand(11, 21, score=0.9), cand(10, 19, score=0.7)])
     events = finals(out)
-    assert len(events) == 1
+    assert len(events) == 1  # three candidates of one expression, merged
     e = events[0]
     assert (e["onset_frame"], e["offset_frame"]) == (10, 20)
     assert e["score"] == pytest.approx(0.9) and e["kind"] == "micro" and e["emotion"] == "positive"
-    assert e["emitted_frame"] == due + 8
+    assert e["emitted_frame"] == 32
     assert e["onset_s"] == pytest.approx(10 / 30, abs=1e-3)
     assert e["offset_s"] == pytest.approx(20 / 30, abs=1e-3)
-    out2 = tracker.update(due + 40, [cand(10, 20, score=0.95)])  # seen again after emission
-    out2 += tracker.flush(due + 50)
-    assert finals(out2) == [] and tracker.duplicates_dropped == 1
+    out2 = tracker.update(40, [cand(11, 20, score=0.6)])  # a late duplicate
+    out2 += tracker.update(72, [cand(10, 20, score=0.95)])  # seen again much later
+    out2 += tracker.flush(80)
+    assert finals(out2) == [] and tracker.duplicates_dropped == 2
+
+
+def test_finalize_waits_for_the_margin_of_the_level_that_saw_it(tracker):
+    coarse = 2  # level-2 points are 4 frames apart: margin max(end_margin, 3)
+    due = 60 + MODEL.level_margin(coarse)
+    assert finals(tracker.update(due - 1, [cand(20, 60, kind="macro", level=coarse)])) == []
+    [e] = finals(tracker.update(due, []))
+    assert e["offset_frame"] == 60 and e["kind"] == "macro"
 
 
 def test_latency_is_emit_minus_arrival_of_offset_frame(tracker):
