@@ -46,7 +46,7 @@ class TrainConfig:
     """Data, schedule and output settings of one training run (YAML ``data`` + ``train``)."""
 
     train: str | tuple[str, ...] = "data/synthme/train"  # SynthME mp4 folder(s), training ids
-    val: str = "data/synthme/val"  # ... of validation identities (model selection, thresholds)
+    val: str | tuple[str, ...] = "data/synthme/val"  # ... validation ids (selection, thresholds)
     cache: str = "data/features"  # feature cache root
     workers: int = 2  # feature-extraction processes
     limit: int | None = None  # use only the first N videos of each split (quick runs, tests)
@@ -60,6 +60,7 @@ class TrainConfig:
     encoder_lr: float = 2e-3  # peak learning rate
     flip: bool = True  # random horizontal flip of flow maps (u negated)
     amp_jitter: float = 0.3  # flow amplitudes scaled by exp(U(-a, a))
+    flow_noise: float = 0.0  # Gaussian noise of σ ~ U(0, this) px added to u, v (noisier faces)
     # stage B: detector
     epochs: int = 8  # validation after each
     steps_per_epoch: int = 60  # optimisation steps per epoch
@@ -97,7 +98,7 @@ def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
     bad = sorted(set(values) - known)
     if bad:
         raise ValueError(f"{path}: unknown data/train keys {bad}; known: {sorted(known)}")
-    for key in ("thresholds", "train"):
+    for key in ("thresholds", "train", "val"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     return model, TrainConfig(**values)
@@ -145,6 +146,10 @@ def augment(flow: np.ndarray, rng: np.random.Generator, tc: TrainConfig) -> np.n
         flow[:, 0] *= -1
     if tc.amp_jitter > 0:
         flow = flow * np.float32(np.exp(rng.uniform(-tc.amp_jitter, tc.amp_jitter)))
+    if tc.flow_noise > 0:
+        sigma = np.float32(rng.uniform(0, tc.flow_noise))
+        flow = flow.copy()
+        flow[:, :2] += sigma * rng.standard_normal(flow[:, :2].shape, np.float32)
     return flow
 
 
@@ -211,8 +216,9 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
         train_items = [v for root in roots for v in load_split(
             root, tc.cache, StreamConfig(), tc.workers, tc.progress, tc.limit)]
     if val_items is None:
-        val_items = load_split(tc.val, tc.cache, StreamConfig(), tc.workers, tc.progress,
-                               tc.limit)
+        roots = [tc.val] if isinstance(tc.val, str) else list(tc.val)
+        val_items = [v for root in roots for v in load_split(
+            root, tc.cache, StreamConfig(), tc.workers, tc.progress, tc.limit)]
     train_items, val_items = list(train_items), list(val_items)
     data = {"train": summarize(train_items), "val": summarize(val_items)}
     print(f"data: {json.dumps(data)}", flush=True)
