@@ -99,6 +99,13 @@ class Pipeline:
         self.loaded_engine, self.log = loaded_engine, log
         self.latency = LatencyStats()
 
+    def _report_progress(self, summary: RunSummary, start: float, chain: StageChain,
+                         ring: RingBuffer) -> None:
+        elapsed = time.perf_counter() - start
+        self.progress({"frames": summary.frames_processed,
+                       "fps": summary.frames_processed / max(elapsed, 1e-9),
+                       "face": chain.face_visible, "dropped": ring.stats().dropped})
+
     def run(self) -> RunSummary:
         """Process the whole stream (or ``max_frames``); returns the summary (also emitted)."""
         missing = missing_stages()
@@ -122,26 +129,25 @@ class Pipeline:
             last_index = -1
             next_progress = start
             try:
-                while True:
-                    t_wait = time.perf_counter()
-                    frame = ring.get()
-                    self.latency.add("ring_wait", (time.perf_counter() - t_wait) * 1e3)
-                    if frame is None:
-                        break
-                    if frame.index != last_index + 1 and last_index >= 0:
-                        self.sink(status_record("dropped", frame.index,
-                                                count=frame.index - last_index - 1))
-                    last_index = frame.index
-                    for record in chain.process(frame):
-                        self.sink(record)
-                    summary.frames_processed += 1
-                    if self.progress is not None and time.perf_counter() >= next_progress:
-                        next_progress = time.perf_counter() + PROGRESS_EVERY_S
-                        elapsed = time.perf_counter() - start
-                        self.progress({"frames": summary.frames_processed,
-                                       "fps": summary.frames_processed / max(elapsed, 1e-9),
-                                       "face": chain.face_visible,
-                                       "dropped": ring.stats().dropped})
+                try:
+                    while True:
+                        t_wait = time.perf_counter()
+                        frame = ring.get()
+                        self.latency.add("ring_wait", (time.perf_counter() - t_wait) * 1e3)
+                        if frame is None:
+                            break
+                        if frame.index != last_index + 1:  # sources count from 0
+                            self.sink(status_record("dropped", frame.index,
+                                                    count=frame.index - last_index - 1))
+                        last_index = frame.index
+                        for record in chain.process(frame):
+                            self.sink(record)
+                        summary.frames_processed += 1
+                        if self.progress is not None and time.perf_counter() >= next_progress:
+                            next_progress = time.perf_counter() + PROGRESS_EVERY_S
+                            self._report_progress(summary, start, chain, ring)
+                except KeyboardInterrupt:  # Ctrl-C on a live run: stop, flush, summarize
+                    self.sink(status_record("interrupted", last_index + 1))
                 for record in chain.finish():
                     self.sink(record)
             finally:

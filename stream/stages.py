@@ -36,6 +36,7 @@ class StageChain:
                  log: Callable[[str], None] = print) -> None:
         self.cfg, self.latency = cfg, latency or LatencyStats()
         self.face = self.flow = self.spotter = None
+        self._owned_engine = None  # an engine this chain loaded (and so closes)
         self.engine_name = engine
         self.frames_with_face = 0
         self.face_visible = False  # a face was visible in the last frame
@@ -50,7 +51,7 @@ class StageChain:
             return
         if loaded_engine is None and "engine" not in missing:
             from engine.runtime import Engine
-            loaded_engine = Engine.load(engine, log=log)
+            loaded_engine = self._owned_engine = Engine.load(engine, log=log)
         if loaded_engine is not None:
             from stream.spotter import Spotter
             self.engine_name = getattr(loaded_engine, "name", engine)
@@ -96,3 +97,6 @@ class StageChain:
     def close(self) -> None:
         if self.face is not None:
             self.face.close()
+        if self._owned_engine is not None:
+            self._owned_engine.close()
+            self._owned_engine = None

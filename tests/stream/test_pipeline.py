@@ -13,6 +13,7 @@ from engine.model import FEDN
 from engine.runtime import Engine
 from stream.analyze import analyze_video
 from stream.api import Detector, events_to_dataframe, plot_timeline
+from stream.contracts import Frame
 from stream.events import Event
 from stream.pipeline import Pipeline
 from stream.sources import ArraySource, VideoFileSource
@@ -116,3 +117,57 @@ def test_api_feed_matches_run_and_builds_dataframe_and_plot(face_clip, engine, t
     fig.savefig(tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 1000
     det.close()
+
+
+def test_live_source_drops_are_counted_and_reported(engine):
+    frames = np.full((400, 120, 160, 3), 90, np.uint8)
+    records = []
+    summary = Pipeline(ArraySource(frames, fps=1000, live=True), records.append,
+                       loaded_engine=engine, log=lambda _: None).run()
+    reported = sum(r["count"] for r in records
+                   if r["type"] == "status" and r["status"] == "dropped")
+    assert summary.policy == "drop_oldest" and summary.frames_read == 400
+    assert summary.frames_dropped > 0  # the camera outran the face stage
+    assert reported == summary.frames_dropped
+    assert summary.frames_processed + summary.frames_dropped == 400
+
+
+class _EndlessCamera:
+    live, name = True, "fake-camera"
+    fps, size, frame_count = 30.0, (160, 120), None
+
+    def __init__(self):
+        self.i = 0
+
+    def open(self):
+        return self
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def read(self):
+        import time
+        time.sleep(1 / 60)
+        self.i += 1
+        return Frame(self.i - 1, time.monotonic(), np.full((120, 160, 3), 90, np.uint8))
+
+
+def test_ctrl_c_on_a_live_run_still_flushes_and_summarizes(engine):
+    import _thread
+    import threading
+
+    records = []
+    timer = threading.Timer(0.8, _thread.interrupt_main)
+    timer.start()
+    summary = Pipeline(_EndlessCamera(), records.append, loaded_engine=engine,
+                       log=lambda _: None).run()
+    timer.join()
+    statuses = [r["status"] for r in records if r["type"] == "status"]
+    assert "interrupted" in statuses and statuses[-1] == "source_ended"
+    assert records[-1]["type"] == "summary" and summary.frames_processed > 5
