@@ -35,6 +35,16 @@ def agreement(a: Sequence, b: Sequence, threshold: float = 0.5) -> dict:
             "a_in_b": tp / len(a) if a else 1.0, "b_in_a": tp / len(b) if b else 1.0}
 
 
+def per_subject(gt: Sequence, pred: Sequence) -> dict:
+    """Overall MEGC counts and F1 per subject (identity)."""
+    out = {}
+    for subject in sorted({g.subject for g in gt} | {p.subject for p in pred}):
+        c = metrics.megc_spotting([g for g in gt if g.subject == subject],
+                                  [p for p in pred if p.subject == subject])["overall"]
+        out[subject] = {"tp": c.tp, "fp": c.fp, "fn": c.fn, "f1": round(c.f1, 3)}
+    return out
+
+
 def row(name: str, r: dict) -> str:
     s = r["spotting"]
     cells = [name]
@@ -92,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         offline = predict(model, test)
         results["FEDN (offline)"] = evaluate(gt, offline)
         extra["offline_s"] = round(time.perf_counter() - t0, 1)
+        extra["per_subject_offline"] = per_subject(gt, offline)
         if not a.no_streaming:
             t0 = time.perf_counter()
             with Engine.load(a.engine, weights=a.weights, log=lambda s: None) as eng:

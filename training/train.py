@@ -405,7 +405,7 @@ def plot_curves(history: Sequence[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     a = [h for h in history if h["stage"] == "A"]
-    b = [h for h in history if h["stage"] == "B"]
+    b = [h for h in history if h["stage"] in ("B", "C")]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     if a:
         axes[0].plot([h["step"] for h in a], [h["loss"] for h in a])
@@ -416,11 +416,25 @@ def plot_curves(history: Sequence[dict], path: Path) -> None:
             axes[2].plot([h["epoch"] for h in b], [h[key] for h in b], marker="o",
                          label=key.replace("val_", ""))
         axes[2].legend()
-    axes[1].set(title="stage B: detector loss", xlabel="epoch")
+        c = [h for h in b if h["stage"] == "C"]
+        if c:  # where end-to-end training starts
+            for ax in axes[1:]:
+                ax.axvline(c[0]["epoch"] - 0.5, color="grey", ls=":")
+    axes[1].set(title="stages B | C: joint loss", xlabel="epoch")
     axes[2].set(title="validation spotting F1", xlabel="epoch", ylim=(0, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def history_from_log(path: str | Path) -> list[dict]:
+    """Rows of a run's ``log.csv`` as the history :func:`plot_curves` draws."""
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            rows.append({k: (r[k] if k == "stage" else float(r[k]) if r[k] else None)
+                         for k in r})
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:

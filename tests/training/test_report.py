@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from training.evaluate import evaluate
 from training.megc_csv import Spot
-from training.report import agreement, table
+from training.report import agreement, per_subject, table
 
 
 def _s(on, off, kind="macro", video="v"):
@@ -27,3 +27,11 @@ def test_table_has_one_row_per_method():
     assert len(md) == 4 and md[0].startswith("| method |")
     assert "| perfect | 1.000 | 1.000 | 1.000 |" in md[2]
     assert md[3].split(" | ")[3] == "0.000"  # 'half' misses the micro one: micro F1 0
+
+
+def test_per_subject_splits_counts():
+    gt = [_s(10, 40), Spot("t", "w", 5, 20, "negative", "macro")]
+    pred = [_s(10, 40), Spot("t", "w", 100, 120, "negative", "macro", score=0.5)]
+    res = per_subject(gt, pred)
+    assert res["s"] == {"tp": 1, "fp": 0, "fn": 0, "f1": 1.0}
+    assert res["t"] == {"tp": 0, "fp": 1, "fn": 1, "f1": 0.0}
