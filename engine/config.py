@@ -6,7 +6,7 @@ else.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 #: Expression kinds the model predicts, in head-output order.

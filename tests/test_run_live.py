@@ -5,7 +5,6 @@ import sys
 
 import pytest
 
-from stream.bench import write_test_video
 from tests.conftest import ROOT
 
 

@@ -31,13 +31,6 @@ class Tiny(nn.Module):
         return {"y": y, "score": torch.sigmoid(y.sum(-1))}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared 2-core machine: 2 threads can be far slower
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tiny() -> Tiny:

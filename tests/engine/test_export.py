@@ -7,37 +7,24 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from engine.backends import BackendError
 from engine.backends.fp16 import KEEP_FP32, fp32_islands
 from engine.backends.onnxruntime import OnnxRuntimeBackend
-from engine.config import ModelConfig
 from engine.decode import OUTPUT_KEYS, sigmoid, softmax
 from engine.export import (OPSET, OnnxPair, check_pair, ensure_onnx, export_fedn, main,
                            model_fingerprint, parity)
 from engine.model import FEDN
+from tests.engine.conftest import TINY
 
-CFG = ModelConfig(window=32, hop=8, segment=4, attn_window=4, levels=2, channels=32, heads=2,
-                  feat_dim=16, enc_channels=(8, 16), enc_grid=2, range_base=8)
+CFG = TINY
 FLOW = 16  # flow map side for these tests (the stream uses StreamConfig().flow_size)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
-def model() -> FEDN:
-    torch.manual_seed(0)
-    m = FEDN(CFG).eval()
-    with torch.no_grad():
-        m.encoder.no_face.normal_()
-    return m
+def model(tiny_model) -> FEDN:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,6 @@ from engine.model.targets import assign_window
 CFG = ModelConfig()  # window 256, levels 4, range_base 16, end_margin 6
 PTS = pyramid_points(CFG.window, CFG.levels)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads can be ~10× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def _pos_points(t: dict) -> np.ndarray:

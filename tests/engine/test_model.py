@@ -14,14 +14,6 @@ from engine.model import FEDN, FlowEncoder, TemporalDetector
 SMALL = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32,
                     feat_dim=24, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads can be ~10× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def _point_frames(cfg: ModelConfig, length: int) -> np.ndarray:

@@ -8,13 +8,13 @@ import torch
 
 import engine.runtime as runtime
 from engine.backends import BackendError, BackendUnavailable
-from engine.config import ModelConfig, StreamConfig
+from engine.config import StreamConfig
 from engine.decode import OUTPUT_KEYS
 from engine.model import FEDN
+from tests.engine.conftest import TINY
 from engine.runtime import Engine, load_model, select_backend
 
-CFG = ModelConfig(window=32, hop=8, segment=4, attn_window=4, levels=2, channels=32, heads=2,
-                  feat_dim=16, enc_channels=(8, 16), enc_grid=2, range_base=8)
+CFG = TINY
 S = StreamConfig().flow_size
 
 
@@ -22,21 +22,10 @@ def probe_with(**ok: bool):
     return lambda name: (ok.get(name, False), f"{name} {'here' if ok.get(name) else 'absent'}")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
-def model() -> FEDN:
-    torch.manual_seed(0)
-    m = FEDN(CFG).eval()
-    with torch.no_grad():
-        m.encoder.no_face.normal_()
-    return m
+def model(tiny_model) -> FEDN:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
