@@ -1,4 +1,4 @@
-"""Train FEDN on cached flow features: ``python -m training.train --config training/configs/X.yaml``.
+"""Train FEDN on cached flow features: ``python -m training.train --config CONFIG.yaml``.
 
 Two stages, both on the features of the live path (``training.features``):
 
@@ -21,7 +21,6 @@ features is what keeps a full run within ~30 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import random
@@ -29,7 +28,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ from torch.nn import functional as F
 
 from engine.config import ModelConfig, StreamConfig, override
 from training.features import VideoFeatures, load_split, summarize
+from training.run_log import CsvLog, plot_curves
 from training.sampling import Window, WindowSampler, window_flow, window_slice, window_targets
 
 
@@ -151,23 +151,6 @@ def augment(flow: np.ndarray, rng: np.random.Generator, tc: TrainConfig) -> np.n
         flow = flow.copy()
         flow[:, :2] += sigma * rng.standard_normal(flow[:, :2].shape, np.float32)
     return flow
-
-
-class CsvLog:
-    """Append-only CSV log with a fixed header."""
-
-    COLUMNS = ("stage", "epoch", "step", "lr", "loss", "cls", "reg", "emo", "act", "act_emo",
-               "act_since", "val_f1", "val_micro_f1", "val_macro_f1", "val_thresh", "seconds")
-
-    def __init__(self, path: Path, resume: bool) -> None:
-        self.path = path
-        if not (resume and path.is_file()):
-            with open(path, "w", newline="") as f:
-                csv.writer(f).writerow(self.COLUMNS)
-
-    def write(self, **row: Any) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([row.get(c, "") for c in self.COLUMNS])
 
 
 def evaluate_val(model, items: Sequence[VideoFeatures], feats: Sequence[torch.Tensor],
@@ -395,46 +378,6 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                          for k, v in asdict(tc).items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def plot_curves(history: Sequence[dict], path: Path) -> None:
-    """Loss (both stages) and validation F1 per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    a = [h for h in history if h["stage"] == "A"]
-    b = [h for h in history if h["stage"] in ("B", "C")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    if a:
-        axes[0].plot([h["step"] for h in a], [h["loss"] for h in a])
-    axes[0].set(title="stage A: encoder loss", xlabel="step")
-    if b:
-        axes[1].plot([h["epoch"] for h in b], [h["loss"] for h in b], marker="o")
-        for key in ("val_f1", "val_micro_f1", "val_macro_f1"):
-            axes[2].plot([h["epoch"] for h in b], [h[key] for h in b], marker="o",
-                         label=key.replace("val_", ""))
-        axes[2].legend()
-        c = [h for h in b if h["stage"] == "C"]
-        if c:  # where end-to-end training starts
-            for ax in axes[1:]:
-                ax.axvline(c[0]["epoch"] - 0.5, color="grey", ls=":")
-    axes[1].set(title="stages B | C: joint loss", xlabel="epoch")
-    axes[2].set(title="validation spotting F1", xlabel="epoch", ylim=(0, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def history_from_log(path: str | Path) -> list[dict]:
-    """Rows of a run's ``log.csv`` as the history :func:`plot_curves` draws."""
-    rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            rows.append({k: (r[k] if k == "stage" else float(r[k]) if r[k] else None)
-                         for k in r})
-    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -95,6 +95,12 @@ def test_tiny_run_writes_everything_and_resumes(tmp_path):
     last = torch.load(out / "last.pt", weights_only=False)
     assert last["stage"] == "C"
     assert not torch.equal(last["model"]["encoder.convs.0.weight"], enc_before)
+    from training.run_log import history_from_log, plot_curves
+
+    hist = history_from_log(out / "log.csv")
+    assert [h["stage"] for h in hist][-1] == "C" and hist[-1]["epoch"] == 5.0
+    plot_curves(hist, tmp_path / "again.png")
+    assert (tmp_path / "again.png").stat().st_size > 1000
     secs = [float(r["seconds"]) for r in rows if r["stage"] == "B"]
     assert secs == sorted(secs) and summary2["train_seconds"] >= secs[-1]  # time accumulates
 
