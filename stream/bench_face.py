@@ -124,10 +124,12 @@ def bench_clip(frames: Sequence[np.ndarray], cfg: StreamConfig, fps: float = 30.
 
 def bench_detector(frames: Sequence[np.ndarray], cfg: StreamConfig) -> dict:
     """The standalone MediaPipe face detector (what a forced re-detection costs)."""
-    from stream.face import _solutions
+    from stream.face import _native_stderr_muted, _solutions
     ms = []
     with _solutions().face_detection.FaceDetection(
             model_selection=0, min_detection_confidence=cfg.face_confidence) as det:
+        with _native_stderr_muted():  # TFLite's set-up lines on the first frame
+            det.process(np.zeros((32, 32, 3), np.uint8))
         for img in frames:
             rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
             t0 = time.perf_counter()
