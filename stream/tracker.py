@@ -16,7 +16,9 @@ expression is under way. The tracker
   (``event_start`` once the probability holds ≥ ``on_thresh`` for
   ``on_frames``; ends once it stays < ``off_thresh`` for ``off_frames``);
   every ``event_start`` is later finalized into the ``event`` that overlaps it
-  (same ``id``) or withdrawn with ``event_cancel``;
+  (same ``id``) or withdrawn with ``event_cancel`` — except an expression longer
+  than the detector's window can hold (a 10 s smile), which only the active head
+  sees whole: it becomes an ``event`` of its own when the active head lets go;
 * **flushes** at end of stream: pending candidates are finalized, and an
   expression still under way is emitted with the last frame as offset and
   ``truncated: true``.
@@ -152,12 +154,12 @@ class IntervalTracker:
         """End of stream: finalize everything, emit an expression under way as truncated."""
         self.now = max(self.now, last_frame)
         records = self._finalize(lambda p: True)
-        open_ = [p for p in self._provisional if p.ended_at is None]
-        for prov in open_:
-            records.append(self._emit_truncated(prov, last_frame))
-            self._provisional.remove(prov)
         for prov in list(self._provisional):
-            records.append(self._cancel(prov))
+            if prov.ended_at is None:  # still under way: the stream cut it
+                self._provisional.remove(prov)
+                records.append(self._emit_from_active(prov, last_frame, truncated=True))
+            else:
+                records.append(self._close_ended(prov))
         return records
 
     # -- candidates --------------------------------------------------------------------------
@@ -250,13 +252,26 @@ class IntervalTracker:
         return best
 
     def _cancel_stale(self) -> list[dict]:
-        """Provisionals that ended and got no final event in time are withdrawn."""
+        """Provisionals that ended and got no final event in time: emitted from the active
+        head when longer than the end-anchored heads can see (:meth:`_too_long`), else
+        withdrawn."""
         patience = self.model.level_margin(self.model.levels - 1) + 2 * self.model.hop
         stale = [p for p in self._provisional
                  if p.ended_at is not None and self.now > p.ended_at + patience
                  and not any(_tiou((p.onset, p.ended_at), (q.onset, q.offset)) > 0
                              for q in self._pending)]
-        return [self._cancel(p) for p in stale]
+        return [self._close_ended(p) for p in stale]
+
+    def _too_long(self, prov: _Provisional) -> bool:
+        """No window holds both its onset and its end anchor: only the active head saw it."""
+        reach = self.model.window - self.model.level_margin(self.model.levels - 1)
+        return prov.ended_at is not None and prov.ended_at - prov.onset + 1 > reach
+
+    def _close_ended(self, prov: _Provisional) -> dict:
+        if self._too_long(prov):
+            self._provisional.remove(prov)
+            return self._emit_from_active(prov, prov.ended_at, truncated=False)
+        return self._cancel(prov)
 
     def _cancel(self, prov: _Provisional) -> dict:
         self._provisional.remove(prov)
@@ -270,11 +285,12 @@ class IntervalTracker:
                             latency=False)
         return event.to_record("event_start")
 
-    def _emit_truncated(self, prov: _Provisional, last_frame: int) -> dict:
+    def _emit_from_active(self, prov: _Provisional, offset: int, truncated: bool) -> dict:
+        """A final event built from the active head alone (long, or cut by the stream end)."""
         emo = prov.emotion_mass / max(prov.emotion_mass.sum(), 1e-9)
         kind = self.model.kinds[int(np.argmax(prov.kind_mass))]
-        event = self._event(prov.onset, max(prov.onset, last_frame), kind, emo, prov.peak,
-                            prov.id, apex=prov.peak_frame, truncated=True)
+        event = self._event(prov.onset, max(prov.onset, offset), kind, emo, prov.peak,
+                            prov.id, apex=prov.peak_frame, truncated=truncated)
         self._remember(event.onset_frame, event.offset_frame)
         return event.to_record()
 

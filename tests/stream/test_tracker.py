@@ -143,3 +143,16 @@ def test_frames_must_not_go_back(tracker):
 def test_config_checks(kw, match):
     with pytest.raises(ValueError, match=match):
         TrackerConfig(**kw)
+
+
+def test_expression_longer_than_the_window_is_carried_by_the_active_head(tracker):
+    long = MODEL.window + 40  # no window holds both its onset and its end
+    on = [0.95] * long
+    out = tracker.update(long + 20, [], active(range(21, long + 21), on, since=2))
+    [start] = [r for r in out if r["type"] == "event_start"]
+    off = range(long + 21, long + 200)
+    out = tracker.update(long + 199, [], active(off, [0.0] * len(off)))
+    [e] = finals(out)
+    assert e["id"] == start["id"] and not e["truncated"]
+    assert e["offset_frame"] - e["onset_frame"] + 1 > MODEL.window
+    assert not [r for r in out if r["type"] == "event_cancel"]
