@@ -50,39 +50,42 @@ class Detector:
         self.cfg, self.tracker_cfg, self.fps = cfg, tracker_cfg, fps
         self.provisional = provisional
         self.missing = missing_stages()
+        self._owned_engine = None  # loaded here, so closed here
         if loaded_engine is None and not {"engine", "face", "flow"} & set(self.missing):
             from engine.runtime import Engine
-            loaded_engine = Engine.load(engine, log=lambda _: None)
+            loaded_engine = self._owned_engine = Engine.load(engine, log=lambda _: None)
         if loaded_engine is None:
             raise RuntimeError(f"Detector: stages not available: {self.missing} "
                                "(install mediapipe / ship trained weights)")
         self.engine = loaded_engine
         self.records: list[dict] = []  # everything produced, status records included
-        self._chain = None
+        self._chain = None  # built on the first frame of each stream
         self._index = 0
-        self._new_chain(fps)
 
-    def _new_chain(self, fps: float) -> None:
-        from stream.stages import StageChain
-
-        if self._chain is not None:
-            self._chain.close()
-        self.fps = fps
-        self._chain = StageChain(self.cfg, fps, [], loaded_engine=self.engine,
-                                 tracker_cfg=self.tracker_cfg)
-        self._index = 0
+    def _stream(self):
+        """The stage chain of the current stream (a new one after :meth:`finish`)."""
+        if self._chain is None:
+            from stream.stages import StageChain
+            self._chain = StageChain(self.cfg, self.fps, [], loaded_engine=self.engine,
+                                     tracker_cfg=self.tracker_cfg)
+            self._index = 0
+        return self._chain
 
     def feed(self, image: np.ndarray, t_capture: float | None = None) -> list:
         """Process one H×W×3 uint8 BGR frame; returns the events it finalized."""
+        chain = self._stream()
         t = self._index / self.fps if t_capture is None else float(t_capture)
         frame = Frame(self._index, t, image, t_arrival=time.monotonic())
         self._index += 1
-        return self._keep(self._chain.process(frame))
+        return self._keep(chain.process(frame))
 
     def finish(self) -> list:
-        """End of the stream: flush what is still open; the detector is then reset."""
+        """End of the stream: flush what is still open; the next frame starts a new stream."""
+        if self._chain is None:
+            return []
         out = self._keep(self._chain.finish())
-        self._new_chain(self.fps)
+        self._chain.close()
+        self._chain = None
         return out
 
     def run(self, source: str | Path | FrameSource, fps: float | None = None) -> list[Event]:
@@ -90,9 +93,11 @@ class Detector:
         src = open_source(str(source), fps=fps) if isinstance(source, (str, Path)) else source
         events: list = []
         with src:
-            self._new_chain(src.fps or self.fps)
+            self.finish()  # a stream fed frame by frame before is ended first
+            self.fps = src.fps or self.fps
+            chain = self._stream()
             while (frame := src.read()) is not None:
-                events += self._keep(self._chain.process(
+                events += self._keep(chain.process(
                     Frame(frame.index, frame.t_capture, frame.image, time.monotonic())))
             events += self.finish()
         return [e for e in events if isinstance(e, Event)]
@@ -111,6 +116,9 @@ class Detector:
         if self._chain is not None:
             self._chain.close()
             self._chain = None
+        if self._owned_engine is not None:
+            self._owned_engine.close()
+            self._owned_engine = None
 
     def __enter__(self) -> "Detector":
         return self
@@ -177,6 +185,7 @@ def plot_timeline(events: Sequence[Event], truth: Sequence[tuple[int, int, str]]
     handles = [matplotlib.patches.Patch(color=c, label=k) for k, c in EMOTION_COLOURS.items()]
     if truth:
         handles.append(matplotlib.patches.Patch(color="0.6", label="ground truth"))
-    ax.legend(handles=handles, loc="upper right", ncols=len(handles), fontsize=8)
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(handles),
+              fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
