@@ -112,33 +112,28 @@ def ground_truth(items: Sequence[VideoFeatures]) -> list[Spot]:
 
 def streaming_spots(engine, cfg: ModelConfig, items: Sequence[VideoFeatures],
                     tracker_cfg=None) -> list[Spot]:
-    """Run the live schedule (StreamingDetector + IntervalTracker) over cached flow frames.
+    """Run the live schedule over cached flow frames: ``stream.spotter.Spotter`` (per-hop
+    ``StreamingDetector`` + ``IntervalTracker``, last partial hop flushed), one face track.
 
     Frames with ``valid=False`` are pushed as "no face", as the spotter does for
     a known track that is out of sight.
     """
     from engine.config import TrackerConfig
-    from engine.streaming import StreamingDetector
     from stream.contracts import FlowFrame
-    from stream.tracker import FrameTimes, IntervalTracker
+    from stream.spotter import Spotter
 
     spots: list[Spot] = []
     for v in items:
-        times = FrameTimes(v.fps)
-        det = StreamingDetector(engine, cfg)
-        trk = IntervalTracker(cfg, tracker_cfg or TrackerConfig(), times, 0)
+        spotter = Spotter(engine, cfg, v.fps, v.flow.shape[-1], tracker_cfg or TrackerConfig())
         records: list[dict] = []
         for i in range(v.n_frames):
             t = i / v.fps
-            times.add(i, t, t)
-            ff = FlowFrame(i, t, np.asarray(v.flow[i]), bool(v.valid[i]), 0)
-            hop = det.push(ff)
-            if hop is not None:
-                records += trk.update(hop.frame, hop.candidates, hop.active)
-        records += trk.flush(max(v.n_frames - 1, trk.now))
-        for r in records:
-            if r.get("type") == "event":
-                spots.append(Spot(subject=v.subject, video=v.video, onset=int(r["onset_frame"]),
-                                  offset=int(r["offset_frame"]), emotion=r["emotion"],
-                                  kind=r["kind"], score=float(r["score"])))
+            spotter.note_frame(i, t, t)
+            flow = FlowFrame(i, t, np.asarray(v.flow[i]), bool(v.valid[i]), 0)
+            records += spotter.update({0: flow}, i)
+        records += spotter.flush()
+        spots += [Spot(subject=v.subject, video=v.video, onset=int(r["onset_frame"]),
+                       offset=int(r["offset_frame"]), emotion=r["emotion"], kind=r["kind"],
+                       score=float(r["score"]))
+                  for r in records if r["type"] == "event"]
     return spots

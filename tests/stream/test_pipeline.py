@@ -171,3 +171,25 @@ def test_ctrl_c_on_a_live_run_still_flushes_and_summarizes(engine):
     statuses = [r["status"] for r in records if r["type"] == "status"]
     assert "interrupted" in statuses and statuses[-1] == "source_ended"
     assert records[-1]["type"] == "summary" and summary.frames_processed > 5
+
+
+def test_training_streaming_evaluation_matches_the_live_pipeline(tmp_path, face_bgr, engine):
+    """training.infer.streaming_spots (cached features) == run_live's events on the same file."""
+    from tests.stream.conftest import place_face
+    from training.features import VideoFeatures, extract_video
+    from training.infer import streaming_spots
+
+    path = tmp_path / "steady.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
+    for i in range(101):  # ends mid-hop: the last partial hop is flushed on both sides
+        writer.write(place_face(face_bgr, center=(300 + i * 0.5, 180 + 3 * np.sin(i / 5)),
+                                angle=2 * np.sin(i / 9)))
+    writer.release()
+    records, _ = _run_pipeline(path, engine)
+    live = [(r["onset_frame"], r["offset_frame"], r["kind"]) for r in records
+            if r["type"] == "event"]
+    flow, valid, fps = extract_video(path)
+    item = VideoFeatures("s", "steady", flow, valid, fps)
+    spots = streaming_spots(engine, engine.cfg, [item])
+    assert live, "the boosted untrained model should fire at least once"
+    assert [(s.onset, s.offset, s.kind) for s in spots] == live
