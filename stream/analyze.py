@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from stream.contracts import Frame
 from stream.events import JsonlSink, status_record
 
 
@@ -55,8 +55,7 @@ def analyze_video(path: Path, out_dir: Path, engine, fps: float | None = None,
                 bar = tqdm(total=source.frame_count, desc=path.name, unit="frame",
                            disable=not progress, leave=False)
                 while (frame := source.read()) is not None:
-                    records = chain.process(Frame(frame.index, frame.t_capture, frame.image,
-                                                  time.monotonic()))
+                    records = chain.process(replace(frame, t_arrival=time.monotonic()))
                     for r in records:
                         sink(r)
                     events += [r for r in records if r["type"] == "event"]

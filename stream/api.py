@@ -18,6 +18,7 @@ The same stage chain as ``run_live.py`` runs underneath (``stream.stages``).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -98,7 +99,7 @@ class Detector:
             chain = self._stream()
             while (frame := src.read()) is not None:
                 events += self._keep(chain.process(
-                    Frame(frame.index, frame.t_capture, frame.image, time.monotonic())))
+                    replace(frame, t_arrival=time.monotonic())))
             events += self.finish()
         return [e for e in events if isinstance(e, Event)]
 

@@ -78,12 +78,8 @@ class StageChain:
             self.frames_with_face += 1
         if self.flow is None:
             return records
-        flows = {}
-        for face in update.faces:
-            flow = self.flow.update(face, frame.index, frame.t_capture)
-            flows[face.track_id] = flow
-        if not update.faces:
-            self.flow.update(update.primary, frame.index, frame.t_capture)
+        flows = {face.track_id: self.flow.update(face, frame.index, frame.t_capture)
+                 for face in update.faces}
         self.latency.add("flow", (time.perf_counter() - t1) * 1e3)
         if self.spotter is not None:
             self.spotter.note_frame(frame.index, frame.t_capture, frame.t_arrival)
