@@ -186,6 +186,12 @@ def prepare_demo(work: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if not clip.is_file():
         print("gpu-check: demo clip: not shipped yet, skipped")
         return None
+    cached = work / "demo_flow.npy", work / "demo_valid.npy"
+    if all(p.is_file() for p in cached):
+        # A GPU image without MediaPipe: reuse flow maps made by an earlier run
+        # (`--cache DIR` on a CPU machine, then carry DIR).
+        print(f"gpu-check: demo clip: flow maps reused from {work}")
+        return np.load(cached[0]), np.load(cached[1])
     try:
         from training.features import extract_video
         flow, valid, _ = extract_video(clip)
