@@ -86,3 +86,20 @@ def test_prepare_and_worker_steps_on_cpu(monkeypatch, tmp_path, capsys):
     from engine.backends.tensorrt import available
     if not available()[0]:
         assert "TensorRT: unavailable" in out and "unavailable" in results["tensorrt-fp16"]
+
+
+def test_demo_flow_maps_carried_in_the_work_dir_are_reused(tmp_path, monkeypatch):
+    """A GPU image without MediaPipe reuses flow maps made elsewhere, not re-extracts them."""
+    flow = np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float16)
+    valid = np.array([1, 0, 1, 1, 1], np.float32)
+    np.save(tmp_path / "demo_flow.npy", flow)
+    np.save(tmp_path / "demo_valid.npy", valid)
+    import training.features
+
+    def no_extraction(*a, **k):
+        raise AssertionError("extract_video called although flow maps were carried")
+    monkeypatch.setattr(training.features, "extract_video", no_extraction)
+    got = gpu_check.prepare_demo(tmp_path)
+    assert got is not None
+    np.testing.assert_array_equal(got[0], flow)
+    np.testing.assert_array_equal(got[1], valid)
