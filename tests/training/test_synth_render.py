@@ -129,8 +129,19 @@ def test_distractors_are_labelled_and_avoid_events(gen):
     assert set(DISTRACTORS) <= {f for f in SynthConfig.__dataclass_fields__}
 
 
+def test_noise_sigma_range_is_a_config_value(gen):
+    """The per-video sensor noise comes from ``noise_sigma`` (wider for noise-robust data)."""
+    from training.synth.timeline import build_timeline
+    wide = replace(SynthConfig(), noise_sigma=(6.0, 8.0))
+    sigmas = [build_timeline(30 * 20, wide, gen, seed).noise_sigma for seed in range(4)]
+    assert all(6.0 <= s <= 8.0 for s in sigmas)
+    default = [build_timeline(30 * 20, SynthConfig(), gen, seed).noise_sigma for seed in range(4)]
+    assert all(1.0 <= s <= 4.0 for s in default)
+
+
 @pytest.mark.parametrize("field,value", [("fps", 0), ("micro_amp", (0.5, 0.1)),
-                                         ("occlusion_per_min", -1)])
+                                         ("occlusion_per_min", -1), ("noise_sigma", (4.0, 1.0)),
+                                         ("blur_sigma", (0.0, 1.0))])
 def test_config_checks(field, value):
     with pytest.raises(ValueError, match=field):
         SynthConfig(**{field: value})

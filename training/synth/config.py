@@ -38,7 +38,9 @@ class SynthConfig:
     light_drift: bool = True  # slow global brightness / contrast drift
     flicker: bool = True  # brief brightness flicker bursts
     flicker_per_min: float = 1.0  # rate of flicker bursts
-    noise: bool = True  # sensor noise (per video sigma 1-4 grey levels)
+    noise: bool = True  # sensor noise, per video sigma drawn from noise_sigma
+    noise_sigma: tuple[float, float] = (1.0, 4.0)  # sensor noise sigma range, grey levels
+    blur_sigma: tuple[float, float] = (0.3, 1.2)  # photo blur sigma range (p 0.5), pixels
     compression: bool = True  # JPEG quality per video + short low-quality bursts
     compression_per_min: float = 1.0  # rate of low-quality bursts
     occlusion: bool = True  # brief partial occlusion of the face (hand-like blob)
@@ -50,7 +52,8 @@ class SynthConfig:
         for name in ("fps", "width", "height", "video_s", "gap_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SynthConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("micro_amp", "macro_amp", "face_width", "mix_t"):
+        for name in ("micro_amp", "macro_amp", "face_width", "mix_t", "noise_sigma",
+                     "blur_sigma"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi or (name == "mix_t" and hi > 1):
                 raise ValueError(f"SynthConfig.{name} must be (lo, hi) with 0 < lo <= hi, "

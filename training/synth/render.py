@@ -54,8 +54,12 @@ class Scene:
     mirrored: bool
 
 
-def _augment_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Colour, contrast, gamma, greyscale and blur augmentation of a uint8 BGR image."""
+def _augment_photo(image: np.ndarray, rng: np.random.Generator,
+                   blur_sigma: tuple[float, float] = (0.3, 1.2)) -> np.ndarray:
+    """Colour, contrast, gamma, greyscale and blur augmentation of a uint8 BGR image.
+
+    ``blur_sigma`` is the Gaussian blur sigma range (pixels), applied with p 0.5.
+    """
     import cv2
 
     img = image.astype(np.float32)
@@ -67,7 +71,7 @@ def _augment_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.15:
         out = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     if rng.random() < 0.5:
-        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(*blur_sigma))
     return out
 
 
@@ -87,7 +91,7 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
         img = _remap(img, f)
         xi = np.clip(lm.round().astype(int), 0, size - 1)
         lm = lm + f[:, xi[:, 1], xi[:, 0]].T
-    img = _augment_photo(img, rng)
+    img = _augment_photo(img, rng, cfg.blur_sigma)
     ff = FaceFrame.from_landmarks(lm)
     face_w_src = float(np.hypot(*(lm[454] - lm[234])))
     s = rng.uniform(*cfg.face_width) / face_w_src

@@ -293,7 +293,7 @@ def build_timeline(n_frames: int, cfg: SynthConfig, gen: dict, seed: int) -> Tim
             tl.occluder[on:on + n] = cover * ramp
             tl.occluder_side[on:on + n] = int(rng.integers(0, 3))
             dis.append(Distractor("occlusion", on, on + n - 1))
-    tl.noise_sigma = float(rng.uniform(1.0, 4.0)) if cfg.noise else 0.0
+    tl.noise_sigma = float(rng.uniform(*cfg.noise_sigma)) if cfg.noise else 0.0
     tl.distractors = sorted(dis, key=lambda d: d.onset)
     return tl
 
