@@ -167,3 +167,33 @@ def test_identity_mixing_stays_inside_the_split():
     with pytest.raises(ValueError, match="splits differ"):
         morph(a, faces.load("kanade"), 0.5)
     assert all(not s.mix for s in plan(5, "train", 1, cfg.without_distractors()))
+
+
+def test_talking_moves_the_mouth_at_syllable_rate_and_keeps_clear_of_labels(gen):
+    """Speech-like distractor: AU26 opens and closes 3-6 times a second, never on a label,
+    and switching it on changes nothing else in the timeline."""
+    from training.synth.timeline import AU_COLUMN, build_timeline
+
+    cfg = replace(SynthConfig(), talking=True, talking_per_min=8, gap_scale=0.5)
+    episodes = 0
+    for seed in range(3):
+        on = build_timeline(30 * 60, cfg, gen, seed)
+        off = build_timeline(30 * 60, replace(cfg, talking=False), gen, seed)
+        assert on.events == off.events
+        assert [d for d in on.distractors if d.kind != "talking"] == off.distractors
+        assert np.array_equal(on.amp[:, AU_COLUMN["6"]], off.amp[:, AU_COLUMN["6"]])
+        for d in (d for d in on.distractors if d.kind == "talking"):
+            episodes += 1
+            assert all(d.offset + 15 < e.onset or d.onset - 15 > e.offset for e in on.events)
+            jaw = on.amp[d.onset:d.offset + 1, AU_COLUMN["26"]] - \
+                off.amp[d.onset:d.offset + 1, AU_COLUMN["26"]]
+            assert jaw.max() > 0.1
+            peaks = np.sum((jaw[1:-1] > jaw[:-2]) & (jaw[1:-1] >= jaw[2:]) & (jaw[1:-1] > 0.05))
+            seconds = (d.offset - d.onset + 1) / 30
+            assert 2.0 <= peaks / seconds <= 7.0, (peaks, seconds)
+        changed = np.flatnonzero(np.abs(on.amp - off.amp).sum(1) > 0)
+        inside = np.zeros(on.n_frames, bool)
+        for d in (d for d in on.distractors if d.kind == "talking"):
+            inside[d.onset:d.offset + 1] = True
+        assert inside[changed].all()
+    assert episodes >= 3

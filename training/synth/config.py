@@ -9,7 +9,8 @@ from dataclasses import dataclass, fields
 
 #: Distractor switches (field names of SynthConfig), for ``--no-distractors`` and tests.
 DISTRACTORS: tuple[str, ...] = ("blinks", "head_drift", "sudden_moves", "light_drift",
-                                "flicker", "noise", "compression", "occlusion", "out_of_frame")
+                                "flicker", "noise", "compression", "occlusion", "out_of_frame",
+                                "talking")
 
 
 @dataclass(frozen=True)
@@ -47,20 +48,24 @@ class SynthConfig:
     occlusion_per_min: float = 0.5  # rate of occlusions
     out_of_frame: bool = True  # face briefly leaves the frame
     out_of_frame_per_min: float = 0.2  # rate of out-of-frame episodes
+    # off by default so the published sets' commands still give the same videos
+    talking: bool = False  # speech-like mouth motion (AU25/26 at 3-6 Hz) with small nods
+    talking_per_min: float = 1.5  # rate of talking episodes (1.5-6 s each)
+    talking_amp: tuple[float, float] = (0.2, 0.7)  # per-syllable mouth opening (AU units)
 
     def __post_init__(self) -> None:
         for name in ("fps", "width", "height", "video_s", "gap_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SynthConfig.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("micro_amp", "macro_amp", "face_width", "mix_t", "noise_sigma",
-                     "blur_sigma"):
+                     "blur_sigma", "talking_amp"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi or (name == "mix_t" and hi > 1):
                 raise ValueError(f"SynthConfig.{name} must be (lo, hi) with 0 < lo <= hi, "
                                  f"got {getattr(self, name)!r}")
         for name in ("sudden_per_min", "flicker_per_min", "compression_per_min",
-                     "occlusion_per_min", "out_of_frame_per_min", "identity_morph",
-                     "identity_mix"):
+                     "occlusion_per_min", "out_of_frame_per_min", "talking_per_min",
+                     "identity_morph", "identity_mix"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SynthConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 

@@ -57,7 +57,7 @@ class SynthEvent:
 class Distractor:
     """One distractor episode (stream indices, inclusive)."""
 
-    kind: str  # blink | sudden_move | flicker | compression | occlusion | out_of_frame
+    kind: str  # blink | sudden_move | flicker | compression | occlusion | out_of_frame | talking
     onset: int
     offset: int
 
@@ -294,8 +294,42 @@ def build_timeline(n_frames: int, cfg: SynthConfig, gen: dict, seed: int) -> Tim
             tl.occluder_side[on:on + n] = int(rng.integers(0, 3))
             dis.append(Distractor("occlusion", on, on + n - 1))
     tl.noise_sigma = float(rng.uniform(*cfg.noise_sigma)) if cfg.noise else 0.0
+    if cfg.talking:  # drawn last: switching it on leaves every earlier draw unchanged
+        dis += _talking(tl, cfg, rng)
     tl.distractors = sorted(dis, key=lambda d: d.onset)
     return tl
+
+
+#: AUs a speaking mouth moves (lips part, jaw drop, upper lip, chin) and their share of a
+#: syllable's opening; AU26 + AU25 dominate, as in visual speech.
+SPEECH_AUS: tuple[tuple[str, float], ...] = (("26", 1.0), ("25", 0.7), ("10", 0.15), ("17", 0.2))
+
+
+def _talking(tl: Timeline, cfg: SynthConfig, rng: np.random.Generator) -> list[Distractor]:
+    """Speech-like mouth motion: syllables at 3-6 Hz for 1.5-6 s, with small nods.
+
+    Adds to ``tl.amp`` and ``tl.pose`` in place; episodes keep 0.5 s clear of every
+    labelled expression (speech is not an expression, and a label must stay pure).
+    """
+    fps, n_frames, out = tl.fps, tl.n_frames, []
+    for on in _poisson_times(cfg.talking_per_min, n_frames, fps, rng):
+        n = int(rng.uniform(1.5, 6.0) * fps)
+        if on + n >= n_frames or not _free(on, on + n, tl.events, int(0.5 * fps)):
+            continue
+        t = np.arange(n) / fps
+        rate = rng.uniform(3.0, 6.0)  # syllables per second
+        phase = 2 * np.pi * rate * t + 0.6 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t)
+        syllable = np.floor(phase / (2 * np.pi)).astype(int)
+        size = rng.uniform(*cfg.talking_amp, syllable.max() + 1)[syllable]  # per-syllable
+        opening = (0.5 - 0.5 * np.cos(phase)) * size
+        fade = np.clip(np.minimum(np.arange(n) + 1, n - np.arange(n)) / (0.15 * fps), 0, 1)
+        opening = (opening * fade).astype(np.float32)
+        for au, share in SPEECH_AUS:
+            tl.amp[on:on + n, AU_COLUMN[au]] += share * opening
+        nod = rng.uniform(0.5, 2.0) * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * t) * fade
+        tl.pose[on:on + n, 1] += nod.astype(np.float32)  # vertical nod, pixels
+        out.append(Distractor("talking", on, on + n - 1))
+    return out
 
 
 def _ramp(n_frames: int, start: int, n: int) -> np.ndarray:
