@@ -82,6 +82,11 @@ class ModelConfig:
     enc_stem: int = 4  # first conv: stem×stem kernel, stride stem (patchify; flow is smooth)
     enc_channels: tuple[int, ...] = (16, 32, 64)  # conv widths: the stem, then stride-2 3×3s
     enc_grid: int = 4  # the last conv map is average-pooled to enc_grid × enc_grid, then flattened
+    # --- input gain (engine/gain.py): flow of faces with a high motion-noise floor is scaled
+    # down to this floor before encoding; 0 switches it off (checkpoints from before it)
+    gain_ref: float = 0.0  # reference noise floor, px of frame-mean |(u, v)| per Δ
+    gain_window: int = 300  # running-median span of the floor, valid frames of the track
+    gain_min_frames: int = 30  # gain stays 1 until this many valid frames were seen
     # --- targets
     range_base: int = 16  # level 0 takes intervals shorter than this (frames); each level doubles
     end_margin: int = 6  # end-anchored targets cover [offset, offset + margin] frames (≥ stride-1)
@@ -106,7 +111,8 @@ class ModelConfig:
                                "levels", "channels", "feat_dim", "heads", "mlp_ratio",
                                "enc_stem", "enc_grid", "range_base", "nms_sigma",
                                "max_candidates"))
-        for name in ("end_margin", "focal_gamma", "loss_cls", "loss_reg", "loss_emo", "loss_act"):
+        for name in ("end_margin", "focal_gamma", "loss_cls", "loss_reg", "loss_emo", "loss_act",
+                     "gain_ref", "gain_window", "gain_min_frames"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"ModelConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         for name, lo, hi in (("dropout", 0.0, 0.999), ("focal_alpha", 0.0, 1.0),

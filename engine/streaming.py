@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.config import ModelConfig
 from engine.decode import ActiveFrames, Candidate, decode_active, decode_window
+from engine.gain import FlowGain
 from stream.contracts import FlowFrame
 
 
@@ -67,11 +68,16 @@ class StreamingDetector:
         self._frames = np.zeros(2 * w, np.int64)  # stream index of each position (mirrored)
         self.pushed = 0  # frames pushed so far
         self.encode_ms = 0.0  # last encoder call
+        self.gain = FlowGain(cfg)  # this track's input gain (engine/gain.py)
 
     def push(self, flow: FlowFrame) -> HopResult | None:
         """Encode one frame; every ``hop``-th frame also detect and decode."""
         t0 = time.perf_counter()
-        feat = self.engine.encode(flow.flow[None], np.array([float(flow.valid)], np.float32))
+        x = flow.flow[None]  # (1, 3, S, S)
+        g = self.gain.update(flow.flow, flow.valid)
+        if g != 1.0:
+            x = np.asarray(x, np.float32) * np.float32(g)
+        feat = self.engine.encode(x, np.array([float(flow.valid)], np.float32))
         self.encode_ms = (time.perf_counter() - t0) * 1e3
         self._write(feat[0], flow.index)
         if self.pushed % self.cfg.hop:

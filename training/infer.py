@@ -17,13 +17,18 @@ import torch
 
 from engine.config import ModelConfig
 from engine.decode import decode_window
+from engine.gain import video_gains
 from training.features import VideoFeatures
 from training.megc_csv import Spot
 
 
 @torch.no_grad()
 def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024) -> torch.Tensor:
-    """(N, 3, S, S) float16 + (N,) bool → (N, F) features with the model's encoder (eval)."""
+    """(N, 3, S, S) float16 + (N,) bool → (N, F) features with the model's encoder (eval).
+
+    The flow is scaled by the model's causal input gain first (``engine.gain``), as live.
+    """
+    gains = video_gains(flow, valid, model.cfg)
     enc = model.encoder
     was = enc.training
     enc.eval()
@@ -32,7 +37,8 @@ def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024) 
     idx = np.flatnonzero(valid)
     for s in range(0, len(idx), chunk):
         sel = idx[s:s + chunk]
-        x = torch.from_numpy(np.asarray(flow[sel], np.float32))  # (n, 3, S, S)
+        x = torch.from_numpy(np.asarray(flow[sel], np.float32)
+                             * gains[sel, None, None, None])  # (n, 3, S, S)
         feats[torch.from_numpy(sel)] = enc.embed(x)
     enc.train(was)
     return feats

@@ -108,12 +108,19 @@ def window_slice(n_frames: int, win: Window) -> tuple[slice, int, int]:
     return slice(lo, hi), lo - win.start, win.start + win.length - hi
 
 
-def window_flow(item: VideoFeatures, win: Window) -> tuple[np.ndarray, np.ndarray]:
-    """(L, 3, S, S) float32 flow and (L,) float32 valid of ``win`` (outside the video: no face)."""
+def window_flow(item: VideoFeatures, win: Window,
+                gains: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(L, 3, S, S) float32 flow and (L,) float32 valid of ``win`` (outside the video: no face).
+
+    ``gains``: (N,) per-frame input gain of the whole video (``engine.gain.video_gains``,
+    computed over the frames before the window too), applied to the flow.
+    """
     sl, before, after = window_slice(item.n_frames, win)
     s = item.flow.shape[-1]
     flow = np.zeros((win.length, 3, s, s), np.float32)
     valid = np.zeros(win.length, np.float32)
     flow[before:win.length - after] = item.flow[sl]
+    if gains is not None:
+        flow[before:win.length - after] *= gains[sl, None, None, None]
     valid[before:win.length - after] = item.valid[sl]
     return flow, valid

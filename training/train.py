@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.config import ModelConfig, StreamConfig, override
+from engine.gain import video_gains
 from training.features import VideoFeatures, load_split, summarize
 from training.run_log import CsvLog, plot_curves
 from training.sampling import Window, WindowSampler, window_flow, window_slice, window_targets
@@ -203,6 +204,8 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
         val_items = [v for root in roots for v in load_split(
             root, tc.cache, StreamConfig(), tc.workers, tc.progress, tc.limit)]
     train_items, val_items = list(train_items), list(val_items)
+    # causal per-video input gain, as the live path applies it (1 everywhere when off)
+    train_gains = [video_gains(v.flow, v.valid, cfg) for v in train_items]
     data = {"train": summarize(train_items), "val": summarize(val_items)}
     print(f"data: {json.dumps(data)}", flush=True)
     model = FEDN(cfg)
@@ -245,7 +248,8 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
         run_loss = None
         for step in bar:
             wins = sampler.batch(tc.encoder_batch)
-            flows, valids = zip(*(window_flow(train_items[w.video], w) for w in wins))
+            flows, valids = zip(*(window_flow(train_items[w.video], w, train_gains[w.video])
+                                  for w in wins))
             flow = torch.from_numpy(np.stack([augment(f, rng, tc) for f in flows]))
             valid = torch.from_numpy(np.stack(valids))
             tg = window_targets(train_items, wins, cfg)
@@ -296,7 +300,8 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
     def window_outputs(wins: Sequence[Window], e2e: bool) -> dict[str, torch.Tensor]:
         if not e2e:
             return model.detector(window_feats(wins))
-        flows, valids = zip(*(window_flow(train_items[w.video], w) for w in wins))
+        flows, valids = zip(*(window_flow(train_items[w.video], w, train_gains[w.video])
+                              for w in wins))
         flow = torch.from_numpy(np.stack([augment(f, rng, tc) for f in flows]))
         return model(flow, torch.from_numpy(np.stack(valids)))  # (B, L, 3, S, S) -> outputs
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.decode import OUTPUT_KEYS, pyramid_points
+from engine.gain import FlowGain
 from engine.model.encoder import FlowEncoder
 from engine.model.head import ActiveHead, IntervalHead
 from engine.model.neck import TemporalPyramid
@@ -121,11 +122,14 @@ class StreamingFEDN:
             self.ring = model.encoder.padding(self.cfg.window)  # (window, F): no face yet
         self.count = 0
         self.flow_shape: tuple[int, ...] = ()
+        self.gain = FlowGain(self.cfg)  # input gain, as engine.streaming applies it
 
     @torch.no_grad()
     def push(self, flow: np.ndarray | torch.Tensor,
              valid: bool) -> tuple[dict[str, np.ndarray], int] | None:
-        flow_t = torch.as_tensor(np.asarray(flow, dtype=np.float32)).unsqueeze(0)  # -> (1, 3, S, S)
+        flow = np.asarray(flow, dtype=np.float32)
+        flow = flow * np.float32(self.gain.update(flow, valid))
+        flow_t = torch.as_tensor(flow).unsqueeze(0)  # (3, S, S) -> (1, 3, S, S)
         self.flow_shape = tuple(flow_t.shape[1:])
         feat = self.model.encoder(flow_t, torch.tensor([float(valid)]))  # (1, F)
         self.ring = torch.cat([self.ring[1:], feat], dim=0)  # (window, F), oldest dropped
