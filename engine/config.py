@@ -84,7 +84,8 @@ class ModelConfig:
     enc_grid: int = 4  # the last conv map is average-pooled to enc_grid × enc_grid, then flattened
     # --- input gain (engine/gain.py): flow of faces with a high motion-noise floor is scaled
     # down to this floor before encoding; 0 switches it off (checkpoints from before it)
-    gain_ref: float = 0.0  # reference noise floor, px of frame-mean |(u, v)| per Δ
+    gain_ref: float = 0.0  # reference noise floor, px of cell-mean |(u, v)| per Δ
+    gain_grid: int = 8  # the flow map is cut into gain_grid² cells, each with its own gain
     gain_window: int = 300  # running-median span of the floor, valid frames of the track
     gain_min_frames: int = 30  # gain stays 1 until this many valid frames were seen
     # --- targets
@@ -109,7 +110,7 @@ class ModelConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check_positive(self, ("window", "hop", "segment", "attn_window", "blocks_per_level",
                                "levels", "channels", "feat_dim", "heads", "mlp_ratio",
-                               "enc_stem", "enc_grid", "range_base", "nms_sigma",
+                               "enc_stem", "enc_grid", "range_base", "nms_sigma", "gain_grid",
                                "max_candidates"))
         for name in ("end_margin", "focal_gamma", "loss_cls", "loss_reg", "loss_emo", "loss_act",
                      "gain_ref", "gain_window", "gain_min_frames"):

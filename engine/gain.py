@@ -1,18 +1,21 @@
-"""Per-track input gain: scale down the flow of faces whose motion-noise floor is high.
+"""Per-track input gain: scale down flow where a face's motion-noise floor is high.
 
 Flow noise depends on the face, not only on what it does: a small, blurred,
 side-on or low-light face gives a higher floor of spurious flow than a sharp
-frontal one. SynthME's held-out test set showed the detector firing on such a
-face (``t1_e``, a 3/4-profile face from a low-resolution group photo: a still-face
-flow floor about 2.5× that of a frontal face) at its noise alone.
+frontal one, and mostly in some regions (a 3/4-profile face brings hair and
+background edges into the aligned crop). SynthME's held-out test set showed the
+detector firing on such a face (``t1_e``, a 3/4-profile face from a
+low-resolution group photo) at its noise alone.
 
-The floor is the running **median** of the frame-mean |(u, v)| over the last
+The crop's flow map is cut into ``gain_grid`` × ``gain_grid`` cells. Each cell's
+floor is the running **median** of its mean |(u, v)| over the last
 ``gain_window`` valid frames of the track (an expression is short next to that,
-so it barely moves a median), and the gain is ``min(1, gain_ref / floor)``:
-faces at or below the reference floor are untouched, noisier ones are scaled
-down to it. It is causal (frame t's gain uses frames ≤ t) and identical in
-training (:func:`video_gains`) and live (:class:`FlowGain`, one per track):
-both run the same update. ``ModelConfig.gain_ref = 0`` switches it off.
+so it barely moves a median), and its gain is ``min(1, gain_ref / floor)``:
+cells at or below the reference floor are untouched, noisier ones are scaled
+down to it (u, v and strain alike). It is causal (frame t's gain uses frames
+≤ t) and identical in training (:func:`video_gains`) and live (:class:`FlowGain`,
+one per track): both run the same update. ``ModelConfig.gain_ref = 0`` switches
+it off; ``gain_grid = 1`` gives one gain for the whole crop.
 """
 from __future__ import annotations
 
@@ -23,50 +26,72 @@ import numpy as np
 from engine.config import ModelConfig
 
 
-def frame_motion(flow: np.ndarray) -> np.ndarray:
-    """Frame-mean |(u, v)| of (..., 3, S, S) flow maps → (...) float32, px per Δ."""
+def cell_motion(flow: np.ndarray, grid: int) -> np.ndarray:
+    """Mean |(u, v)| per cell of (..., 3, S, S) flow → (..., grid, grid) float32, px per Δ."""
     f = np.asarray(flow, np.float32)
-    return np.hypot(f[..., 0, :, :], f[..., 1, :, :]).mean(axis=(-2, -1))
+    s = f.shape[-1]
+    if s % grid:
+        raise ValueError(f"gain_grid={grid} must divide the flow map size {s}")
+    b = s // grid
+    mag = np.hypot(f[..., 0, :, :], f[..., 1, :, :])  # (..., S, S)
+    return mag.reshape(*mag.shape[:-2], grid, b, grid, b).mean(axis=(-3, -1))
+
+
+def apply_gain(flow: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """(..., 3, S, S) flow × (..., G, G) cell gains → float32 flow of the same shape."""
+    f = np.asarray(flow, np.float32)
+    g = np.asarray(gain, np.float32)
+    s, grid = f.shape[-1], g.shape[-1]
+    b = s // grid
+    cells = f.reshape(*f.shape[:-2], grid, b, grid, b)  # (..., 3, G, b, G, b)
+    out = cells * g[..., None, :, None, :, None]  # gain (..., G, G) -> (..., 1, G, 1, G, 1)
+    return out.reshape(f.shape)  # (..., 3, S, S)
 
 
 class FlowGain:
-    """Running gain of one face track.
+    """Running cell gains of one face track.
 
     Args:
-        cfg: ``gain_ref`` (0: always 1), ``gain_window``, ``gain_min_frames``.
+        cfg: ``gain_ref`` (0: always 1), ``gain_grid``, ``gain_window``, ``gain_min_frames``.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         self.cfg = cfg
-        self._motion: deque[float] = deque(maxlen=cfg.gain_window)
-        self.gain = 1.0  # gain of the last frame
+        self._motion: deque[np.ndarray] = deque(maxlen=cfg.gain_window)
+        self.gain = np.ones((cfg.gain_grid, cfg.gain_grid), np.float32)  # last frame's gains
 
-    def update(self, flow: np.ndarray, valid: bool) -> float:
-        """Gain for this frame's (3, S, S) flow map (the map itself is not changed)."""
-        if self.cfg.gain_ref <= 0:
-            return 1.0
-        return self.push_motion(float(frame_motion(flow)) if valid else 0.0, valid)
+    @property
+    def enabled(self) -> bool:
+        return self.cfg.gain_ref > 0
 
-    def push_motion(self, motion: float, valid: bool) -> float:
-        """Same as :meth:`update`, from the frame's precomputed :func:`frame_motion`."""
-        if self.cfg.gain_ref <= 0:
-            return 1.0
-        if valid:
-            self._motion.append(motion)
-        if len(self._motion) >= self.cfg.gain_min_frames:
-            floor = float(np.median(np.asarray(self._motion, np.float32)))
-            self.gain = min(1.0, self.cfg.gain_ref / max(floor, 1e-6))
+    def update(self, flow: np.ndarray, valid: bool) -> np.ndarray:
+        """(G, G) gains for this frame's (3, S, S) flow map (the map itself is not changed)."""
+        if not self.enabled:
+            return self.gain
+        return self.push_motion(cell_motion(flow, self.cfg.gain_grid) if valid else None)
+
+    def push_motion(self, motion: np.ndarray | None) -> np.ndarray:
+        """Same as :meth:`update`, from the frame's precomputed :func:`cell_motion`
+        (None: not a valid frame, the gains stay)."""
+        if not self.enabled:
+            return self.gain
+        if motion is not None:
+            self._motion.append(np.asarray(motion, np.float32))
+            if len(self._motion) >= self.cfg.gain_min_frames:
+                floor = np.median(np.stack(self._motion), axis=0)  # (G, G)
+                self.gain = np.minimum(1.0, self.cfg.gain_ref / np.maximum(floor, 1e-6)) \
+                    .astype(np.float32)
         return self.gain
 
 
 def video_gains(flow: np.ndarray, valid: np.ndarray, cfg: ModelConfig,
                 chunk: int = 2048) -> np.ndarray:
-    """(N,) float32 gain of every frame of one track's (N, 3, S, S) flow, as live."""
-    n = len(valid)
+    """(N, G, G) float32 gains of every frame of one track's (N, 3, S, S) flow, as live."""
+    n, grid = len(valid), cfg.gain_grid
     if cfg.gain_ref <= 0:
-        return np.ones(n, np.float32)
-    motion = np.concatenate([frame_motion(flow[s:s + chunk]) for s in range(0, n, chunk)]
-                            or [np.zeros(0, np.float32)])
+        return np.ones((n, grid, grid), np.float32)
+    motion = np.concatenate([cell_motion(flow[s:s + chunk], grid) for s in range(0, n, chunk)]
+                            or [np.zeros((0, grid, grid), np.float32)])
     track = FlowGain(cfg)
-    return np.array([track.push_motion(float(m), bool(v)) for m, v in zip(motion, valid)],
-                    np.float32)
+    return np.stack([track.push_motion(m if v else None) for m, v in zip(motion, valid)]
+                    or [np.zeros((grid, grid), np.float32)])[:n]

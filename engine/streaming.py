@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.config import ModelConfig
 from engine.decode import ActiveFrames, Candidate, decode_active, decode_window
-from engine.gain import FlowGain
+from engine.gain import FlowGain, apply_gain
 from stream.contracts import FlowFrame
 
 
@@ -74,9 +74,8 @@ class StreamingDetector:
         """Encode one frame; every ``hop``-th frame also detect and decode."""
         t0 = time.perf_counter()
         x = flow.flow[None]  # (1, 3, S, S)
-        g = self.gain.update(flow.flow, flow.valid)
-        if g != 1.0:
-            x = np.asarray(x, np.float32) * np.float32(g)
+        if self.gain.enabled:
+            x = apply_gain(flow.flow, self.gain.update(flow.flow, flow.valid))[None]
         feat = self.engine.encode(x, np.array([float(flow.valid)], np.float32))
         self.encode_ms = (time.perf_counter() - t0) * 1e3
         self._write(feat[0], flow.index)

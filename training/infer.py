@@ -17,7 +17,7 @@ import torch
 
 from engine.config import ModelConfig
 from engine.decode import decode_window
-from engine.gain import video_gains
+from engine.gain import apply_gain, video_gains
 from training.features import VideoFeatures
 from training.megc_csv import Spot
 
@@ -37,8 +37,7 @@ def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024) 
     idx = np.flatnonzero(valid)
     for s in range(0, len(idx), chunk):
         sel = idx[s:s + chunk]
-        x = torch.from_numpy(np.asarray(flow[sel], np.float32)
-                             * gains[sel, None, None, None])  # (n, 3, S, S)
+        x = torch.from_numpy(apply_gain(flow[sel], gains[sel]))  # (n, 3, S, S)
         feats[torch.from_numpy(sel)] = enc.embed(x)
     enc.train(was)
     return feats

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.config import ModelConfig
+from engine.gain import apply_gain
 from engine.model.targets import GTInterval, Targets, assign_targets
 from training.features import VideoFeatures
 
@@ -112,15 +113,14 @@ def window_flow(item: VideoFeatures, win: Window,
                 gains: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(L, 3, S, S) float32 flow and (L,) float32 valid of ``win`` (outside the video: no face).
 
-    ``gains``: (N,) per-frame input gain of the whole video (``engine.gain.video_gains``,
+    ``gains``: (N, G, G) input gains of the whole video (``engine.gain.video_gains``,
     computed over the frames before the window too), applied to the flow.
     """
     sl, before, after = window_slice(item.n_frames, win)
     s = item.flow.shape[-1]
     flow = np.zeros((win.length, 3, s, s), np.float32)
     valid = np.zeros(win.length, np.float32)
-    flow[before:win.length - after] = item.flow[sl]
-    if gains is not None:
-        flow[before:win.length - after] *= gains[sl, None, None, None]
+    flow[before:win.length - after] = item.flow[sl] if gains is None else \
+        apply_gain(item.flow[sl], gains[sl])
     valid[before:win.length - after] = item.valid[sl]
     return flow, valid

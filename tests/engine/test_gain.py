@@ -1,4 +1,4 @@
-"""engine.gain: causal per-track input gain, identical live (FlowGain) and offline (video_gains)."""
+"""engine.gain: causal per-track cell gains, identical live (FlowGain) and offline (video_gains)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.config import ModelConfig
-from engine.gain import FlowGain, frame_motion, video_gains
+from engine.gain import FlowGain, apply_gain, cell_motion, video_gains
 from engine.model import FEDN, StreamingFEDN
 from engine.runtime import Engine
 from engine.streaming import StreamingDetector
@@ -16,16 +16,18 @@ from stream.contracts import FlowFrame
 
 CFG = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32,
                   feat_dim=24, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0,
-                  score_thresh=0.05, max_candidates=1000, gain_ref=0.25, gain_window=40,
-                  gain_min_frames=10)
+                  score_thresh=0.05, max_candidates=1000, gain_ref=0.25, gain_grid=4,
+                  gain_window=40, gain_min_frames=10)
 
 
-def _clip(n: int, sigma: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 3, 16, 16) float16 noise flow of per-frame std ``sigma``, ~10 % frames invalid."""
+def _clip(n: int, sigma, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3, size, size) float16 noise flow; ``sigma`` per frame (n,) or per pixel (S, S);
+    ~10 % of frames invalid."""
     g = np.random.default_rng(seed)
-    flow = (g.standard_normal((n, 3, 16, 16)) * sigma[:, None, None, None]).astype(np.float16)
-    valid = g.random(n) > 0.1
-    return flow, valid
+    sigma = np.asarray(sigma, np.float64)
+    scale = sigma[:, None, None, None] if sigma.ndim == 1 else sigma[None, None]
+    flow = (g.standard_normal((n, 3, size, size)) * scale).astype(np.float16)
+    return flow, g.random(n) > 0.1
 
 
 def test_off_by_default_and_for_old_checkpoints():
@@ -33,20 +35,38 @@ def test_off_by_default_and_for_old_checkpoints():
     assert ModelConfig().gain_ref == 0
     assert np.all(video_gains(flow, valid, ModelConfig()) == 1.0)
     track = FlowGain(ModelConfig())
-    assert all(track.update(f, bool(v)) == 1.0 for f, v in zip(flow, valid))
+    assert all(np.all(track.update(f, bool(v)) == 1.0) for f, v in zip(flow, valid))
 
 
-def test_noisy_face_is_scaled_to_the_reference_floor_quiet_face_untouched():
-    quiet, valid = _clip(200, np.full(200, 0.05))
-    noisy, _ = _clip(200, np.full(200, 1.0))
-    assert np.all(video_gains(quiet, valid, CFG) == 1.0)
-    g = video_gains(noisy, valid, CFG)
+def test_cells_and_apply_gain_line_up():
+    flow = np.zeros((2, 3, 16, 16), np.float32)
+    flow[:, :2, :4, 12:] = 3.0  # top-right cell of a 4x4 grid: |(u, v)| = 3·√2
+    motion = cell_motion(flow, 4)
+    assert motion.shape == (2, 4, 4)
+    assert motion[0, 0, 3] == pytest.approx(3 * np.sqrt(2))
+    assert motion[0].sum() == pytest.approx(motion[0, 0, 3])  # no other cell moves
+    gain = np.ones((2, 4, 4), np.float32)
+    gain[:, 0, 3] = 0.5
+    out = apply_gain(np.ones_like(flow), gain)
+    assert np.all(out[:, :, :4, 12:] == 0.5)  # that cell, all three channels
+    out[:, :, :4, 12:] = 1.0
+    assert np.all(out == 1.0)  # every other cell untouched
+    with pytest.raises(ValueError, match="gain_grid"):
+        cell_motion(np.zeros((3, 10, 10)), 4)
+
+
+def test_noisy_region_is_scaled_to_the_reference_floor_quiet_region_untouched():
+    sigma = np.full((16, 16), 0.05)
+    sigma[:, :8] = 1.0  # left half of the crop noisy (background / hair of a side-on face)
+    flow, valid = _clip(200, sigma)
+    g = video_gains(flow, valid, CFG)
     first = np.flatnonzero(np.cumsum(valid) >= CFG.gain_min_frames)[0]
     assert np.all(g[:first] == 1.0)  # not enough history yet
-    floor = np.median(frame_motion(noisy[valid]))
-    assert g[-1] == pytest.approx(CFG.gain_ref / floor, rel=0.1)
-    assert np.median(frame_motion(noisy[first:] * g[first:, None, None, None])) == \
-        pytest.approx(CFG.gain_ref, rel=0.15)
+    assert np.all(g[first:, :, 2:] == 1.0)  # quiet cells untouched
+    floor = np.median(cell_motion(flow[valid], 4)[:, :, :2])
+    assert g[-1, :, :2].mean() == pytest.approx(CFG.gain_ref / floor, rel=0.1)
+    out = cell_motion(apply_gain(flow[first:], g[first:]), 4)
+    assert np.median(out[:, :, :2]) == pytest.approx(CFG.gain_ref, rel=0.15)
 
 
 def test_causal_and_robust_to_a_short_expression():
@@ -63,7 +83,7 @@ def test_live_track_gives_the_same_gains_as_the_offline_pass():
     sigma = np.concatenate([np.full(120, 0.1), np.full(180, 1.5)])  # the floor changes mid-way
     flow, valid = _clip(300, sigma, seed=3)
     track = FlowGain(CFG)
-    live = np.array([track.update(f, bool(v)) for f, v in zip(flow, valid)], np.float32)
+    live = np.stack([track.update(f, bool(v)).copy() for f, v in zip(flow, valid)])
     np.testing.assert_allclose(live, video_gains(flow, valid, CFG, chunk=7), rtol=1e-6)
     assert live.min() < 0.5  # the noisy part really is scaled
 
@@ -92,10 +112,8 @@ def test_streaming_detector_feeds_the_encoder_gained_flow_like_the_reference():
         model.detector.head.cls[-1].weight.mul_(20.0)
         model.encoder.no_face.normal_()
     n = 160
-    sigma = np.concatenate([np.full(60, 0.1), np.full(100, 2.0)])
-    g = np.random.default_rng(5)
-    flow = (g.standard_normal((n, 3, 64, 64)) * sigma[:, None, None, None]).astype(np.float16)
-    valid = g.random(n) > 0.1
+    flow, valid = _clip(n, np.concatenate([np.full(60, 0.1), np.full(100, 2.0)]), size=64,
+                        seed=5)
     gains = video_gains(flow, valid, CFG)
     ref = StreamingFEDN(model)
     with Engine.load(engine="torch", model=model, log=lambda _: None) as eng:
@@ -108,8 +126,7 @@ def test_streaming_detector_feeds_the_encoder_gained_flow_like_the_reference():
             assert (got is None) == (want is None)
             hops += got is not None
         assert hops == n // CFG.hop
-    np.testing.assert_allclose(np.stack(rec.inputs),
-                               flow.astype(np.float32) * gains[:, None, None, None], rtol=1e-6)
+    np.testing.assert_allclose(np.stack(rec.inputs), apply_gain(flow, gains), rtol=1e-6)
     # the reference loop applies the same gain: switching it off changes its features
     off = StreamingFEDN(FEDN(replace(CFG, gain_ref=0.0)).eval())
     off.model.load_state_dict(model.state_dict())
@@ -123,13 +140,12 @@ def test_offline_encoding_for_training_and_evaluation_applies_the_same_gain():
 
     torch.manual_seed(1)
     model = FEDN(CFG).eval()
-    flow, valid = _clip(120, np.concatenate([np.full(40, 0.1), np.full(80, 1.5)]), seed=2)
-    flow = np.repeat(np.repeat(flow, 4, axis=2), 4, axis=3)  # (N, 3, 64, 64)
+    flow, valid = _clip(120, np.concatenate([np.full(40, 0.1), np.full(80, 1.5)]), size=64,
+                        seed=2)
     gains = video_gains(flow, valid, CFG)
     assert gains.min() < 0.5
     with torch.no_grad():
-        want = model.encoder(torch.from_numpy(flow.astype(np.float32)
-                                              * gains[:, None, None, None]),
+        want = model.encoder(torch.from_numpy(apply_gain(flow, gains)),
                              torch.from_numpy(valid.astype(np.float32)))
         got = encode_video(model, flow, valid)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -143,7 +159,6 @@ def test_training_windows_carry_the_gain_of_the_whole_video_history():
     item = VideoFeatures(subject="s", video="v", flow=flow, valid=valid, fps=30.0, intervals=[])
     gains = video_gains(flow, valid, CFG)
     got, _ = window_flow(item, Window(0, 80, 32), gains)  # runs 12 frames past the end
-    np.testing.assert_allclose(got[:20], flow[80:].astype(np.float32)
-                               * gains[80:, None, None, None], rtol=1e-6)
+    np.testing.assert_allclose(got[:20], apply_gain(flow[80:], gains[80:]), rtol=1e-6)
     assert np.all(got[20:] == 0)
     assert gains[80:].max() < 0.5  # the window's gain comes from the frames before it
