@@ -121,6 +121,9 @@ class ModelConfig:
             if not lo <= getattr(self, name) <= hi:
                 raise ValueError(f"ModelConfig.{name} must be in [{lo}, {hi}], "
                                  f"got {getattr(self, name)!r}")
+        if self.gain_min_frames > self.gain_window:
+            raise ValueError(f"ModelConfig.gain_min_frames={self.gain_min_frames} must be <= "
+                             f"gain_window={self.gain_window}")
         if not self.enc_channels or min(self.enc_channels) <= 0:
             raise ValueError(f"ModelConfig.enc_channels must be non-empty positive ints, "
                              f"got {self.enc_channels!r}")

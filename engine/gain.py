@@ -85,13 +85,36 @@ class FlowGain:
 
 
 def video_gains(flow: np.ndarray, valid: np.ndarray, cfg: ModelConfig,
-                chunk: int = 2048) -> np.ndarray:
-    """(N, G, G) float32 gains of every frame of one track's (N, 3, S, S) flow, as live."""
+                chunk: int = 512) -> np.ndarray:
+    """(N, G, G) float32 gains of every frame of one track's (N, 3, S, S) flow, as live.
+
+    The same medians as :class:`FlowGain` frame by frame, computed over sliding
+    windows of the valid frames' cell motion at once (training and evaluation run
+    this over hours of video).
+    """
     n, grid = len(valid), cfg.gain_grid
-    if cfg.gain_ref <= 0:
-        return np.ones((n, grid, grid), np.float32)
-    motion = np.concatenate([cell_motion(flow[s:s + chunk], grid) for s in range(0, n, chunk)]
-                            or [np.zeros((0, grid, grid), np.float32)])
-    track = FlowGain(cfg)
-    return np.stack([track.push_motion(m if v else None) for m, v in zip(motion, valid)]
-                    or [np.zeros((grid, grid), np.float32)])[:n]
+    ones = np.ones((n, grid, grid), np.float32)
+    if cfg.gain_ref <= 0 or n == 0:
+        return ones
+    valid = np.asarray(valid, bool)
+    idx = np.flatnonzero(valid)
+    motion = np.concatenate([cell_motion(flow[idx[s:s + chunk]], grid)
+                             for s in range(0, len(idx), chunk)]
+                            or [np.zeros((0, grid, grid), np.float32)])  # (K, G, G)
+    k, span, first = len(idx), cfg.gain_window, cfg.gain_min_frames
+    floors = np.ones((k, grid, grid), np.float32)  # floor after the j-th valid frame
+    for j in range(first - 1, min(span - 1, k)):  # history still shorter than the window
+        floors[j] = np.median(motion[:j + 1], axis=0)
+    if k >= span:
+        # (K, G, G) -> (K - span + 1, G, G, span) windows, a view
+        full = np.lib.stride_tricks.sliding_window_view(motion, span, axis=0)
+        for s in range(0, len(full), chunk):
+            floors[span - 1 + s:span - 1 + s + chunk] = np.median(full[s:s + chunk], axis=-1)
+    gains = np.minimum(1.0, cfg.gain_ref / np.maximum(floors, 1e-6)).astype(np.float32)
+    gains[:first - 1] = 1.0  # not enough history yet
+    # every frame takes the gains of the last valid frame at or before it (1 before any)
+    last = np.searchsorted(idx, np.arange(n), side="right") - 1
+    out = ones
+    seen = last >= 0
+    out[seen] = gains[last[seen]]
+    return out

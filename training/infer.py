@@ -23,12 +23,16 @@ from training.megc_csv import Spot
 
 
 @torch.no_grad()
-def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024) -> torch.Tensor:
+def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024,
+                 gains: np.ndarray | None = None) -> torch.Tensor:
     """(N, 3, S, S) float16 + (N,) bool → (N, F) features with the model's encoder (eval).
 
-    The flow is scaled by the model's causal input gain first (``engine.gain``), as live.
+    The flow is scaled by the model's causal input gain first (``engine.gain``), as live;
+    ``gains`` (N, G, G) are ``video_gains(flow, valid, model.cfg)``, computed when None
+    (they depend on the flow only: callers that encode a video again pass them).
     """
-    gains = video_gains(flow, valid, model.cfg)
+    if gains is None:
+        gains = video_gains(flow, valid, model.cfg)
     enc = model.encoder
     was = enc.training
     enc.eval()

@@ -206,6 +206,7 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
     train_items, val_items = list(train_items), list(val_items)
     # causal per-video input gain, as the live path applies it (1 everywhere when off)
     train_gains = [video_gains(v.flow, v.valid, cfg) for v in train_items]
+    val_gains = [video_gains(v.flow, v.valid, cfg) for v in val_items]
     data = {"train": summarize(train_items), "val": summarize(val_items)}
     print(f"data: {json.dumps(data)}", flush=True)
     model = FEDN(cfg)
@@ -281,7 +282,8 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
     t_enc = time.perf_counter()
     model.encoder.eval()
     bar = tqdm(train_items, desc="encoding frames", disable=not tc.progress)
-    train_feats = [encode_video(model, v.flow, v.valid) for v in bar]
+    train_feats = [encode_video(model, v.flow, v.valid, gains=g)
+                   for v, g in zip(bar, train_gains)]
     print(f"encoded {sum(v.n_frames for v in train_items)} frames in "
           f"{time.perf_counter() - t_enc:.0f} s", flush=True)
     loss_fn = FEDNLoss(cfg)
@@ -351,7 +353,8 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                     sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix(loss=f"{parts['total']:.3f}")
             mean = {k: v / steps for k, v in sums.items()}
-            val_feats = [encode_video(model, v.flow, v.valid) for v in val_items]
+            val_feats = [encode_video(model, v.flow, v.valid, gains=g)
+                         for v, g in zip(val_items, val_gains)]
             val = evaluate_val(model, val_items, val_feats, tc.thresholds)
             g_epoch = epoch_base + epoch + 1
             row = {"stage": name, "epoch": g_epoch, "step": (epoch + 1) * steps,
