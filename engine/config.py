@@ -111,9 +111,9 @@ class ModelConfig:
         _check_positive(self, ("window", "hop", "segment", "attn_window", "blocks_per_level",
                                "levels", "channels", "feat_dim", "heads", "mlp_ratio",
                                "enc_stem", "enc_grid", "range_base", "nms_sigma", "gain_grid",
-                               "max_candidates"))
+                               "gain_window", "gain_min_frames", "max_candidates"))
         for name in ("end_margin", "focal_gamma", "loss_cls", "loss_reg", "loss_emo", "loss_act",
-                     "gain_ref", "gain_window", "gain_min_frames"):
+                     "gain_ref"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"ModelConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         for name, lo, hi in (("dropout", 0.0, 0.999), ("focal_alpha", 0.0, 1.0),

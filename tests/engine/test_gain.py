@@ -162,3 +162,13 @@ def test_training_windows_carry_the_gain_of_the_whole_video_history():
     np.testing.assert_allclose(got[:20], apply_gain(flow[80:], gains[80:]), rtol=1e-6)
     assert np.all(got[20:] == 0)
     assert gains[80:].max() < 0.5  # the window's gain comes from the frames before it
+
+
+@pytest.mark.parametrize("kw,match", [({"gain_min_frames": 0}, "gain_min_frames"),
+                                      ({"gain_window": 0}, "gain_window"),
+                                      ({"gain_min_frames": 400}, "gain_min_frames"),
+                                      ({"gain_ref": -0.1}, "gain_ref"),
+                                      ({"gain_grid": 0}, "gain_grid")])
+def test_bad_gain_settings_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**kw)
