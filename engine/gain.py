@@ -19,8 +19,6 @@ it off; ``gain_grid = 1`` gives one gain for the whole crop.
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from engine.config import ModelConfig
@@ -48,6 +46,11 @@ def apply_gain(flow: np.ndarray, gain: np.ndarray) -> np.ndarray:
     return out.reshape(f.shape)  # (..., 3, S, S)
 
 
+def gains_from_floor(floor: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """Cell gains ``min(1, gain_ref / floor)`` of (..., G, G) noise floors, float32."""
+    return np.minimum(1.0, cfg.gain_ref / np.maximum(floor, 1e-6)).astype(np.float32)
+
+
 class FlowGain:
     """Running cell gains of one face track.
 
@@ -57,30 +60,33 @@ class FlowGain:
 
     def __init__(self, cfg: ModelConfig) -> None:
         self.cfg = cfg
-        self._motion: deque[np.ndarray] = deque(maxlen=cfg.gain_window)
-        self.gain = np.ones((cfg.gain_grid, cfg.gain_grid), np.float32)  # last frame's gains
+        g = cfg.gain_grid
+        # the last gain_window valid frames' cell motion, a preallocated ring (a median
+        # does not care about order), so a frame costs no allocation but the median's
+        self._motion = np.zeros((cfg.gain_window, g, g), np.float32)
+        self._seen = 0  # valid frames pushed so far
+        self.gain = np.ones((g, g), np.float32)  # last frame's gains
 
     @property
     def enabled(self) -> bool:
         return self.cfg.gain_ref > 0
 
-    def update(self, flow: np.ndarray, valid: bool) -> np.ndarray:
-        """(G, G) gains for this frame's (3, S, S) flow map (the map itself is not changed)."""
+    def apply(self, flow: np.ndarray, valid: bool) -> np.ndarray:
+        """This frame's (3, S, S) flow with its gains applied (float32); unchanged when off."""
         if not self.enabled:
-            return self.gain
-        return self.push_motion(cell_motion(flow, self.cfg.gain_grid) if valid else None)
+            return flow
+        return apply_gain(flow, self.update(flow, valid))
 
-    def push_motion(self, motion: np.ndarray | None) -> np.ndarray:
-        """Same as :meth:`update`, from the frame's precomputed :func:`cell_motion`
-        (None: not a valid frame, the gains stay)."""
-        if not self.enabled:
-            return self.gain
-        if motion is not None:
-            self._motion.append(np.asarray(motion, np.float32))
-            if len(self._motion) >= self.cfg.gain_min_frames:
-                floor = np.median(np.stack(self._motion), axis=0)  # (G, G)
-                self.gain = np.minimum(1.0, self.cfg.gain_ref / np.maximum(floor, 1e-6)) \
-                    .astype(np.float32)
+    def update(self, flow: np.ndarray, valid: bool) -> np.ndarray:
+        """(G, G) gains for this frame's (3, S, S) flow map (the map itself is not changed);
+        a frame without a face leaves the gains as they were."""
+        if self.enabled and valid:
+            slot = self._seen % self.cfg.gain_window
+            self._motion[slot] = cell_motion(flow, self.cfg.gain_grid)
+            self._seen += 1
+            if self._seen >= self.cfg.gain_min_frames:
+                filled = self._motion[:min(self._seen, self.cfg.gain_window)]
+                self.gain = gains_from_floor(np.median(filled, axis=0), self.cfg)  # (G, G)
         return self.gain
 
 
@@ -110,7 +116,7 @@ def video_gains(flow: np.ndarray, valid: np.ndarray, cfg: ModelConfig,
         full = np.lib.stride_tricks.sliding_window_view(motion, span, axis=0)
         for s in range(0, len(full), chunk):
             floors[span - 1 + s:span - 1 + s + chunk] = np.median(full[s:s + chunk], axis=-1)
-    gains = np.minimum(1.0, cfg.gain_ref / np.maximum(floors, 1e-6)).astype(np.float32)
+    gains = gains_from_floor(floors, cfg)
     gains[:first - 1] = 1.0  # not enough history yet
     # every frame takes the gains of the last valid frame at or before it (1 before any)
     last = np.searchsorted(idx, np.arange(n), side="right") - 1

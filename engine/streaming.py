@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.config import ModelConfig
 from engine.decode import ActiveFrames, Candidate, decode_active, decode_window
-from engine.gain import FlowGain, apply_gain
+from engine.gain import FlowGain
 from stream.contracts import FlowFrame
 
 
@@ -73,9 +73,7 @@ class StreamingDetector:
     def push(self, flow: FlowFrame) -> HopResult | None:
         """Encode one frame; every ``hop``-th frame also detect and decode."""
         t0 = time.perf_counter()
-        x = flow.flow[None]  # (1, 3, S, S)
-        if self.gain.enabled:
-            x = apply_gain(flow.flow, self.gain.update(flow.flow, flow.valid))[None]
+        x = self.gain.apply(flow.flow, flow.valid)[None]  # (3, S, S) -> (1, 3, S, S)
         feat = self.engine.encode(x, np.array([float(flow.valid)], np.float32))
         self.encode_ms = (time.perf_counter() - t0) * 1e3
         self._write(feat[0], flow.index)

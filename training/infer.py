@@ -28,10 +28,11 @@ def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024,
     """(N, 3, S, S) float16 + (N,) bool → (N, F) features with the model's encoder (eval).
 
     The flow is scaled by the model's causal input gain first (``engine.gain``), as live;
-    ``gains`` (N, G, G) are ``video_gains(flow, valid, model.cfg)``, computed when None
-    (they depend on the flow only: callers that encode a video again pass them).
+    ``gains`` (N, G, G) are ``video_gains(flow, valid, model.cfg)``, computed when None and
+    the model has a gain (they depend on the flow only: callers that encode a video again
+    pass them).
     """
-    if gains is None:
+    if gains is None and model.cfg.gain_ref > 0:
         gains = video_gains(flow, valid, model.cfg)
     enc = model.encoder
     was = enc.training
@@ -41,7 +42,9 @@ def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024,
     idx = np.flatnonzero(valid)
     for s in range(0, len(idx), chunk):
         sel = idx[s:s + chunk]
-        x = torch.from_numpy(apply_gain(flow[sel], gains[sel]))  # (n, 3, S, S)
+        x = np.asarray(flow[sel], np.float32) if gains is None else \
+            apply_gain(flow[sel], gains[sel])  # (n, 3, S, S)
+        x = torch.from_numpy(x)
         feats[torch.from_numpy(sel)] = enc.embed(x)
     enc.train(was)
     return feats

@@ -15,7 +15,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.decode import OUTPUT_KEYS, pyramid_points
-from engine.gain import FlowGain, apply_gain
+from engine.gain import FlowGain
 from engine.model.encoder import FlowEncoder
 from engine.model.head import ActiveHead, IntervalHead
 from engine.model.neck import TemporalPyramid
@@ -127,9 +127,7 @@ class StreamingFEDN:
     @torch.no_grad()
     def push(self, flow: np.ndarray | torch.Tensor,
              valid: bool) -> tuple[dict[str, np.ndarray], int] | None:
-        flow = np.asarray(flow, dtype=np.float32)
-        if self.gain.enabled:
-            flow = apply_gain(flow, self.gain.update(flow, valid))
+        flow = self.gain.apply(np.asarray(flow, dtype=np.float32), valid)
         flow_t = torch.as_tensor(flow).unsqueeze(0)  # (3, S, S) -> (1, 3, S, S)
         self.flow_shape = tuple(flow_t.shape[1:])
         feat = self.model.encoder(flow_t, torch.tensor([float(valid)]))  # (1, F)
