@@ -105,6 +105,13 @@ def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
     return model, TrainConfig(**values)
 
 
+def load_folders(folders: str | tuple[str, ...], tc: TrainConfig) -> list[VideoFeatures]:
+    """Features + labels of every video of one SynthME folder or several, in order."""
+    roots = [folders] if isinstance(folders, str) else list(folders)
+    return [v for root in roots for v in load_split(
+        root, tc.cache, StreamConfig(), tc.workers, tc.progress, tc.limit)]
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -195,18 +202,13 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
     set_seed(tc.seed)
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
-    if train_items is None:
-        roots = [tc.train] if isinstance(tc.train, str) else list(tc.train)
-        train_items = [v for root in roots for v in load_split(
-            root, tc.cache, StreamConfig(), tc.workers, tc.progress, tc.limit)]
-    if val_items is None:
-        roots = [tc.val] if isinstance(tc.val, str) else list(tc.val)
-        val_items = [v for root in roots for v in load_split(
-            root, tc.cache, StreamConfig(), tc.workers, tc.progress, tc.limit)]
-    train_items, val_items = list(train_items), list(val_items)
-    # causal per-video input gain, as the live path applies it (1 everywhere when off)
-    train_gains = [video_gains(v.flow, v.valid, cfg) for v in train_items]
-    val_gains = [video_gains(v.flow, v.valid, cfg) for v in val_items]
+    train_items = list(train_items if train_items is not None else load_folders(tc.train, tc))
+    val_items = list(val_items if val_items is not None else load_folders(tc.val, tc))
+    # causal per-video input gain, as the live path applies it (None: off, flow as is)
+    gain_of = (lambda v: video_gains(v.flow, v.valid, cfg)) if cfg.gain_ref > 0 else \
+        (lambda v: None)
+    train_gains = [gain_of(v) for v in train_items]
+    val_gains = [gain_of(v) for v in val_items]
     data = {"train": summarize(train_items), "val": summarize(val_items)}
     print(f"data: {json.dumps(data)}", flush=True)
     model = FEDN(cfg)

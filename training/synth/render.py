@@ -55,7 +55,7 @@ class Scene:
 
 
 def _augment_photo(image: np.ndarray, rng: np.random.Generator,
-                   blur_sigma: tuple[float, float] = (0.3, 1.2)) -> np.ndarray:
+                   blur_sigma: tuple[float, float]) -> np.ndarray:
     """Colour, contrast, gamma, greyscale and blur augmentation of a uint8 BGR image.
 
     ``blur_sigma`` is the Gaussian blur sigma range (pixels), applied with p 0.5.

@@ -189,6 +189,11 @@ def _poisson_times(rate_per_min: float, n_frames: int, fps: float,
     return sorted(int(x) for x in rng.integers(0, n_frames, size=k))
 
 
+def _edge_ramp(n: int, width: float) -> np.ndarray:
+    """(n,) weights rising linearly to 1 over ``width`` frames at both ends of an episode."""
+    return np.clip(np.minimum(np.arange(n) + 1, n - np.arange(n)) / width, 0, 1)
+
+
 def _free(start: int, stop: int, events: list[SynthEvent], margin: int) -> bool:
     return all(stop + margin < e.onset or start - margin > e.offset for e in events)
 
@@ -289,7 +294,7 @@ def build_timeline(n_frames: int, cfg: SynthConfig, gen: dict, seed: int) -> Tim
             if on + n >= n_frames or not _free(on, on + n, tl.events, int(0.3 * fps)):
                 continue
             cover = float(rng.uniform(0.25, 0.6))
-            ramp = np.clip(np.minimum(np.arange(n) + 1, n - np.arange(n)) / 4.0, 0, 1)
+            ramp = _edge_ramp(n, 4.0)
             tl.occluder[on:on + n] = cover * ramp
             tl.occluder_side[on:on + n] = int(rng.integers(0, 3))
             dis.append(Distractor("occlusion", on, on + n - 1))
@@ -322,7 +327,7 @@ def _talking(tl: Timeline, cfg: SynthConfig, rng: np.random.Generator) -> list[D
         syllable = np.floor(phase / (2 * np.pi)).astype(int)
         size = rng.uniform(*cfg.talking_amp, syllable.max() + 1)[syllable]  # per-syllable
         opening = (0.5 - 0.5 * np.cos(phase)) * size
-        fade = np.clip(np.minimum(np.arange(n) + 1, n - np.arange(n)) / (0.15 * fps), 0, 1)
+        fade = _edge_ramp(n, 0.15 * fps)
         opening = (opening * fade).astype(np.float32)
         for au, share in SPEECH_AUS:
             tl.amp[on:on + n, AU_COLUMN[au]] += share * opening
