@@ -8,11 +8,14 @@ float16) and ``valid``. So the network trains on the inputs it will serve on.
 Cache layout (one folder per stream-config hash, so a changed flow setting
 never reuses stale features)::
 
-    <cache>/<hash>/<video>.flow.npy    (N, 3, S', S') float16  (memory-mapped on load)
-    <cache>/<hash>/<video>.valid.npy   (N,) bool
-    <cache>/<hash>/<video>.json        source path, size, mtime, frames, fps, seconds
+    <cache>/<hash>/<key>.flow.npy    (N, 3, S', S') float16  (memory-mapped on load)
+    <cache>/<hash>/<key>.valid.npy   (N,) bool
+    <cache>/<hash>/<key>.json        source path, size, mtime, frames, fps, seconds
 
-A cache entry is reused when the source's size and mtime match.
+``<key>`` is ``<video stem>-<hash of the source's absolute path>``: SynthME
+folders reuse video names (``train/obama_014.mp4``, ``train2/obama_014.mp4``),
+so the stem alone would make such videos evict each other. A cache entry is
+reused when the source's size and mtime match.
 """
 from __future__ import annotations
 
@@ -99,8 +102,40 @@ def extract_video(path: str | Path, cfg: StreamConfig | None = None,
     return flow, np.asarray(valid, bool), float(fps)
 
 
-def _entry(cache: Path, video: str) -> tuple[Path, Path, Path]:
-    return (cache / f"{video}.flow.npy", cache / f"{video}.valid.npy", cache / f"{video}.json")
+def _entry(cache: Path, key: str) -> tuple[Path, Path, Path]:
+    return (cache / f"{key}.flow.npy", cache / f"{key}.valid.npy", cache / f"{key}.json")
+
+
+def cache_key(path: Path) -> str:
+    """``<stem>-<8 hex of the absolute path>``: unique per source file, readable."""
+    return f"{path.stem}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+
+
+def _meta_if_fresh(files: tuple[Path, Path, Path], path: Path) -> dict | None:
+    f_flow, f_valid, f_meta = files
+    if not (f_meta.is_file() and f_flow.is_file() and f_valid.is_file()):
+        return None
+    meta = json.loads(f_meta.read_text())
+    st = path.stat()
+    ok = (meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime
+          and Path(meta.get("source", "")).resolve() == path.resolve())
+    return meta if ok else None
+
+
+def _cached_meta(path: Path, cache_dir: str | Path, cfg: StreamConfig) -> dict | None:
+    """The cache entry's metadata when it is complete and made from this very file, else None.
+
+    An entry of the older stem-only layout made from this file is renamed into place
+    (extraction costs ~1 s per second of video; renaming costs nothing).
+    """
+    cache = Path(cache_dir) / config_hash(cfg)
+    files = _entry(cache, cache_key(path))
+    meta = _meta_if_fresh(files, path)
+    if meta is None and _meta_if_fresh(legacy := _entry(cache, path.stem), path) is not None:
+        for old, new in zip(legacy, files):
+            os.replace(old, new)
+        meta = _meta_if_fresh(files, path)
+    return meta
 
 
 def cached_features(path: str | Path, cache_dir: str | Path, cfg: StreamConfig | None = None,
@@ -112,19 +147,18 @@ def cached_features(path: str | Path, cache_dir: str | Path, cfg: StreamConfig |
         raise ValueError(f"video not found: {path} (check the dataset folder)")
     cache = Path(cache_dir) / config_hash(cfg)
     cache.mkdir(parents=True, exist_ok=True)
-    f_flow, f_valid, f_meta = _entry(cache, path.stem)
+    f_flow, f_valid, f_meta = _entry(cache, cache_key(path))
     st = path.stat()
-    if f_meta.is_file() and f_flow.is_file() and f_valid.is_file():
-        meta = json.loads(f_meta.read_text())
-        if meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime:
-            return (np.load(f_flow, mmap_mode="r"), np.load(f_valid), float(meta["fps"]))
+    meta = _cached_meta(path, cache_dir, cfg)
+    if meta is not None:
+        return (np.load(f_flow, mmap_mode="r"), np.load(f_valid), float(meta["fps"]))
     t0 = time.perf_counter()
     flow, valid, fps = extract_video(path, cfg, progress)
     tmp = f_flow.with_suffix(".tmp.npy")
     np.save(tmp, flow)
     os.replace(tmp, f_flow)
     np.save(f_valid, valid)
-    f_meta.write_text(json.dumps({"source": str(path), "size": st.st_size, "mtime": st.st_mtime,
+    f_meta.write_text(json.dumps({"source": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime,
                                   "frames": int(len(valid)), "fps": fps,
                                   "valid_frac": float(valid.mean()) if len(valid) else 0.0,
                                   "seconds": round(time.perf_counter() - t0, 2)}))
@@ -178,7 +212,10 @@ def load_split(root: str | Path, cache_dir: str | Path, cfg: StreamConfig | None
     cfg = cfg or StreamConfig()
     videos = list_videos(root)[:limit]
     labels = read_labels(root)
-    jobs = [(str(p), str(cache_dir), cfg) for _, _, p in videos]
+    missing = [p for _, _, p in videos
+               if not p.is_file() or _cached_meta(p, cache_dir, cfg) is None]
+    # only what is not cached yet goes to the workers (each spawn imports MediaPipe: seconds)
+    jobs = [(str(p), str(cache_dir), cfg) for p in missing]
     from tqdm import tqdm
 
     if workers > 1 and len(jobs) > 1:

@@ -26,6 +26,7 @@ import math
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
@@ -37,7 +38,9 @@ from torch.nn import functional as F
 
 from engine.config import ModelConfig, StreamConfig, override
 from engine.gain import video_gains
+from engine.model.targets import Targets
 from training.features import VideoFeatures, load_split, summarize
+from training.prefetch import prefetch
 from training.run_log import CsvLog, plot_curves
 from training.sampling import Window, WindowSampler, window_flow, window_slice, window_targets
 
@@ -205,10 +208,15 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
     train_items = list(train_items if train_items is not None else load_folders(tc.train, tc))
     val_items = list(val_items if val_items is not None else load_folders(tc.val, tc))
     # causal per-video input gain, as the live path applies it (None: off, flow as is)
-    gain_of = (lambda v: video_gains(v.flow, v.valid, cfg)) if cfg.gain_ref > 0 else \
-        (lambda v: None)
-    train_gains = [gain_of(v) for v in train_items]
-    val_gains = [gain_of(v) for v in val_items]
+    if cfg.gain_ref > 0:
+        # NumPy's medians release the GIL: tc.workers threads share the work (~100 s serial
+        # for the 186 min of the default config)
+        with ThreadPoolExecutor(tc.workers) as pool:
+            train_gains = list(pool.map(lambda v: video_gains(v.flow, v.valid, cfg),
+                                        train_items))
+            val_gains = list(pool.map(lambda v: video_gains(v.flow, v.valid, cfg), val_items))
+    else:
+        train_gains, val_gains = [None] * len(train_items), [None] * len(val_items)
     data = {"train": summarize(train_items), "val": summarize(val_items)}
     print(f"data: {json.dumps(data)}", flush=True)
     model = FEDN(cfg)
@@ -228,6 +236,13 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                     "torch_rng": torch.get_rng_state(), "history": history, "best": best,
                     "elapsed": elapsed0 + time.perf_counter() - t_start}, out / "last.pt")
 
+    def window_inputs(wins: Sequence[Window]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, 3, S, S) gained, augmented flow and (B, L) valid of training windows."""
+        flows, valids = zip(*(window_flow(train_items[w.video], w, train_gains[w.video])
+                              for w in wins))
+        flow = torch.from_numpy(np.stack([augment(f, rng, tc) for f in flows]))
+        return flow, torch.from_numpy(np.stack(valids))
+
     # ---------------------------------------------------------------- stage A: encoder
     stage_a_done = state is not None and state["stage"] in ("B", "C")
     if not stage_a_done and tc.encoder_steps > 0:
@@ -246,16 +261,17 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
             head.load_state_dict(state["head"]) if "head" in state else None
             start = state["step"]
         model.encoder.train()
-        bar = tqdm(range(start, tc.encoder_steps), desc="stage A (encoder)",
+
+        def clip_batch() -> tuple[torch.Tensor, torch.Tensor, Targets]:
+            wins = sampler.batch(tc.encoder_batch)
+            flow, valid = window_inputs(wins)
+            return flow, valid, window_targets(train_items, wins, cfg)
+
+        n_steps = tc.encoder_steps - start
+        bar = tqdm(prefetch(clip_batch, n_steps), total=n_steps, desc="stage A (encoder)",
                    disable=not tc.progress)
         run_loss = None
-        for step in bar:
-            wins = sampler.batch(tc.encoder_batch)
-            flows, valids = zip(*(window_flow(train_items[w.video], w, train_gains[w.video])
-                                  for w in wins))
-            flow = torch.from_numpy(np.stack([augment(f, rng, tc) for f in flows]))
-            valid = torch.from_numpy(np.stack(valids))
-            tg = window_targets(train_items, wins, cfg)
+        for step, (flow, valid, tg) in enumerate(bar, start):
             feats = model.encode(flow, valid)  # (B, L, F)
             act, emo = head(feats)
             on = tg.act_emo >= 0
@@ -301,13 +317,6 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
             rows.append(torch.cat(parts, 0))  # -> (L, F)
         return torch.stack(rows)  # -> (B, L, F)
 
-    def window_outputs(wins: Sequence[Window], e2e: bool) -> dict[str, torch.Tensor]:
-        if not e2e:
-            return model.detector(window_feats(wins))
-        flows, valids = zip(*(window_flow(train_items[w.video], w, train_gains[w.video])
-                              for w in wins))
-        flow = torch.from_numpy(np.stack([augment(f, rng, tc) for f in flows]))
-        return model(flow, torch.from_numpy(np.stack(valids)))  # (B, L, 3, S, S) -> outputs
 
     stages = [("B", tc.epochs, tc.steps_per_epoch, tc.lr, tc.batch, False),
               ("C", tc.e2e_epochs, tc.e2e_steps_per_epoch, tc.e2e_lr, tc.e2e_batch, True)]
@@ -339,13 +348,21 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
         for epoch in range(start // steps, epochs):
             model.train()
             model.encoder.train(e2e)  # frozen encoder keeps its BN statistics
-            bar = tqdm(range(steps), desc=f"stage {name} epoch {epoch + 1}/{epochs}",
-                       disable=not tc.progress)
-            sums: dict[str, float] = {}
-            for _ in bar:
+
+            def window_batch(sampler=sampler, batch=batch, e2e=e2e):
                 wins = sampler.batch(batch)
-                outputs = window_outputs(wins, e2e)
-                loss, parts = loss_fn(outputs, window_targets(train_items, wins, cfg))
+                inputs = window_inputs(wins) if e2e else (window_feats(wins),)
+                return inputs, window_targets(train_items, wins, cfg)
+
+            # exactly one epoch of batches, so the sampler and RNG states saved at its end
+            # are those of a serial loop
+            bar = tqdm(prefetch(window_batch, steps), total=steps,
+                       desc=f"stage {name} epoch {epoch + 1}/{epochs}", disable=not tc.progress)
+            sums: dict[str, float] = {}
+            for inputs, targets in bar:
+                # (B, L, F) features, or (B, L, 3, S, S) flow + (B, L) valid end to end
+                outputs = model(*inputs) if e2e else model.detector(*inputs)
+                loss, parts = loss_fn(outputs, targets)
                 opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, 5.0)

@@ -59,6 +59,34 @@ def test_cache_is_reused_and_invalidated(synth_dir, tmp_path, monkeypatch):
     assert len(calls) == 1
 
 
+def test_same_video_name_in_two_folders_keeps_two_entries(synth_dir, tmp_path, monkeypatch):
+    """SynthME folders reuse names (train/obama_014, train2/obama_014): loading one folder must
+    not evict the other's features, and an entry of the old stem-only layout is adopted."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(synth_dir, other)
+    cache = tmp_path / "cache"
+    features.load_split(synth_dir, cache, workers=1, progress=False, limit=1)
+    features.load_split(other, cache, workers=1, progress=False, limit=1)
+    calls = []
+    real = features.extract_video
+    monkeypatch.setattr(features, "extract_video",
+                        lambda *a, **k: calls.append(a) or real(*a, **k))
+    features.load_split(synth_dir, cache, workers=1, progress=False, limit=1)
+    features.load_split(other, cache, workers=1, progress=False, limit=1)
+    assert calls == []
+    # the old layout named entries by stem only: rename one back, it is adopted, not re-made
+    folder = cache / features.config_hash(StreamConfig())
+    path = features.list_videos(other)[0][2]
+    key = features.cache_key(path)
+    for suffix in (".flow.npy", ".valid.npy", ".json"):
+        (folder / f"{key}{suffix}").rename(folder / f"{path.stem}{suffix}")
+    features.load_split(other, cache, workers=1, progress=False, limit=1)
+    assert calls == [] and (folder / f"{key}.flow.npy").is_file()
+    assert not (folder / f"{path.stem}.flow.npy").exists()
+
+
 def test_config_hash_tracks_flow_settings():
     base = StreamConfig()
     assert features.config_hash(base) == features.config_hash(StreamConfig())

@@ -105,6 +105,41 @@ def test_tiny_run_writes_everything_and_resumes(tmp_path):
     assert secs == sorted(secs) and summary2["train_seconds"] >= secs[-1]  # time accumulates
 
 
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """Batches are made ahead on a second thread (training.prefetch); the sampler and RNG
+    states saved at an epoch's end must still be those of a serial loop, so a run killed
+    after an end-to-end epoch and resumed ends with exactly the weights of an unbroken run."""
+    import training.train as train_mod
+
+    train = [planted_video(f"s{i}_1", seed=i, size=32) for i in range(3)]
+    val = [planted_video("v_1", seed=9, size=32)]
+    kw = dict(e2e_epochs=2, e2e_steps_per_epoch=3, e2e_batch=2, flow_noise=0.1)
+    torch.manual_seed(0)
+    run(CFG, _tc(tmp_path / "a", **kw), train_items=train, val_items=val)
+    whole = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=False)["model"]
+
+    real = train_mod.evaluate_val
+    calls = []
+
+    def killed_at_fourth(*a, **k):  # validations: B1, B2, C1, then the kill in C2
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "evaluate_val", killed_at_fourth)
+    torch.manual_seed(0)
+    tc = _tc(tmp_path / "b", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        run(CFG, tc, train_items=train, val_items=val)
+    monkeypatch.setattr(train_mod, "evaluate_val", real)
+    run(CFG, tc, resume=True, train_items=train, val_items=val)
+    resumed = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)["model"]
+    assert whole.keys() == resumed.keys()
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+
+
 def test_learns_planted_events(tmp_path):
     """A short run on planted motion bumps finds them on a held-out planted video."""
     torch.manual_seed(0)
