@@ -97,13 +97,32 @@ def spots_from_outputs(outputs: dict[str, np.ndarray], cfg: ModelConfig, subject
 
 
 def video_outputs(model, items: Sequence[VideoFeatures],
-                  feats: Sequence[torch.Tensor] | None = None) -> list[dict[str, np.ndarray]]:
-    """Detector outputs of every video (features computed unless given)."""
-    res = []
-    for i, v in enumerate(items):
-        f = feats[i] if feats is not None else encode_video(model, v.flow, v.valid)
-        res.append(detect_video(model.detector, f, model.cfg, model.encoder.no_face.detach()))
-    return res
+                  feats: Sequence[torch.Tensor] | None = None,
+                  gains: Sequence[np.ndarray | None] | None = None,
+                  workers: int = 1) -> list[dict[str, np.ndarray]]:
+    """Detector outputs of every video (features computed unless given).
+
+    ``gains`` are the videos' ``video_gains`` when already computed. ``workers`` > 1 runs
+    videos on that many threads (torch releases the GIL inside its kernels); each video's
+    computation is the same as serial, so the outputs are too.
+    """
+    def one(i: int) -> dict[str, np.ndarray]:
+        v = items[i]
+        f = feats[i] if feats is not None else encode_video(
+            model, v.flow, v.valid, gains=None if gains is None else gains[i])
+        return detect_video(model.detector, f, model.cfg, model.encoder.no_face.detach())
+
+    was = model.training
+    model.eval()  # once for all threads: the helpers' own eval()/train(was) then change nothing
+    try:
+        if workers <= 1 or len(items) <= 1:
+            return [one(i) for i in range(len(items))]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(one, range(len(items))))
+    finally:
+        model.train(was)
 
 
 def predict(model, items: Sequence[VideoFeatures], score_thresh: float | None = None,

@@ -52,7 +52,7 @@ class TrainConfig:
     train: str | tuple[str, ...] = "data/synthme/train"  # SynthME mp4 folder(s), training ids
     val: str | tuple[str, ...] = "data/synthme/val"  # ... validation ids (selection, thresholds)
     cache: str = "data/features"  # feature cache root
-    workers: int = 2  # feature-extraction processes
+    workers: int = 2  # feature-extraction processes; threads for input gains and validation
     limit: int | None = None  # use only the first N videos of each split (quick runs, tests)
     out: str = "data/runs/default"  # run folder: checkpoints, log.csv, curves.png
     seed: int = 0  # torch / numpy / sampler seed
@@ -164,13 +164,16 @@ def augment(flow: np.ndarray, rng: np.random.Generator, tc: TrainConfig) -> np.n
     return flow
 
 
-def evaluate_val(model, items: Sequence[VideoFeatures], feats: Sequence[torch.Tensor],
-                 thresholds: Sequence[float]) -> dict:
-    """Offline MEGC spotting on ``items`` at each threshold; the best by overall F1."""
+def evaluate_val(model, items: Sequence[VideoFeatures], gains: Sequence[np.ndarray | None],
+                 thresholds: Sequence[float], workers: int = 1) -> dict:
+    """Offline MEGC spotting on ``items`` at each threshold; the best by overall F1.
+
+    ``gains``: each video's ``video_gains`` (None: no gain); ``workers``: threads over videos.
+    """
     from training import metrics
     from training.infer import ground_truth, predict, video_outputs
 
-    outputs = video_outputs(model, items, feats)
+    outputs = video_outputs(model, items, gains=gains, workers=workers)
     gt = ground_truth(items)
     best: dict = {"f1": -1.0}
     for th in thresholds:
@@ -372,9 +375,7 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                     sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix(loss=f"{parts['total']:.3f}")
             mean = {k: v / steps for k, v in sums.items()}
-            val_feats = [encode_video(model, v.flow, v.valid, gains=g)
-                         for v, g in zip(val_items, val_gains)]
-            val = evaluate_val(model, val_items, val_feats, tc.thresholds)
+            val = evaluate_val(model, val_items, val_gains, tc.thresholds, tc.workers)
             g_epoch = epoch_base + epoch + 1
             row = {"stage": name, "epoch": g_epoch, "step": (epoch + 1) * steps,
                    "lr": sched.get_last_lr()[0], "loss": mean["total"],

@@ -197,3 +197,31 @@ def test_talking_moves_the_mouth_at_syllable_rate_and_keeps_clear_of_labels(gen)
             inside[d.onset:d.offset + 1] = True
         assert inside[changed].all()
     assert episodes >= 3
+
+
+def test_yaw_turns_the_face_as_the_live_tracker_sees_it():
+    """``yaw_deg`` turns the (frontal) photo about a vertical axis: the live face tracker
+    (MediaPipe) finds the nose moved towards the turn and the far cheek foreshortened."""
+    pytest.importorskip("mediapipe")
+    from stream.contracts import Frame
+    from stream.face import FaceTracker
+    from training.synth.render import build_scene
+
+    def asymmetry(cfg: SynthConfig) -> float:
+        """(nose - left face edge) / (right face edge - nose), from MediaPipe's landmarks."""
+        scene = build_scene(faces.load("kanade"), replace(cfg, identity_morph=0.0),
+                            np.random.default_rng(3))
+        with FaceTracker() as tr:
+            for i in range(8):
+                up = tr.update(Frame(index=i, t_capture=i / 30, image=scene.base))
+        assert up.faces, "no face found in the rendered frame"
+        lm = up.faces[0].landmarks
+        return float((lm[1, 0] - lm[234, 0]) / (lm[454, 0] - lm[1, 0]))
+
+    frontal = asymmetry(SynthConfig())
+    # same seed, so the same mirroring; the side of the turn is drawn at random
+    turned = asymmetry(replace(SynthConfig(), yaw_deg=(30.0, 30.0)))
+    assert 0.5 < frontal < 2.0
+    assert abs(np.log(turned / frontal)) > 0.5, (frontal, turned)  # clearly more one-sided
+    with pytest.raises(ValueError, match="yaw_deg"):
+        SynthConfig(yaw_deg=(10.0, 80.0))

@@ -59,6 +59,24 @@ def test_whole_video_pass_equals_streaming_hops():
     assert checked > 30
 
 
+def test_validation_on_threads_matches_serial():
+    """Validation runs videos on threads: same outputs as one by one, model mode restored
+    (a thread must never flip the shared model back to training mode mid-way)."""
+    from training.infer import video_outputs
+
+    torch.manual_seed(0)
+    model = FEDN(replace(CFG, dropout=0.2)).train()
+    items = [planted_video(f"v{i}_1", seed=i, n=150 + 40 * i, size=32) for i in range(4)]
+    serial = video_outputs(model, items, workers=1)
+    assert model.training
+    threaded = video_outputs(model, items, workers=2)
+    assert model.training and model.encoder.training
+    for a, b in zip(serial, threaded):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
 def test_lr_schedule_warms_up_then_decays():
     f = lr_lambda(10, 100)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)

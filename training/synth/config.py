@@ -52,6 +52,9 @@ class SynthConfig:
     talking: bool = False  # speech-like mouth motion (AU25/26 at 3-6 Hz) with small nods
     talking_per_min: float = 1.5  # rate of talking episodes (1.5-6 s each)
     talking_amp: tuple[float, float] = (0.2, 0.7)  # per-syllable mouth opening (AU units)
+    # head turned away from the camera (yaw), one per video: |yaw| uniform in this range,
+    # degrees, random side; (0, 0) = frontal photos as they are (the default, as above)
+    yaw_deg: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         for name in ("fps", "width", "height", "video_s", "gap_scale"):
@@ -63,6 +66,10 @@ class SynthConfig:
             if not 0 < lo <= hi or (name == "mix_t" and hi > 1):
                 raise ValueError(f"SynthConfig.{name} must be (lo, hi) with 0 < lo <= hi, "
                                  f"got {getattr(self, name)!r}")
+        lo, hi = self.yaw_deg
+        if not 0 <= lo <= hi <= 60:
+            raise ValueError(f"SynthConfig.yaw_deg must be (lo, hi) with 0 <= lo <= hi <= 60 "
+                             f"degrees, got {self.yaw_deg!r}")
         for name in ("sudden_per_min", "flicker_per_min", "compression_per_min",
                      "occlusion_per_min", "out_of_frame_per_min", "talking_per_min",
                      "identity_morph", "identity_mix"):

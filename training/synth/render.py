@@ -91,9 +91,12 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
         img = _remap(img, f)
         xi = np.clip(lm.round().astype(int), 0, size - 1)
         lm = lm + f[:, xi[:, 1], xi[:, 0]].T
+    face_w_src = float(np.hypot(*(lm[454] - lm[234])))  # frontal width: yaw keeps the size
+    if cfg.yaw_deg[1] > 0:  # drawn only when on: default videos stay as they were
+        yaw = np.deg2rad(rng.uniform(*cfg.yaw_deg)) * rng.choice((-1.0, 1.0))
+        img, lm = _turn_head(img, lm, float(yaw))
     img = _augment_photo(img, rng, cfg.blur_sigma)
     ff = FaceFrame.from_landmarks(lm)
-    face_w_src = float(np.hypot(*(lm[454] - lm[234])))
     s = rng.uniform(*cfg.face_width) / face_w_src
     angle = rng.uniform(-8, 8)
     w, h = cfg.width, cfg.height
@@ -124,6 +127,43 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
                  landmarks=lm_f.astype(np.float32), centre=ff.centre.astype(np.float32),
                  face_w=face_w_src * s, skin=skin.astype(np.float32), photo_id=photo.id,
                  mirrored=mirrored)
+
+
+def _turn_head(img: np.ndarray, lm: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
+    """Turn a frontal face photo by ``yaw`` radians (> 0: towards +x) about a vertical axis.
+
+    The head is a vertical cylinder through the face centre whose radius is 0.55 face
+    widths: a point at angle θ on it is seen at ``R sin(θ + yaw)``, so the side turned
+    away is foreshortened and partly hidden, and the near side's hair and background come
+    into view, as on a 3/4-profile face (test identity ``t1_e``). Beyond the cylinder the
+    image is shifted to stay continuous. ``lm`` (478, 2) moves the same way.
+
+    Returns the (H, W, 3) warped image and the (478, 2) moved landmarks.
+    """
+    import cv2
+
+    h, w = img.shape[:2]
+    cx = float(lm[[234, 454], 0].mean())
+    r = 0.55 * float(np.hypot(*(lm[454] - lm[234])))
+    half = np.pi / 2
+
+    def forward(x: np.ndarray) -> np.ndarray:  # source x -> image x
+        theta = np.arcsin(np.clip((x - cx) / r, -1, 1))
+        inside = cx + r * np.sin(np.clip(theta + yaw, -half, half))
+        return np.where(np.abs(x - cx) < r, inside,
+                        x + r * (np.sin(np.clip(np.sign(x - cx) * half + yaw, -half, half))
+                                 - np.sign(x - cx)))
+
+    # backward map, per output column: the source column whose forward image it is
+    xs = np.arange(w, dtype=np.float64)
+    grid = np.linspace(-3 * r, 3 * r, 4097) + cx  # forward is monotone: invert by interpolation
+    src_x = np.interp(xs, forward(grid), grid)
+    map_x = np.broadcast_to(src_x.astype(np.float32)[None, :], (h, w)).copy()
+    map_y = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w)).copy()
+    out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    moved = lm.copy()
+    moved[:, 0] = forward(lm[:, 0])
+    return out, moved
 
 
 def _remap(img: np.ndarray, field: np.ndarray) -> np.ndarray:
