@@ -62,8 +62,9 @@ class FlowGain:
         self.cfg = cfg
         g = cfg.gain_grid
         # the last gain_window valid frames' cell motion, a preallocated ring (a median
-        # does not care about order), so a frame costs no allocation but the median's
-        self._motion = np.zeros((cfg.gain_window, g, g), np.float32)
+        # does not care about order), so a frame costs no allocation but the median's;
+        # cells x frames, so each cell's history is contiguous (the median is ~2x faster)
+        self._motion = np.zeros((g * g, cfg.gain_window), np.float32)
         self._seen = 0  # valid frames pushed so far
         self.gain = np.ones((g, g), np.float32)  # last frame's gains
 
@@ -75,18 +76,21 @@ class FlowGain:
         """This frame's (3, S, S) flow with its gains applied (float32); unchanged when off."""
         if not self.enabled:
             return flow
-        return apply_gain(flow, self.update(flow, valid))
+        f = np.asarray(flow, np.float32)  # once, not in each helper
+        return apply_gain(f, self.update(f, valid))
 
     def update(self, flow: np.ndarray, valid: bool) -> np.ndarray:
         """(G, G) gains for this frame's (3, S, S) flow map (the map itself is not changed);
         a frame without a face leaves the gains as they were."""
         if self.enabled and valid:
+            g = self.cfg.gain_grid
             slot = self._seen % self.cfg.gain_window
-            self._motion[slot] = cell_motion(flow, self.cfg.gain_grid)
+            self._motion[:, slot] = cell_motion(flow, g).reshape(-1)  # (G, G) -> (G*G,)
             self._seen += 1
             if self._seen >= self.cfg.gain_min_frames:
-                filled = self._motion[:min(self._seen, self.cfg.gain_window)]
-                self.gain = gains_from_floor(np.median(filled, axis=0), self.cfg)  # (G, G)
+                filled = self._motion[:, :min(self._seen, self.cfg.gain_window)]
+                floor = np.median(filled, axis=1).reshape(g, g)  # (G*G,) -> (G, G)
+                self.gain = gains_from_floor(floor, self.cfg)
         return self.gain
 
 

@@ -320,7 +320,6 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
             rows.append(torch.cat(parts, 0))  # -> (L, F)
         return torch.stack(rows)  # -> (B, L, F)
 
-
     stages = [("B", tc.epochs, tc.steps_per_epoch, tc.lr, tc.batch, False),
               ("C", tc.e2e_epochs, tc.e2e_steps_per_epoch, tc.e2e_lr, tc.e2e_batch, True)]
     epoch_base = 0
