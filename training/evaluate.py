@@ -50,6 +50,10 @@ def load_gt(path: str | Path) -> list[Spot]:
     else:
         raise ValueError(f"--gt {path}: sheets {sorted(sheets)} match no known label file "
                          f"(CAS(ME)^2, SAMM-LV, CAS(ME)^3)")
+    for a in records:
+        if a.onset > a.offset:
+            raise ValueError(f"--gt {path.name} row {a.row}: onset {a.onset} > offset "
+                             f"{a.offset} (fix the row)")
     return [spot_from_annotation(a) for a in records if a.kind != "blink"]
 
 
@@ -68,15 +72,41 @@ def load_pred(path: str | Path, video: str = "", first_frame: int = 0) -> list[S
     return spots
 
 
+def check_videos_match(gt: Sequence[Any], pred: Sequence[Any]) -> list[tuple[str, str]]:
+    """The predicted (subject, video) keys that are not in the ground truth.
+
+    Raises:
+        ValueError: there are predictions but none of their videos is in the
+            ground truth — every score would be 0 for a naming mismatch, not
+            for the detector (e.g. ``stream.analyze`` without ``--labels``
+            writes the folder name as the subject).
+    """
+    gt_keys = {(g.subject, g.video) for g in gt}
+    pred_keys = sorted({(p.subject, p.video) for p in pred})
+    unknown = [k for k in pred_keys if k not in gt_keys]
+    if pred_keys and len(unknown) == len(pred_keys):
+        def show(keys):
+            keys = sorted(keys)
+            text = ", ".join(f"{s}/{v}" for s, v in keys[:3])
+            return text + (f" ... ({len(keys)} in all)" if len(keys) > 3 else "")
+        raise ValueError(f"no predicted (subject, video) is in the ground truth: predictions "
+                         f"name {show(pred_keys)}, the ground truth {show(gt_keys)} (for "
+                         f"stream.analyze output, pass --labels so subjects match)")
+    return unknown
+
+
 def evaluate(gt: Sequence[Any], pred: Sequence[Any], threshold: float = 0.5,
              official_strs: bool = True) -> dict:
-    """All metrics as one JSON-ready dict."""
+    """All metrics as one JSON-ready dict (``unmatched_videos``: predicted videos not in
+    the ground truth, whose spots all count as false positives)."""
+    unmatched = check_videos_match(gt, pred)
     spotting = {k: v.as_dict() for k, v in metrics.megc_spotting(gt, pred, threshold).items()}
     strs = metrics.strs(gt, pred, threshold, official=official_strs)
     has_scores = bool(pred) and all(p.score is not None for p in pred)
     mAP = metrics.map_tiou(gt, pred) if has_scores else None
     return {"n_gt": len(gt), "n_pred": len(pred), "iou_threshold": threshold,
-            "spotting": spotting, "strs": strs, "map": mAP}
+            "spotting": spotting, "strs": strs, "map": mAP,
+            "unmatched_videos": [f"{s}/{v}" for s, v in unmatched]}
 
 
 def format_table(result: dict) -> str:
@@ -125,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if result["unmatched_videos"]:
+        names = result["unmatched_videos"]
+        print(f"note: {len(names)} predicted video(s) not in the ground truth, their spots "
+              f"count as false positives: {', '.join(names[:5])}"
+              f"{' ...' if len(names) > 5 else ''}", file=sys.stderr)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -75,14 +76,38 @@ def spot_from_annotation(a) -> Spot:
                 emotion=a.emotion, kind=a.kind if a.kind in KINDS else "", apex=a.apex)
 
 
-def _parse_int(text: str, where: str, name: str) -> int:
+def _parse_int(text: object, where: str, name: str) -> int:
+    """A whole frame number; anything else names the file, line and column."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        raise ValueError(f"{where}: {name} is empty")
     try:
-        value = float(text)
-    except ValueError:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         raise ValueError(f"{where}: {name} {text!r} is not a number") from None
+    if not math.isfinite(value):  # inf / nan would overflow int() or pass every comparison
+        raise ValueError(f"{where}: {name} {text!r} is not a finite frame number")
     if value != int(value):
         raise ValueError(f"{where}: {name} {text!r} is not a whole frame number")
     return int(value)
+
+
+def _parse_score(text: object, where: str) -> float | None:
+    """A finite confidence, or None when the cell is empty."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: score {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: score {text!r} is not a finite number")
+    return value
+
+
+def _check_interval(onset: int, offset: int, where: str) -> None:
+    """Onset ≤ offset (frames inclusive); a reversed interval is an error, not a spot."""
+    if onset > offset:
+        raise ValueError(f"{where}: onset {onset} > offset {offset} (swap them, or fix the row)")
 
 
 def read_megc_csv(path: str | Path) -> list[Spot]:
@@ -105,17 +130,16 @@ def read_megc_csv(path: str | Path) -> list[Spot]:
             kind = {"micro-expression": "micro", "macro-expression": "macro"}.get(kind, kind)
             if kind not in KINDS + ("",):
                 raise ValueError(f"{where}: type {row.get('type')!r} must be micro or macro")
-            apex, score = (row.get("apex") or "").strip(), (row.get("score") or "").strip()
-            try:
-                score_value = float(score) if score else None
-            except ValueError:
-                raise ValueError(f"{where}: score {score!r} is not a number") from None
-            out.append(Spot(subject=row["subject"].strip(), video=row["video"].strip(),
-                            onset=_parse_int(row["onset"], where, "onset"),
-                            offset=_parse_int(row["offset"], where, "offset"),
+            apex = (row.get("apex") or "").strip()
+            score_value = _parse_score(row.get("score"), where)
+            onset = _parse_int(row["onset"], where, "onset")
+            offset = _parse_int(row["offset"], where, "offset")
+            apex_value = _parse_int(apex, where, "apex") if apex else None
+            _check_interval(onset, offset, where)
+            out.append(Spot(subject=(row["subject"] or "").strip(),
+                            video=(row["video"] or "").strip(), onset=onset, offset=offset,
                             emotion=(row["emotion"] or "").strip(), kind=kind,
-                            apex=_parse_int(apex, where, "apex") if apex else None,
-                            score=score_value))
+                            apex=apex_value, score=score_value))
     return out
 
 
@@ -173,17 +197,25 @@ def read_jsonl_events(path: str | Path, subject: str = "", video: str = "",
             if not isinstance(record, dict) or record.get("type") != "event":
                 continue
             try:
-                onset, offset = int(record["onset_frame"]), int(record["offset_frame"])
+                onset = _parse_int(record["onset_frame"], where, "onset_frame")
+                offset = _parse_int(record["offset_frame"], where, "offset_frame")
                 apex = record.get("apex_frame")
+                apex = None if apex is None else _parse_int(apex, where, "apex_frame")
+                _check_interval(onset, offset, where)
+                kind = str(record.get("kind", ""))
+                if kind not in KINDS + ("",):
+                    raise ValueError(f"{where}: kind {kind!r} must be micro or macro")
                 out.append(Spot(
                     subject=str(record.get("subject", subject)),
                     video=str(record.get("video", video)),
                     onset=onset + first_frame, offset=offset + first_frame,
-                    emotion=str(record.get("emotion", "")), kind=str(record.get("kind", "")),
-                    apex=None if apex is None else int(apex) + first_frame,
-                    score=None if record.get("score") is None else float(record["score"])))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{where}: bad event ({type(exc).__name__}: {exc})") from None
+                    emotion=str(record.get("emotion", "")), kind=kind,
+                    apex=None if apex is None else apex + first_frame,
+                    score=_parse_score(record.get("score"), where)))
+            except KeyError as exc:
+                raise ValueError(f"{where}: event has no {exc.args[0]!r} field") from None
+            except (TypeError, OverflowError) as exc:  # e.g. a score that is a list
+                raise ValueError(f"{where}: bad event ({exc})") from None
     return out
 
 

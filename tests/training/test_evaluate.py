@@ -157,3 +157,114 @@ def test_stats_cli_writes_figure_and_counts(tmp_path, capsys):
     assert report["sammlv"]["videos"] == 147
     assert report["casme3"]["kinds"]["micro"]["frames_q"]["0.5"] == 22.0
     assert report["casme3_blinks"]["events"] == 841
+
+
+# --- bad label / prediction files (issue 18): each a one-line error naming file, line, column
+HEADER = "subject,video,onset,offset,emotion,type,score\n"
+
+
+@pytest.mark.parametrize("row, message", [
+    ("s1,v1,inf,10,x,micro,0.5", "line 2: onset 'inf' is not a finite frame number"),
+    ("s1,v1,-inf,10,x,micro,0.5", "line 2: onset '-inf' is not a finite frame number"),
+    ("s1,v1,nan,10,x,micro,0.5", "line 2: onset 'nan' is not a finite frame number"),
+    ("s1,v1,3,nan,x,micro,0.5", "line 2: offset 'nan' is not a finite frame number"),
+    ("s1,v1,20,10,x,micro,0.5", "line 2: onset 20 > offset 10"),
+    ("s1,v1,abc,10,x,micro,0.5", "line 2: onset 'abc' is not a number"),
+    ("s1,v1,,10,x,micro,0.5", "line 2: onset is empty"),
+    ("s1,v1", "line 2: onset is empty"),  # a short row: the missing cells are named
+    ("s1,v1,3,10,x,micro,inf", "line 2: score 'inf' is not a finite number"),
+])
+@pytest.mark.parametrize("role", ["--gt", "--pred"])
+def test_evaluate_bad_csv_row_names_file_line_and_column(tmp_path, capsys, role, row, message):
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text(PRED_CSV)
+    bad.write_text(HEADER + row + "\n")
+    args = ["--gt", str(bad), "--pred", str(good)] if role == "--gt" else \
+        ["--gt", str(good), "--pred", str(bad)]
+    assert evaluate_main(args) == 2
+    err = capsys.readouterr()
+    assert err.out == "" and err.err.count("\n") == 1
+    assert f"bad.csv {message}" in err.err
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"onset_frame": float("inf"), "offset_frame": 9}, "onset_frame inf is not a finite"),
+    ({"onset_frame": float("nan"), "offset_frame": 9}, "onset_frame nan is not a finite"),
+    ({"onset_frame": 12, "offset_frame": 9}, "onset 12 > offset 9"),
+    ({"offset_frame": 9}, "event has no 'onset_frame' field"),
+    ({"onset_frame": 1, "offset_frame": 9, "score": "high"}, "score 'high' is not a number"),
+    ({"onset_frame": 1, "offset_frame": 9, "kind": "mega"}, "kind 'mega' must be micro"),
+])
+def test_evaluate_bad_jsonl_event_names_file_and_line(tmp_path, capsys, event, message):
+    (tmp_path / "gt.csv").write_text(GT_CSV)
+    record = {"type": "event", "apex_frame": 3, "kind": "micro", "emotion": "negative",
+              "score": 0.9, **event}
+    ok = {"type": "status", "status": "face_found", "frame": 0}
+    (tmp_path / "ev.jsonl").write_text(json.dumps(ok) + "\n" + json.dumps(record) + "\n")
+    assert evaluate_main(["--gt", str(tmp_path / "gt.csv"), "--pred",
+                          str(tmp_path / "ev.jsonl"), "--video", "s1/v1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"ev.jsonl line 2: {message}" in err
+
+
+def _casme2_sheet(path, rows):
+    import pandas as pd
+    pd.DataFrame(rows).to_excel(path, sheet_name="CASFEcode_final", header=False, index=False)
+
+
+@pytest.mark.parametrize("bad_row, message", [
+    ([1, "happy1_1", "abc", 5, 9, "AU12", "happiness", "macro-expression"],
+     "row 2: onset 'abc' is not a number"),
+    ([1, "happy1_1", float("inf"), 5, 9, "AU12", "happiness", "macro-expression"],
+     "row 2: onset inf is not a finite frame number"),
+    ([1, "happy1_1", 1, 5, None, "AU12", "happiness", "macro-expression"],
+     "row 2: offset is empty"),
+    ([1, "happy1_1", 30, 5, 9, "AU12", "happiness", "macro-expression"],
+     "row 2: onset 30 > offset 9"),
+    ([1, "happy1_1", 1, 5], "row 2: offset is empty"),  # a short row: its empty cells
+    (None, "row 1: expected the 9 CAS(ME)^2 columns, got 4"),  # a sheet missing columns
+])
+def test_evaluate_bad_label_sheet_names_row_and_column(tmp_path, capsys, bad_row, message):
+    good = [1, "anger1_1", 1, 5, 9, "AU4", "anger", "micro-expression", ""]
+    rows = ([good[:4], good[:4]] if bad_row is None
+            else [good, bad_row + [None] * (9 - len(bad_row))])
+    _casme2_sheet(tmp_path / "labels.xlsx", rows)
+    (tmp_path / "pred.csv").write_text(PRED_CSV)
+    rc = evaluate_main(["--gt", str(tmp_path / "labels.xlsx"), "--pred",
+                        str(tmp_path / "pred.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert f"labels.xlsx {message}" in err, err
+
+
+def test_evaluate_no_predicted_video_in_ground_truth_is_an_error(tmp_path, capsys):
+    """stream.analyze without --labels writes the folder name as subject: nothing matches,
+    and that must not print F1 0.000 as if it were a result."""
+    (tmp_path / "gt.csv").write_text(GT_CSV)
+    (tmp_path / "pred.csv").write_text(PRED_CSV.replace("s1,", "videos,"))
+    rc = evaluate_main(["--gt", str(tmp_path / "gt.csv"), "--pred", str(tmp_path / "pred.csv")])
+    out = capsys.readouterr()
+    assert rc == 2 and out.out == "" and out.err.count("\n") == 1
+    assert "no predicted (subject, video) is in the ground truth" in out.err
+    assert "videos/v1" in out.err and "s1/v1" in out.err and "--labels" in out.err
+
+
+def test_evaluate_some_unknown_videos_are_scored_and_named(tmp_path, capsys):
+    (tmp_path / "gt.csv").write_text(GT_CSV)
+    (tmp_path / "pred.csv").write_text(PRED_CSV + "s9,v9,1,5,negative,micro,0.4\n")
+    rc = evaluate_main(["--gt", str(tmp_path / "gt.csv"), "--pred", str(tmp_path / "pred.csv"),
+                        "--json"])
+    out = capsys.readouterr()
+    assert rc == 0
+    result = json.loads(out.out)
+    assert result["unmatched_videos"] == ["s9/v9"]
+    assert result["spotting"]["micro"]["fp"] == 2  # the unknown video's spot is a FP
+    assert "1 predicted video(s) not in the ground truth" in out.err and "s9/v9" in out.err
+
+
+def test_evaluate_empty_prediction_is_a_result_not_an_error(tmp_path, capsys):
+    (tmp_path / "gt.csv").write_text(GT_CSV)
+    (tmp_path / "pred.csv").write_text("subject,video,onset,offset,emotion\n")
+    assert evaluate_main(["--gt", str(tmp_path / "gt.csv"), "--pred",
+                          str(tmp_path / "pred.csv"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["spotting"]["overall"]["fn"] == 3

@@ -77,6 +77,8 @@ def _int(value: object, where: str, name: str) -> int:
         raise ValueError(f"{where}: {name} {value!r} is not a number") from None
     if math.isnan(number):
         raise ValueError(f"{where}: {name} is empty")
+    if math.isinf(number):  # int() would overflow with a traceback
+        raise ValueError(f"{where}: {name} {value!r} is not a finite frame number")
     return int(number)  # truncation, as SOFTNet's int()
 
 
