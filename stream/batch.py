@@ -209,8 +209,10 @@ def plan(inputs: Sequence[str], labels: str | Path | None = None, fps: float | N
                              f"under {p} (for a dataset root, give its label file with --labels)")
         for q in walked:
             plain(q)
-    seen: set[Path] = set()
-    rows = [r for r in rows if not (r[0].resolve() in seen or seen.add(r[0].resolve()))]
+    unique: dict[Path, tuple] = {}
+    for r in rows:
+        unique.setdefault(r[0].resolve(), r)  # a path named twice: its first mention
+    rows = list(unique.values())
     names = output_names([(r[0], r[1]) for r in rows])
     keys = [(r[2], r[3]) for r in rows]
     jobs = []
@@ -243,7 +245,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def previous(out: Path, job: Job, engine: str) -> tuple[str, dict | None]:
     """("done" | "failed" | "todo", marker) of a job from an earlier run into ``out``."""
+    # size + mtime, as make and rsync do; not the path, so a moved archive is not redone
     stamp = {**_stamp(job.path), "engine_request": engine}
+    del stamp["source"]
     done = _read_json(out / f"{job.name}.done.json")
     if done and (out / f"{job.name}.jsonl").is_file() and all(done.get(k) == v
                                                              for k, v in stamp.items()):
@@ -264,6 +268,7 @@ def record(out: Path, job: Job, result: dict, engine: str) -> dict:
         _write_atomic(out / f"{job.name}.jsonl", result["jsonl"])
         _write_atomic(out / f"{job.name}.done.json", json.dumps(marker, indent=1))
     else:
+        (out / f"{job.name}.jsonl").unlink(missing_ok=True)  # a stale one from an older source
         _write_atomic(out / f"{job.name}.failed.json", json.dumps(marker, indent=1))
     return marker
 
@@ -289,10 +294,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
-def _get(summary, name: str):
-    return summary[name] if isinstance(summary, dict) else getattr(summary, name)
-
-
 def analyze_task(job: Job, engine: str, threads: int) -> dict:
     """Analyse one video in this process: its JSONL text and counts, or why it failed.
 
@@ -312,15 +313,14 @@ def analyze_task(job: Job, engine: str, threads: int) -> dict:
             jsonl = Path(tmp) / f"{job.name}.jsonl"
             events, summary = analyze_video(job.path, jsonl, eng, fps=job.fps, progress=False)
             text = jsonl.read_text(encoding="utf-8")
-        if _get(summary, "frames_read") == 0:
+        if summary.frames_read == 0:
             raise ValueError(f"no frame could be decoded from {job.path}")
     except Exception as exc:  # noqa: BLE001 - recorded with its reason, the batch goes on
         return {"ok": False, "reason": _reason(exc), "worker": worker,
                 "task_s": round(time.perf_counter() - t0, 3)}
     return {"ok": True, "jsonl": text, "worker": worker, "engine": eng.name,
-            "frames": int(_get(summary, "frames_processed")), "events": len(events),
-            "wall_s": round(float(_get(summary, "wall_s")), 3),
-            "fps": round(float(_get(summary, "fps")), 2), "load_s": round(load_s, 3),
+            "frames": summary.frames_processed, "events": len(events),
+            "wall_s": summary.wall_s, "fps": summary.fps, "load_s": round(load_s, 3),
             "task_s": round(time.perf_counter() - t0, 3)}
 
 
@@ -402,12 +402,14 @@ def summarize(jobs: Sequence[Job], results: dict[str, dict], wall_s: float, engi
     per_video, workers = [], {}
     for job in jobs:
         r = results.get(job.name, {"status": "not_run"})
+        if r.get("earlier"):
+            r = {**r, "reason": f"{r['reason']} (earlier run; --retry-failed redoes it)"}
         per_video.append({"name": job.name, "source": str(job.path), "subject": job.subject,
                           "video": job.video, **{k: r.get(k) for k in (
                               "status", "frames", "events", "fps", "worker", "reason")}})
         if r["status"] == "done":
-            w = workers.setdefault(r["worker"], {"videos": 0, "frames": 0, "busy_s": 0.0,
-                                                 "load_s": 0.0})
+            w = workers.setdefault(r["worker"], {"engine": r["engine"], "videos": 0,
+                                                 "frames": 0, "busy_s": 0.0, "load_s": 0.0})
             w["videos"] += 1
             w["frames"] += r["frames"]
             w["busy_s"] = round(w["busy_s"] + r["wall_s"], 3)

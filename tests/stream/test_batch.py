@@ -188,6 +188,9 @@ def test_plan_keeps_same_named_videos_apart_and_reads_frame_folders(tmp_path):
     assert [(j.subject, j.video) for j in jobs] == [("a", "clip"), ("b", "clip"),
                                                    ("c", "s15_0101")]
     assert (jobs[2].fps, jobs[2].first_frame) == (30, 1)
+    from stream.analyze import output_names  # stream.analyze names the same files the same way
+    files = [j.path for j in jobs[:2]]
+    assert [j.name for j in jobs[:2]] == [output_names(files)[f] for f in files]
     assert batch.plan(sorted(str(p) for p in (tmp_path / "arch").rglob("*.mp4")))[0][0].name == \
         jobs[0].name, "names must not depend on how the inputs were given"
 
