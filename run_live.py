@@ -13,8 +13,10 @@ import argparse
 import sys
 import traceback
 
+from engine.contracts import Summary
+from engine.runtime import ENGINE_CHOICES
+
 UIS = ("none", "gradio", "webrtc")
-ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
 #: Front ends that exist in this build; the others say so plainly.
 UIS_BUILT = ("none",)
 
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_positive_float, default=None,
                    help="frame rate of a folder of frames (30 CAS(ME)^2/^3, 200 SAMM-LV)")
     p.add_argument("--ui", choices=UIS, default="none", help="front end (default: none)")
-    p.add_argument("--engine", choices=ENGINES, default="auto",
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
                    help="inference backend (default: auto)")
     p.add_argument("--events-out", default=None, metavar="PATH",
                    help="write events, status and summary as JSON lines")
@@ -76,16 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_summary(record: dict) -> None:
-    print(f"summary: {record['frames_processed']} frames processed of {record['frames_read']} "
-          f"read, {record['frames_dropped']} dropped, {record['frames_with_face']} with a face, "
-          f"{record['fps']:.1f} fps, engine {record['engine']}")
-    for stage, s in record["latency_ms"].items():
+def _print_summary(summary: Summary) -> None:
+    print(f"summary: {summary.frames_processed} frames processed of {summary.frames_read} "
+          f"read, {summary.frames_dropped} dropped, {summary.frames_with_face} with a face, "
+          f"{summary.fps:.1f} fps, engine {summary.engine}")
+    for stage, s in summary.latency_ms.items():
         print(f"  {stage:10} p50 {s['p50']:8.3f} ms  p95 {s['p95']:8.3f} ms  "
               f"p99 {s['p99']:8.3f} ms  (n={s['n']})")
-    if record["missing_stages"]:
-        print(f"  stages not built yet (skipped, no events can be produced): "
-              f"{', '.join(record['missing_stages'])}")
 
 
 class StatusLine:
@@ -111,6 +110,8 @@ class StatusLine:
 
 
 def run(argv: list[str] | None = None) -> int:
+    from engine.backends import BackendError
+    from engine.runtime import Engine
     from stream.events import ConsoleSink, JsonlSink, fan_out
     from stream.pipeline import Pipeline
     from stream.sources import SourceError, open_source
@@ -125,25 +126,25 @@ def run(argv: list[str] | None = None) -> int:
         raise UsageError(str(exc)) from None
     sinks = [] if args.quiet else [ConsoleSink()]
     jsonl = None
-    if args.events_out:
-        try:
-            jsonl = JsonlSink(args.events_out)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot write --events-out {args.events_out}: {exc}") from None
-        sinks.append(jsonl)
-    from engine.backends import BackendError
     status = StatusLine()
     try:
-        summary = Pipeline(source, fan_out(sinks), engine=args.engine,
-                           max_frames=args.max_frames, realtime=args.realtime,
-                           progress=status).run()
+        with Engine.load(args.engine) as engine:
+            if args.events_out:
+                try:
+                    jsonl = JsonlSink(args.events_out)
+                except (OSError, ValueError) as exc:
+                    raise UsageError(f"cannot write --events-out {args.events_out}: "
+                                     f"{exc}") from None
+                sinks.append(jsonl)
+            summary = Pipeline(source, fan_out(sinks), engine, max_frames=args.max_frames,
+                               realtime=args.realtime, progress=status).run()
     except (SourceError, BackendError) as exc:  # bad input / a backend that cannot run here
         raise UsageError(str(exc)) from None
     finally:
         status.clear()
         if jsonl is not None:
             jsonl.close()
-    _print_summary(summary.record())
+    _print_summary(summary)
     return 0
 
 

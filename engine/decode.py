@@ -13,12 +13,13 @@ candidates of one call then go through class-agnostic Gaussian 1D soft-NMS.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
 from engine.config import ModelConfig
+from engine.contracts import ActiveFrames, Candidate
+from engine.intervals import soft_nms_1d
 
 #: Keys of the detector's output dict, in the order backends export them.
 OUTPUT_KEYS: tuple[str, ...] = ("cls_logits", "emo_logits", "reg",
@@ -41,46 +42,6 @@ def pyramid_points(length: int, levels: int) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One decoded interval. Frames are stream indices, inclusive.
-
-    Attributes:
-        onset_frame, offset_frame: the interval (onset ≤ offset, onset ≥ 0).
-        kind: one of ``cfg.kinds``; emotion: argmax of ``emotion_scores``.
-        emotion_scores: softmax over ``cfg.emotions``.
-        score: kind probability after soft-NMS decay.
-        anchor_frame: the point's frame (the interval was seen from there).
-        level: pyramid level of the point.
-    """
-
-    onset_frame: int
-    offset_frame: int
-    kind: str
-    emotion: str
-    emotion_scores: dict[str, float]
-    score: float
-    anchor_frame: int
-    level: int
-
-
-@dataclass(frozen=True)
-class ActiveFrames:
-    """Per-frame active-head readout, n frames.
-
-    Attributes:
-        frames: (n,) int stream frame indices.
-        kind_probs: (n, K) probability that an expression of each kind is under way.
-        emotion_probs: (n, E) softmax over emotions.
-        since: (n,) float frames since the onset of the expression under way.
-    """
-
-    frames: np.ndarray
-    kind_probs: np.ndarray
-    emotion_probs: np.ndarray
-    since: np.ndarray
-
-
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -88,39 +49,6 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
-
-
-def interval_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of inclusive-frame intervals: a (2,) vs b (N, 2) → (N,)."""
-    inter = np.clip(np.minimum(a[1], b[:, 1]) - np.maximum(a[0], b[:, 0]) + 1, 0, None)
-    union = (a[1] - a[0] + 1) + (b[:, 1] - b[:, 0] + 1) - inter
-    return inter / np.maximum(union, 1e-9)
-
-
-def soft_nms_1d(intervals: np.ndarray, scores: np.ndarray, sigma: float, min_score: float,
-                max_keep: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian soft-NMS on (N, 2) intervals: returns (kept indices, their decayed scores).
-
-    Repeatedly keeps the best remaining interval and multiplies every other
-    score by ``exp(-IoU² / sigma)``; stops below ``min_score`` or at ``max_keep``.
-    Ties keep the earlier row.
-    """
-    if sigma <= 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
-    scores = np.asarray(scores, dtype=np.float64).copy()
-    rest = np.arange(len(scores))
-    keep: list[int] = []
-    while rest.size and len(keep) < max_keep:
-        i = rest[int(np.argmax(scores[rest]))]
-        if scores[i] < min_score:
-            break
-        keep.append(int(i))
-        rest = rest[rest != i]
-        if rest.size:
-            iou = interval_iou(intervals[i], intervals[rest])
-            scores[rest] *= np.exp(-(iou ** 2) / sigma)
-    idx = np.asarray(keep, dtype=np.int64)
-    return idx, scores[idx]
 
 
 def _window_arrays(outputs: Mapping[str, np.ndarray], levels: int) -> dict[str, np.ndarray]:

@@ -7,8 +7,8 @@ always one contiguous slice — no copy, no allocation per frame or per hop.
 Window positions are counted in frames *pushed* (a live source may drop frames
 before they get here); a parallel ring of stream indices maps positions back to
 stream frame indices, so candidates carry the indices the tracker and the user
-see. The reference loop in torch is ``engine.model.fedn.StreamingFEDN``; a test
-holds the two to the same candidates.
+see. A plain-torch reference loop in the tests (``tests/engine/streaming_reference.py``)
+holds it to the same candidates.
 """
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ from typing import Protocol
 import numpy as np
 
 from engine.config import ModelConfig
-from engine.decode import ActiveFrames, Candidate, decode_active, decode_window
+from engine.contracts import ActiveFrames, Candidate, FlowFrame
+from engine.decode import decode_active, decode_window
 from engine.gain import FlowGain
-from stream.contracts import FlowFrame
 
 
 class EngineLike(Protocol):
     """What the schedule needs from ``engine.runtime.Engine``."""
+
+    cfg: ModelConfig  # the loaded model's window, hop, labels and decode settings
 
     def encode(self, flow_batch: np.ndarray, valid: np.ndarray) -> np.ndarray: ...
 
@@ -70,7 +72,7 @@ class StreamingDetector:
         self.encode_ms = 0.0  # last encoder call
         self.gain = FlowGain(cfg)  # this track's input gain (engine/gain.py)
 
-    def push(self, flow: FlowFrame) -> HopResult | None:
+    def update(self, flow: FlowFrame) -> HopResult | None:
         """Encode one frame; every ``hop``-th frame also detect and decode."""
         t0 = time.perf_counter()
         x = self.gain.apply(flow.flow, flow.valid)[None]  # (3, S, S) -> (1, 3, S, S)
@@ -81,7 +83,7 @@ class StreamingDetector:
             return None
         return self._detect(self.cfg.hop)
 
-    def flush(self) -> HopResult | None:
+    def finish(self) -> HopResult | None:
         """End of stream: complete the last partial hop with "no face" frames and detect.
 
         Only the real frames' positions are decoded (the padding lies in their

@@ -3,9 +3,11 @@
     python -m stream.analyze VIDEO [VIDEO ...] --out DIR [--csv megc.csv] \
         [--labels LABELS.csv] [--engine auto] [--fps F]
 
-Runs the same stage chain as ``run_live.py`` (so a streaming run on a file
-emits the same events), with a progress bar per video. In the CSV, ``video``
-is the file stem; ``subject`` comes from ``--labels`` (a MEGC CSV whose
+Runs the one stage chain and run loop (``stream.chain``) in the calling thread,
+so a file gives the same events as ``run_live.py`` on it, with a progress bar
+per video. Every input is processed; one that cannot be read is reported with
+its reason and the others still run (exit code 2 at the end). In the CSV,
+``video`` is the file stem; ``subject`` comes from ``--labels`` (a MEGC CSV whose
 ``video`` column names the stems, e.g. SynthME's labels) or else from the
 video's parent folder — so the CSV scores directly with
 ``python -m training.evaluate --gt LABELS.csv --pred megc.csv``.
@@ -13,12 +15,61 @@ video's parent folder — so the CSV scores directly with
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
-import time
-from dataclasses import replace
+from collections import Counter
 from pathlib import Path
+from typing import Sequence
 
-from stream.events import JsonlSink, status_record
+from engine.backends import BackendError
+from engine.config import StreamConfig
+from engine.contracts import Event, Summary
+from engine.runtime import ENGINE_CHOICES, Engine
+from stream.chain import StageChain, run_frames, stamped
+from stream.events import JsonlSink, fan_out
+from stream.ring import Policy
+from stream.sources import SourceError, open_source
+
+
+def output_names(paths: Sequence[Path]) -> dict[Path, str]:
+    """A distinct output name per input: the stem, or ``<stem>-<8 hex of the absolute path>``
+    where two inputs share a stem (``a/clip.mp4`` and ``b/clip.mp4``)."""
+    stems = Counter(p.stem for p in paths)
+    return {p: p.stem if stems[p.stem] == 1 else
+            f"{p.stem}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
+            for p in paths}
+
+
+def analyze_video(path: Path, out_path: Path, engine: Engine, fps: float | None = None,
+                  progress: bool = True) -> tuple[list[Event], Summary]:
+    """Run one video through the chain; writes every record to ``out_path`` (JSONL).
+
+    Returns:
+        (its final events, its summary).
+
+    Raises:
+        SourceError: the video cannot be opened (nothing is written then).
+    """
+    from tqdm import tqdm
+
+    events: list[Event] = []
+
+    def keep(record) -> None:
+        if isinstance(record, Event):
+            events.append(record)
+
+    with open_source(str(path), fps=fps) as source:
+        sink = JsonlSink(out_path)
+        try:
+            with StageChain(engine, source.fps, StreamConfig()) as chain, \
+                    tqdm(total=source.frame_count, desc=path.name, unit="frame",
+                         disable=not progress, leave=False) as bar:
+                summary = run_frames(stamped(source), chain, fan_out([sink, keep]),
+                                     source=str(path), policy=Policy.BLOCK.value,
+                                     on_frame=lambda _: bar.update())
+        finally:
+            sink.close()
+    return events, summary
 
 
 def subjects_from_labels(path: str | Path | None) -> dict[str, str]:
@@ -30,56 +81,6 @@ def subjects_from_labels(path: str | Path | None) -> dict[str, str]:
     return {s.video: s.subject for s in read_megc_csv(path)}
 
 
-def analyze_video(path: Path, out_dir: Path, engine, fps: float | None = None,
-                  progress: bool = True) -> tuple[list[dict], dict]:
-    """Run one video; writes ``out_dir/<stem>.jsonl``; returns (its event records, summary)."""
-    from tqdm import tqdm
-
-    from engine.config import StreamConfig
-    from stream.latency import LatencyStats
-    from stream.pipeline import RunSummary
-    from stream.sources import open_source
-    from stream.stages import StageChain
-
-    source = open_source(str(path), fps=fps)
-    sink = JsonlSink(out_dir / f"{path.stem}.jsonl")
-    events: list[dict] = []
-    latency = LatencyStats()
-    start = time.perf_counter()
-    n = with_face = 0
-    try:
-        with source:
-            chain = StageChain(StreamConfig(), source.fps, [], loaded_engine=engine,
-                               latency=latency)
-            try:
-                bar = tqdm(total=source.frame_count, desc=path.name, unit="frame",
-                           disable=not progress, leave=False)
-                while (frame := source.read()) is not None:
-                    records = chain.process(replace(frame, t_arrival=time.monotonic()))
-                    for r in records:
-                        sink(r)
-                    events += [r for r in records if r["type"] == "event"]
-                    n += 1
-                    bar.update()
-                bar.close()
-                tail = chain.finish()
-                for r in tail:
-                    sink(r)
-                events += [r for r in tail if r["type"] == "event"]
-                with_face = chain.frames_with_face
-            finally:
-                chain.close()
-            wall = time.perf_counter() - start
-        sink(status_record("source_ended", n))
-        summary = RunSummary(str(path), getattr(engine, "name", ""), "block", frames_read=n,
-                             frames_processed=n, frames_with_face=with_face, wall_s=wall,
-                             latency_ms=latency.summary()).record()
-        sink(summary)
-    finally:
-        sink.close()
-    return events, summary
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream.analyze",
                                      description="Offline analysis of whole video files.")
@@ -88,46 +89,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=None, help="write all events as one MEGC CSV")
     parser.add_argument("--labels", default=None,
                         help="MEGC CSV giving each video stem's subject (e.g. SynthME labels)")
-    parser.add_argument("--engine", default="auto",
-                        choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--engine", default="auto", choices=ENGINE_CHOICES)
     parser.add_argument("--fps", type=float, default=None, help="frame rate of frame folders")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    from engine.backends import BackendError
-    from stream.pipeline import missing_stages
-    from stream.sources import SourceError
+    from training.megc_csv import Spot, write_megc_csv
 
+    videos = [Path(v) for v in args.videos]
+    failed: dict[Path, str] = {}
     try:
-        missing = missing_stages()
-        if missing:
-            raise ValueError(f"cannot analyze: stages not available: {', '.join(missing)}")
-        videos = [Path(v) for v in args.videos]
-        for v in videos:
-            if not v.exists():
-                raise ValueError(f"video not found: {v} (check the path)")
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
         subjects = subjects_from_labels(args.labels)
-        from engine.runtime import Engine
-        from training.megc_csv import Spot, write_megc_csv
-
+        names = output_names(videos)
         spots = []
         with Engine.load(args.engine) as engine:
             for v in videos:
-                events, summary = analyze_video(v, out_dir, engine, args.fps,
-                                                progress=not args.no_progress)
+                try:
+                    events, summary = analyze_video(v, out_dir / f"{names[v]}.jsonl", engine,
+                                                    args.fps, progress=not args.no_progress)
+                except SourceError as exc:
+                    failed[v] = str(exc)
+                    print(f"analyze: {v}: skipped: {exc}", file=sys.stderr)
+                    continue
                 subject = subjects.get(v.stem, v.resolve().parent.name)
-                spots += [Spot(subject, v.stem, e["onset_frame"], e["offset_frame"],
-                               e["emotion"], e["kind"], e["apex_frame"], e["score"])
-                          for e in events]
-                print(f"{v.name}: {len(events)} events, {summary['frames_processed']} frames, "
-                      f"{summary['fps']:.0f} fps, face on {summary['frames_with_face']} frames")
+                spots += [Spot(subject, v.stem, e.onset_frame, e.offset_frame, e.emotion,
+                               e.kind, e.apex_frame, e.score) for e in events]
+                print(f"{v.name}: {len(events)} events, {summary.frames_processed} frames, "
+                      f"{summary.fps:.0f} fps, face on {summary.frames_with_face} frames")
         if args.csv:
             write_megc_csv(spots, args.csv)
-            print(f"wrote {args.csv} ({len(spots)} rows) and {len(videos)} JSONL files in {out_dir}")
-    except (ValueError, SourceError, BackendError) as exc:
+            print(f"wrote {args.csv} ({len(spots)} rows) and {len(videos) - len(failed)} "
+                  f"JSONL files in {out_dir}")
+    except (ValueError, BackendError) as exc:
         print(f"analyze: error: {exc}", file=sys.stderr)
+        return 2
+    if failed:
+        print(f"analyze: error: {len(failed)} of {len(videos)} inputs could not be read: "
+              + "; ".join(f"{v}: {why}" for v, why in failed.items()), file=sys.stderr)
         return 2
     return 0
 

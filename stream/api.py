@@ -13,20 +13,22 @@
                 print(event)
         tail = det.finish()                      # what was still under way at the end
 
-The same stage chain as ``run_live.py`` runs underneath (``stream.stages``).
+The same stage chain and run loop as ``run_live.py`` run underneath (``stream.chain``).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from engine.config import StreamConfig, TrackerConfig
-from stream.contracts import Frame
-from stream.events import Event
+from engine.contracts import Event, EventCancel, EventStart, Frame, Record
+from engine.runtime import Engine
+from stream.chain import StageChain, run_frames, stamped
+from stream.events import RecordList
+from stream.ring import Policy
 from stream.sources import FrameSource, open_source
 
 
@@ -34,53 +36,43 @@ class Detector:
     """Expression spotting on frames you feed, synchronously.
 
     Args:
-        engine: ``auto`` | ``torch`` | ``onnxruntime`` | ``tensorrt``.
+        engine: ``auto`` | ``torch`` | ``onnxruntime`` | ``cuda`` | ``tensorrt`` — loaded
+            here (and closed by :meth:`close`) — or an already loaded
+            :class:`~engine.runtime.Engine` to share (not closed here).
         fps: frame rate of the frames given to :meth:`feed` (``run`` reads the source's).
         cfg: stream settings.
         tracker_cfg: interval-tracker thresholds.
-        provisional: also return ``event_start`` / ``event_cancel`` records from ``feed``
-            (as dicts); by default only final :class:`~stream.events.Event` objects.
-        loaded_engine: an already loaded ``engine.runtime.Engine`` to share.
+        provisional: also return :class:`EventStart` / :class:`EventCancel` records from
+            ``feed``; by default only final :class:`Event` objects.
     """
 
-    def __init__(self, engine: str = "auto", fps: float = 30.0,
+    def __init__(self, engine: str | Engine = "auto", fps: float = 30.0,
                  cfg: StreamConfig = StreamConfig(), tracker_cfg: TrackerConfig = TrackerConfig(),
-                 provisional: bool = False, loaded_engine=None) -> None:
-        from stream.pipeline import missing_stages
-
+                 provisional: bool = False) -> None:
         self.cfg, self.tracker_cfg, self.fps = cfg, tracker_cfg, fps
         self.provisional = provisional
-        self.missing = missing_stages()
-        self._owned_engine = None  # loaded here, so closed here
-        if loaded_engine is None and not {"engine", "face", "flow"} & set(self.missing):
-            from engine.runtime import Engine
-            loaded_engine = self._owned_engine = Engine.load(engine, log=lambda _: None)
-        if loaded_engine is None:
-            raise RuntimeError(f"Detector: stages not available: {self.missing} "
-                               "(install mediapipe / ship trained weights)")
-        self.engine = loaded_engine
-        self.records: list[dict] = []  # everything produced, status records included
-        self._chain = None  # built on the first frame of each stream
+        self._owned = isinstance(engine, str)  # loaded here, so closed here
+        self.engine: Engine = Engine.load(engine, log=lambda _: None) if self._owned else engine
+        self.records = RecordList()  # everything produced, status records included
+        self._chain: StageChain | None = None  # built on the first frame of each stream
         self._index = 0
 
-    def _stream(self):
+    def _stream(self) -> StageChain:
         """The stage chain of the current stream (a new one after :meth:`finish`)."""
         if self._chain is None:
-            from stream.stages import StageChain
-            self._chain = StageChain(self.cfg, self.fps, [], loaded_engine=self.engine,
-                                     tracker_cfg=self.tracker_cfg)
+            self._chain = StageChain(self.engine, self.fps, self.cfg, self.tracker_cfg)
             self._index = 0
         return self._chain
 
-    def feed(self, image: np.ndarray, t_capture: float | None = None) -> list:
+    def feed(self, image: np.ndarray, t_capture: float | None = None) -> list[Record]:
         """Process one H×W×3 uint8 BGR frame; returns the events it finalized."""
         chain = self._stream()
         t = self._index / self.fps if t_capture is None else float(t_capture)
         frame = Frame(self._index, t, image, t_arrival=time.monotonic())
         self._index += 1
-        return self._keep(chain.process(frame))
+        return self._keep(chain.update(frame))
 
-    def finish(self) -> list:
+    def finish(self) -> list[Record]:
         """End of the stream: flush what is still open; the next frame starts a new stream."""
         if self._chain is None:
             return []
@@ -92,34 +84,26 @@ class Detector:
     def run(self, source: str | Path | FrameSource, fps: float | None = None) -> list[Event]:
         """Every frame of a file, folder or source; returns its final events in order."""
         src = open_source(str(source), fps=fps) if isinstance(source, (str, Path)) else source
-        events: list = []
         with src:
             self.finish()  # a stream fed frame by frame before is ended first
-            self.fps = src.fps or self.fps
-            chain = self._stream()
-            while (frame := src.read()) is not None:
-                events += self._keep(chain.process(
-                    replace(frame, t_arrival=time.monotonic())))
-            events += self.finish()
-        return [e for e in events if isinstance(e, Event)]
+            with StageChain(self.engine, src.fps or self.fps, self.cfg, self.tracker_cfg) as chain:
+                start = len(self.records)
+                run_frames(stamped(src), chain, self.records,
+                           source=str(getattr(src, "name", src)), policy=Policy.BLOCK.value)
+        return [r for r in self.records[start:] if isinstance(r, Event)]
 
-    def _keep(self, records: list[dict]) -> list:
+    def _keep(self, records: list[Record]) -> list[Record]:
         self.records += records
-        out = []
-        for r in records:
-            if r["type"] == "event":
-                out.append(Event.from_record(r))
-            elif self.provisional and r["type"] in ("event_start", "event_cancel"):
-                out.append(r)
-        return out
+        wanted = (Event, EventStart, EventCancel) if self.provisional else (Event,)
+        return [r for r in records if isinstance(r, wanted)]
 
     def close(self) -> None:
         if self._chain is not None:
             self._chain.close()
             self._chain = None
-        if self._owned_engine is not None:
-            self._owned_engine.close()
-            self._owned_engine = None
+        if self._owned:
+            self.engine.close()
+            self._owned = False
 
     def __enter__(self) -> "Detector":
         return self

@@ -33,7 +33,7 @@ import numpy as np
 
 from engine.config import StreamConfig
 from stream.align import align_crop
-from stream.contracts import FaceObs, Frame
+from engine.contracts import FaceObs, Frame
 from stream.smoothing import OneEuroFilter
 
 MEDIAPIPE_HINT = ("stream.face needs MediaPipe 0.10.14 (its wheel bundles the face models): "

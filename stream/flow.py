@@ -29,7 +29,7 @@ import numpy as np
 
 from engine.config import StreamConfig
 from stream.align import region_slices
-from stream.contracts import FaceObs, FlowFrame
+from engine.contracts import FaceObs, FlowFrame
 
 _PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
             "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stream.contracts import Frame
+from engine.contracts import Frame
 
 
 class Policy(str, enum.Enum):

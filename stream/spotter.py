@@ -1,9 +1,10 @@
-"""Per-face spotting: flow frames of one face track → detector schedule → interval tracker.
+"""Per-face spotting: flow frames of each face track → detector schedule → interval tracker.
 
 :class:`Spotter` keeps one :class:`~engine.streaming.StreamingDetector` and one
 :class:`~stream.tracker.IntervalTracker` per face track (design §1: "one tracker
 per face track"). A track that has been out of sight for a whole window is
-flushed and forgotten.
+flushed and forgotten. The chain (:mod:`stream.chain`) calls it once per frame;
+training's streaming evaluation calls it on cached flow frames.
 """
 from __future__ import annotations
 
@@ -13,10 +14,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.config import ModelConfig, TrackerConfig
-from engine.streaming import EngineLike, StreamingDetector
-from stream.contracts import FlowFrame
+from engine.contracts import FlowFrame, Record
+from engine.streaming import EngineLike, HopResult, StreamingDetector
 from stream.latency import LatencyStats
 from stream.tracker import FrameTimes, IntervalTracker
+
+
+@dataclass(frozen=True)
+class FrameScores:
+    """The latest active-head readout of one face (what an overlay draws).
+
+    Attributes:
+        frame: stream index the readout belongs to.
+        kind_probs: (K,) probability an expression of each kind is under way.
+        emotion_probs: (E,) softmax over emotions.
+    """
+
+    frame: int
+    kind_probs: np.ndarray
+    emotion_probs: np.ndarray
 
 
 @dataclass
@@ -31,32 +47,31 @@ class Spotter:
 
     Args:
         engine: encoder / detector calls (``engine.runtime.Engine``).
-        model: the loaded model's config (window, hop, labels, margins).
         fps: nominal frame rate (stream seconds when a frame time is unknown).
         flow_size: S', side of the flow maps (for the "no face" frames of absent tracks).
         tracker_cfg: interval-tracker thresholds.
         latency: per-stage timings go here (``encoder``, ``detector``, ``tracker``).
     """
 
-    def __init__(self, engine: EngineLike, model: ModelConfig, fps: float, flow_size: int,
+    def __init__(self, engine: EngineLike, fps: float, flow_size: int,
                  tracker_cfg: TrackerConfig = TrackerConfig(),
                  latency: LatencyStats | None = None) -> None:
-        self.engine, self.model, self.tracker_cfg = engine, model, tracker_cfg
+        self.engine, self.tracker_cfg = engine, tracker_cfg
+        self.model: ModelConfig = engine.cfg
         self.times = FrameTimes(fps)
         self.latency = latency or LatencyStats()
+        self.scores: dict[int, FrameScores] = {}  # track id -> latest active-head readout
         self._tracks: dict[int, _Track] = {}
         self._no_face = np.zeros((3, flow_size, flow_size), np.float16)
         self.last_frame = -1
 
-    def note_frame(self, index: int, t_capture: float, t_arrival: float) -> None:
-        """Record a frame's times (call once per frame, before :meth:`update`)."""
+    def update(self, index: int, t_capture: float, t_arrival: float,
+               flows: dict[int, FlowFrame]) -> list[Record]:
+        """One frame: its times, and the flow frame of each visible track id."""
         self.times.add(index, t_capture, t_arrival)
         self.last_frame = index
-
-    def update(self, flows: dict[int, FlowFrame], index: int) -> list[dict]:
-        """One frame: ``flows`` maps each visible track id to its flow frame."""
-        records: list[dict] = []
-        for track_id, flow in flows.items():
+        records: list[Record] = []
+        for track_id in flows:
             if track_id not in self._tracks:
                 self._tracks[track_id] = _Track(
                     StreamingDetector(self.engine, self.model),
@@ -69,31 +84,39 @@ class Spotter:
                     records += self._drop(track_id, index)
                     continue
                 flow = FlowFrame(index, self.times.seconds(index), self._no_face, False, track_id)
-            records += self._push(track, flow)
+            records += self._push(track_id, track, flow)
         return records
 
-    def flush(self) -> list[dict]:
+    def finish(self) -> list[Record]:
         """End of stream: every tracker finalizes what it holds."""
-        records: list[dict] = []
+        records: list[Record] = []
         for track_id in list(self._tracks):
             records += self._drop(track_id, self.last_frame)
         return records
 
-    def _push(self, track: _Track, flow: FlowFrame) -> list[dict]:
-        hop = track.detector.push(flow)
+    def _push(self, track_id: int, track: _Track, flow: FlowFrame) -> list[Record]:
+        hop = track.detector.update(flow)
         self.latency.add("encoder", track.detector.encode_ms)
         if hop is None:
             return []
         self.latency.add("detector", hop.detect_ms)
         t0 = time.perf_counter()
-        records = track.tracker.update(hop.frame, hop.candidates, hop.active)
+        records = self._track_hop(track_id, track, hop)
         self.latency.add("tracker", (time.perf_counter() - t0) * 1e3)
         return records
 
-    def _drop(self, track_id: int, last_frame: int) -> list[dict]:
+    def _track_hop(self, track_id: int, track: _Track, hop: HopResult) -> list[Record]:
+        active = hop.active
+        if len(active.frames):
+            self.scores[track_id] = FrameScores(int(active.frames[-1]), active.kind_probs[-1],
+                                                active.emotion_probs[-1])
+        return track.tracker.update(hop.frame, hop.candidates, active)
+
+    def _drop(self, track_id: int, last_frame: int) -> list[Record]:
         track = self._tracks.pop(track_id)
-        records: list[dict] = []
-        hop = track.detector.flush()  # the last partial hop's real frames
+        records: list[Record] = []
+        hop = track.detector.finish()  # the last partial hop's real frames
         if hop is not None:
-            records += track.tracker.update(hop.frame, hop.candidates, hop.active)
+            records += self._track_hop(track_id, track, hop)
+        self.scores.pop(track_id, None)
         return records + track.tracker.flush(max(last_frame, track.tracker.now))

@@ -35,8 +35,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.config import ModelConfig, TrackerConfig
-from engine.decode import ActiveFrames, Candidate
-from stream.events import Event
+from engine.contracts import ActiveFrames, Candidate, Event, EventCancel, EventStart, Record
+from engine.intervals import tiou
 
 
 class FrameTimes:
@@ -104,13 +104,6 @@ class _Provisional:
     ended_at: int | None = None  # frame where the active head let go
 
 
-def _tiou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = min(a[1], b[1]) - max(a[0], b[0]) + 1
-    if inter <= 0:
-        return 0.0
-    return inter / ((a[1] - a[0] + 1) + (b[1] - b[0] + 1) - inter)
-
-
 class IntervalTracker:
     """Turns per-hop candidates and active-head readouts into event records.
 
@@ -136,12 +129,12 @@ class IntervalTracker:
 
     # -- per hop ---------------------------------------------------------------------------
     def update(self, now: int, candidates: Sequence[Candidate] = (),
-               active: ActiveFrames | None = None) -> list[dict]:
+               active: ActiveFrames | None = None) -> list[Record]:
         """Feed one hop (``now`` = last frame processed); returns the records to emit."""
         if now < self.now:
             raise ValueError(f"frames must not go back: got now={now} after {self.now}")
         self.now = now
-        records: list[dict] = []
+        records: list[Record] = []
         for cand in sorted(candidates, key=lambda c: -c.score):
             self._add(cand)
         if active is not None:
@@ -150,7 +143,7 @@ class IntervalTracker:
         records += self._cancel_stale()
         return records
 
-    def flush(self, last_frame: int) -> list[dict]:
+    def flush(self, last_frame: int) -> list[Record]:
         """End of stream: finalize everything, emit an expression under way as truncated."""
         self.now = max(self.now, last_frame)
         records = self._finalize(lambda p: True)
@@ -165,7 +158,7 @@ class IntervalTracker:
     # -- candidates --------------------------------------------------------------------------
     def _add(self, cand: Candidate) -> None:
         span = (cand.onset_frame, cand.offset_frame)
-        if any(_tiou(span, done) >= self.cfg.merge_iou for done in self._emitted):
+        if any(tiou(*span, *done) >= self.cfg.merge_iou for done in self._emitted):
             self.duplicates_dropped += 1
             return
         emo = np.array([cand.emotion_scores.get(e, 0.0) for e in self.model.emotions])
@@ -175,7 +168,7 @@ class IntervalTracker:
         best, best_iou = None, 0.0
         for p in self._pending:
             need = self.cfg.merge_iou if p.kind == cand.kind else self.cfg.cross_kind_iou
-            iou = _tiou(span, (p.onset, p.offset))
+            iou = tiou(*span, p.onset, p.offset)
             if iou >= need and iou > best_iou:
                 best, best_iou = p, iou
         if best is None:
@@ -191,7 +184,7 @@ class IntervalTracker:
         best.emotion_mass = best.emotion_mass + emo * cand.score
         best.finalize_at = max(best.finalize_at, finalize_at)
 
-    def _finalize(self, due: Callable[[_Pending], bool]) -> list[dict]:
+    def _finalize(self, due: Callable[[_Pending], bool]) -> list[Record]:
         ready = sorted((p for p in self._pending if due(p)), key=lambda p: p.interval()[::-1])
         records = []
         for p in ready:
@@ -206,7 +199,7 @@ class IntervalTracker:
             emotion_scores = p.emotion_mass / max(p.emotion_mass.sum(), 1e-9)
             id_ = prov.id if prov is not None else self._new_id()
             records.append(self._event(onset, offset, p.kind, emotion_scores, p.score, id_,
-                                       apex=apex).to_record())
+                                       apex=apex))
             self._remember(onset, offset)
         return records
 
@@ -216,7 +209,7 @@ class IntervalTracker:
         self._emitted = [iv for iv in self._emitted if iv[1] >= horizon]
 
     # -- provisional events -----------------------------------------------------------------
-    def _update_active(self, active: ActiveFrames) -> list[dict]:
+    def _update_active(self, active: ActiveFrames) -> list[Record]:
         records = []
         for i, frame in enumerate(active.frames.tolist()):
             probs = active.kind_probs[i]
@@ -251,14 +244,14 @@ class IntervalTracker:
                 best, best_overlap = prov, overlap
         return best
 
-    def _cancel_stale(self) -> list[dict]:
+    def _cancel_stale(self) -> list[Record]:
         """Provisionals that ended and got no final event in time: emitted from the active
         head when longer than the end-anchored heads can see (:meth:`_too_long`), else
         withdrawn."""
         patience = self.model.level_margin(self.model.levels - 1) + 2 * self.model.hop
         stale = [p for p in self._provisional
                  if p.ended_at is not None and self.now > p.ended_at + patience
-                 and not any(_tiou((p.onset, p.ended_at), (q.onset, q.offset)) > 0
+                 and not any(tiou(p.onset, p.ended_at, q.onset, q.offset) > 0
                              for q in self._pending)]
         return [self._close_ended(p) for p in stale]
 
@@ -267,32 +260,30 @@ class IntervalTracker:
         reach = self.model.window - self.model.level_margin(self.model.levels - 1)
         return prov.ended_at is not None and prov.ended_at - prov.onset + 1 > reach
 
-    def _close_ended(self, prov: _Provisional) -> dict:
+    def _close_ended(self, prov: _Provisional) -> Event | EventCancel:
         if self._too_long(prov):
             self._provisional.remove(prov)
             return self._emit_from_active(prov, prov.ended_at, truncated=False)
         return self._cancel(prov)
 
-    def _cancel(self, prov: _Provisional) -> dict:
+    def _cancel(self, prov: _Provisional) -> EventCancel:
         self._provisional.remove(prov)
-        return {"type": "event_cancel", "id": prov.id, "track_id": self.track_id,
-                "frame": self.now}
+        return EventCancel(prov.id, self.track_id, self.now)
 
-    def _provisional_record(self, prov: _Provisional, frame: int) -> dict:
+    def _provisional_record(self, prov: _Provisional, frame: int) -> EventStart:
         emo = prov.emotion_mass / max(prov.emotion_mass.sum(), 1e-9)
         kind = self.model.kinds[int(np.argmax(prov.kind_mass))]
-        event = self._event(prov.onset, max(prov.onset, frame), kind, emo, prov.peak, prov.id,
-                            latency=False)
-        return event.to_record("event_start")
+        return self._event(prov.onset, max(prov.onset, frame), kind, emo, prov.peak, prov.id,
+                           cls=EventStart)
 
-    def _emit_from_active(self, prov: _Provisional, offset: int, truncated: bool) -> dict:
+    def _emit_from_active(self, prov: _Provisional, offset: int, truncated: bool) -> Event:
         """A final event built from the active head alone (long, or cut by the stream end)."""
         emo = prov.emotion_mass / max(prov.emotion_mass.sum(), 1e-9)
         kind = self.model.kinds[int(np.argmax(prov.kind_mass))]
         event = self._event(prov.onset, max(prov.onset, offset), kind, emo, prov.peak,
                             prov.id, apex=prov.peak_frame, truncated=truncated)
         self._remember(event.onset_frame, event.offset_frame)
-        return event.to_record()
+        return event
 
     # -- helpers ----------------------------------------------------------------------------
     def _new_id(self) -> int:
@@ -301,15 +292,16 @@ class IntervalTracker:
 
     def _event(self, onset: int, offset: int, kind: str, emotion_scores: np.ndarray, score: float,
                id_: int, apex: int | None = None, truncated: bool = False,
-               latency: bool = True) -> Event:
-        arrival = self.times.arrival(offset) if latency else None
+               cls: type[Event] | type[EventStart] = Event) -> Event | EventStart:
+        """An interval record; a provisional one (``EventStart``) has no latency yet."""
+        arrival = self.times.arrival(offset) if cls is Event else None
         latency_ms = (self.clock() - arrival) * 1e3 if arrival is not None else 0.0
         emotions = self.model.emotions
-        return Event(onset_frame=onset, apex_frame=apex if apex is not None else (onset + offset) // 2,
-                     offset_frame=offset, onset_s=round(self.times.seconds(onset), 4),
-                     offset_s=round(self.times.seconds(offset), 4), kind=kind,
-                     emotion=emotions[int(np.argmax(emotion_scores))],
-                     emotion_scores={e: round(float(v), 4) for e, v in zip(emotions, emotion_scores)},
-                     score=round(float(score), 4), emitted_frame=self.now,
-                     latency_ms=round(latency_ms, 2), track_id=self.track_id, truncated=truncated,
-                     id=id_)
+        return cls(onset_frame=onset, apex_frame=apex if apex is not None else (onset + offset) // 2,
+                   offset_frame=offset, onset_s=round(self.times.seconds(onset), 4),
+                   offset_s=round(self.times.seconds(offset), 4), kind=kind,
+                   emotion=emotions[int(np.argmax(emotion_scores))],
+                   emotion_scores={e: round(float(v), 4) for e, v in zip(emotions, emotion_scores)},
+                   score=round(float(score), 4), emitted_frame=self.now,
+                   latency_ms=round(latency_ms, 2), track_id=self.track_id, truncated=truncated,
+                   id=id_)

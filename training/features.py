@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from engine.config import StreamConfig
+from stream.chain import StageChain, stamped
+from stream.sources import VideoFileSource
 
 #: Bump when the extraction code changes in a way that changes its output.
 FEATURE_VERSION = 1
@@ -68,36 +71,31 @@ def config_hash(cfg: StreamConfig) -> str:
 
 def extract_video(path: str | Path, cfg: StreamConfig | None = None,
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
-    """Run the live face + flow stages over a video file.
+    """Run the live stage chain (no engine: face → flow) over a video file.
+
+    The training track of each frame is its **primary face** (``cfg.primary_face``,
+    the largest by default, the face the chain lists first): a SynthME or
+    dataset video shows one subject, and a frame without a face gives
+    ``valid=False`` (the model sees "no face", as live for a track out of sight).
 
     Returns:
         flow (N, 3, S', S') float16, valid (N,) bool, fps.
     """
-    from stream.face import FaceTracker
-    from stream.flow import FlowStage
-    from stream.sources import VideoFileSource
-
     cfg = cfg or StreamConfig()
+    n = cfg.flow_size
+    no_flow = np.zeros((3, n, n), np.float16)
     flows: list[np.ndarray] = []
     valid: list[bool] = []
-    with VideoFileSource(path) as src, FaceTracker(cfg) as face:
-        stage = FlowStage(cfg)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=src.frame_count, desc=Path(path).name, unit="f", leave=False)
-        while (frame := src.read()) is not None:
-            update = face.update(frame)
-            ff = stage.update(update.primary, frame.index, frame.t_capture)
-            flows.append(np.asarray(ff.flow, np.float16))
-            valid.append(bool(ff.valid))
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+    with VideoFileSource(path) as src, StageChain(None, src.fps, cfg) as chain, \
+            tqdm(total=src.frame_count, desc=Path(path).name, unit="f", leave=False,
+                 disable=not progress) as bar:
+        for frame in stamped(src):
+            chain.update(frame)
+            ff = chain.flows.get(chain.primary.track_id) if chain.primary.found else None
+            flows.append(no_flow if ff is None else np.asarray(ff.flow, np.float16))
+            valid.append(ff is not None and bool(ff.valid))
+            bar.update(1)
         fps = src.fps
-    n = cfg.flow_size
     flow = np.stack(flows) if flows else np.zeros((0, 3, n, n), np.float16)
     return flow, np.asarray(valid, bool), float(fps)
 
@@ -217,8 +215,6 @@ def load_split(root: str | Path, cache_dir: str | Path, cfg: StreamConfig | None
                if not p.is_file() or _cached_meta(p, cache_dir, cfg) is None]
     # only what is not cached yet goes to the workers (each spawn imports MediaPipe: seconds)
     jobs = [(str(p), str(cache_dir), cfg) for p in missing]
-    from tqdm import tqdm
-
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 

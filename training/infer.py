@@ -15,9 +15,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from engine.config import ModelConfig
+from engine.config import ModelConfig, TrackerConfig
+from engine.contracts import Event, FlowFrame, Record
 from engine.decode import decode_window
 from engine.gain import apply_gain, video_gains
+from engine.runtime import Engine
+from stream.spotter import Spotter
 from training.features import VideoFeatures
 from training.megc_csv import Spot
 
@@ -141,30 +144,24 @@ def ground_truth(items: Sequence[VideoFeatures]) -> list[Spot]:
             for v in items for on, off, kind, emo in v.intervals]
 
 
-def streaming_spots(engine, cfg: ModelConfig, items: Sequence[VideoFeatures],
-                    tracker_cfg=None) -> list[Spot]:
+def streaming_spots(engine: Engine, items: Sequence[VideoFeatures],
+                    tracker_cfg: TrackerConfig = TrackerConfig()) -> list[Spot]:
     """Run the live schedule over cached flow frames: ``stream.spotter.Spotter`` (per-hop
     ``StreamingDetector`` + ``IntervalTracker``, last partial hop flushed), one face track.
 
     Frames with ``valid=False`` are pushed as "no face", as the spotter does for
     a known track that is out of sight.
     """
-    from engine.config import TrackerConfig
-    from stream.contracts import FlowFrame
-    from stream.spotter import Spotter
-
     spots: list[Spot] = []
     for v in items:
-        spotter = Spotter(engine, cfg, v.fps, v.flow.shape[-1], tracker_cfg or TrackerConfig())
-        records: list[dict] = []
+        spotter = Spotter(engine, v.fps, v.flow.shape[-1], tracker_cfg)
+        records: list[Record] = []
         for i in range(v.n_frames):
             t = i / v.fps
-            spotter.note_frame(i, t, t)
             flow = FlowFrame(i, t, np.asarray(v.flow[i]), bool(v.valid[i]), 0)
-            records += spotter.update({0: flow}, i)
-        records += spotter.flush()
-        spots += [Spot(subject=v.subject, video=v.video, onset=int(r["onset_frame"]),
-                       offset=int(r["offset_frame"]), emotion=r["emotion"], kind=r["kind"],
-                       score=float(r["score"]))
-                  for r in records if r["type"] == "event"]
+            records += spotter.update(i, t, t, {0: flow})
+        records += spotter.finish()
+        spots += [Spot(subject=v.subject, video=v.video, onset=r.onset_frame,
+                       offset=r.offset_frame, emotion=r.emotion, kind=r.kind, score=float(r.score))
+                  for r in records if isinstance(r, Event)]
     return spots

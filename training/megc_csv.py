@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable
 
 from engine.config import EMOTIONS, KINDS
+from stream.events import read_events
 
 BASE_COLUMNS: tuple[str, ...] = ("subject", "video", "onset", "offset", "emotion")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("type", "apex", "score")
@@ -172,63 +173,18 @@ def write_megc_csv(spots: Iterable[Spot], path: str | Path) -> None:
 
 def read_jsonl_events(path: str | Path, subject: str = "", video: str = "",
                       first_frame: int = 0) -> list[Spot]:
-    """The final events of a fedn-live JSONL file as spots.
+    """The final events of a fedn-live JSONL file (``stream.events.read_jsonl``) as spots.
 
     Args:
         path: JSONL file.
-        subject, video: the video the stream was (an event's own ``subject`` /
-            ``video`` fields win when present).
+        subject, video: the video the stream was.
         first_frame: label number of stream index 0 (1 for CAS(ME)^2/SAMM-LV
             frame folders), added to the event frames.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"JSONL file not found: {path} (check the path)")
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path.name} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or record.get("type") != "event":
-                continue
-            try:
-                onset = _parse_int(record["onset_frame"], where, "onset_frame")
-                offset = _parse_int(record["offset_frame"], where, "offset_frame")
-                apex = record.get("apex_frame")
-                apex = None if apex is None else _parse_int(apex, where, "apex_frame")
-                _check_interval(onset, offset, where)
-                kind = str(record.get("kind", ""))
-                if kind not in KINDS + ("",):
-                    raise ValueError(f"{where}: kind {kind!r} must be micro or macro")
-                out.append(Spot(
-                    subject=str(record.get("subject", subject)),
-                    video=str(record.get("video", video)),
-                    onset=onset + first_frame, offset=offset + first_frame,
-                    emotion=str(record.get("emotion", "")), kind=kind,
-                    apex=None if apex is None else apex + first_frame,
-                    score=_parse_score(record.get("score"), where)))
-            except KeyError as exc:
-                raise ValueError(f"{where}: event has no {exc.args[0]!r} field") from None
-            except (TypeError, OverflowError) as exc:  # e.g. a score that is a list
-                raise ValueError(f"{where}: bad event ({exc})") from None
-    return out
-
-
-def write_jsonl_events(spots: Iterable[Spot], path: str | Path, fps: float = 30.0,
-                       first_frame: int = 0) -> None:
-    """Write spots as ``"type": "event"`` lines (design §3 fields; subject/video added)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for s in spots:
-            on, off = s.onset - first_frame, s.offset - first_frame
-            apex = on if s.apex is None else s.apex - first_frame
-            record = {"type": "event", "onset_frame": on, "apex_frame": apex,
-                      "offset_frame": off, "onset_s": on / fps, "offset_s": off / fps,
-                      "kind": s.kind, "emotion": s.emotion,
-                      "score": 1.0 if s.score is None else s.score,
-                      "subject": s.subject, "video": s.video}
-            f.write(json.dumps(record, separators=(",", ":")) + "\n")
+    return [Spot(subject=subject, video=video, onset=e.onset_frame + first_frame,
+                 offset=e.offset_frame + first_frame, emotion=e.emotion, kind=e.kind,
+                 apex=e.apex_frame + first_frame, score=float(e.score))
+            for e in read_events(path)]

@@ -26,30 +26,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from engine.intervals import tiou_matrix
+
 #: tIoU thresholds of the mAP (ActionFormer's THUMOS14 set).
 TIOU_THRESHOLDS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
-
-
-def iou(a_on: int, a_off: int, b_on: int, b_off: int) -> float:
-    """IoU of two inclusive frame intervals (an empty interval, off < on, has IoU 0)."""
-    len_a, len_b = max(0, a_off - a_on + 1), max(0, b_off - b_on + 1)
-    inter = max(0, min(a_off, b_off) - max(a_on, b_on) + 1) if len_a and len_b else 0
-    union = len_a + len_b - inter
-    return inter / union if union else 0.0
 
 
 def _iou_matrix(pred: Sequence[Any], gt: Sequence[Any]) -> np.ndarray:
     """(P, G) IoU of every prediction against every ground truth, inclusive frames."""
     if not len(pred) or not len(gt):
         return np.zeros((len(pred), len(gt)))
-    p = np.array([[x.onset, x.offset] for x in pred], dtype=np.int64)  # (P, 2)
-    g = np.array([[x.onset, x.offset] for x in gt], dtype=np.int64)  # (G, 2)
-    len_p = np.maximum(0, p[:, 1] - p[:, 0] + 1)[:, None]  # (P, 1)
-    len_g = np.maximum(0, g[:, 1] - g[:, 0] + 1)[None, :]  # (1, G)
-    inter = np.minimum(p[:, None, 1], g[None, :, 1]) - np.maximum(p[:, None, 0], g[None, :, 0]) + 1
-    inter = np.where((len_p > 0) & (len_g > 0), np.maximum(inter, 0), 0)  # (P, G)
-    union = len_p + len_g - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return tiou_matrix([[x.onset, x.offset] for x in pred], [[x.onset, x.offset] for x in gt])
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not a.no_streaming:
             t0 = time.perf_counter()
             with Engine.load(a.engine, weights=a.weights, log=lambda s: None) as eng:
-                live = streaming_spots(eng, model.cfg, test)
+                live = streaming_spots(eng, test)
             results["FEDN (streaming)"] = evaluate(gt, live)
             extra["streaming_s"] = round(time.perf_counter() - t0, 1)
             extra["streaming_engine"] = a.engine
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "baseline": len(baseline.predict(neg, params))}
             if not a.no_streaming:
                 with Engine.load(a.engine, weights=a.weights, log=lambda s: None) as eng:
-                    fa["fedn_streaming"] = len(streaming_spots(eng, model.cfg, neg))
+                    fa["fedn_streaming"] = len(streaming_spots(eng, neg))
             extra["false_alarms"] = fa
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from engine.config import ModelConfig
-from engine.decode import (OUTPUT_KEYS, decode_active, decode_window, interval_iou,
-                           pyramid_points, soft_nms_1d)
+from engine.decode import OUTPUT_KEYS, decode_active, decode_window, pyramid_points
 from engine.model.targets import assign_window
 
 CFG = ModelConfig()
@@ -63,28 +62,6 @@ def test_threshold_frame_range_and_onset_clipping():
     assert decode_window(out, CFG, frame_range=(21, 256)) == []
     (c,) = decode_window(out, CFG, frame_range=(16, 24))
     assert c.onset_frame == 0 and c.offset_frame == 18  # clipped at stream start
-
-
-def test_soft_nms_decays_overlaps_and_keeps_disjoint():
-    iv = np.array([[0.0, 9.0], [0.0, 9.0], [20.0, 29.0], [5.0, 14.0]])
-    sc = np.array([0.9, 0.8, 0.7, 0.6])
-    keep, new = soft_nms_1d(iv, sc, sigma=0.5, min_score=0.0, max_keep=10)
-    assert keep[0] == 0 and new[0] == pytest.approx(0.9)
-    by = dict(zip(keep.tolist(), new.tolist()))
-    assert by[2] == pytest.approx(0.7)  # disjoint from all: untouched
-    iou = interval_iou(iv[0], iv[3:4])[0]
-    assert iou == pytest.approx(5 / 15)  # inclusive frames: 5 shared of 15
-    decay = math.exp(-(iou ** 2) / 0.5)
-    assert by[3] == pytest.approx(0.6 * decay)  # decayed once, by row 0
-    # row 1 is identical to row 0 (IoU 1) and overlaps row 3, kept before it
-    assert by[1] == pytest.approx(0.8 * math.exp(-1 / 0.5) * decay)
-    assert keep.tolist() == [0, 2, 3, 1]
-    keep2, _ = soft_nms_1d(iv, sc, sigma=0.5, min_score=0.5, max_keep=10)
-    assert keep2.tolist() == [0, 2]  # row 3 fell to 0.48 < 0.5
-    keep3, _ = soft_nms_1d(iv, sc, sigma=0.5, min_score=0.0, max_keep=2)
-    assert keep3.tolist() == [0, 2]
-    with pytest.raises(ValueError, match="sigma"):
-        soft_nms_1d(iv, sc, sigma=0.0, min_score=0.0, max_keep=2)
 
 
 def test_duplicate_kinds_on_one_interval_are_suppressed_class_agnostic():

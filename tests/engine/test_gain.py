@@ -9,10 +9,11 @@ import torch
 
 from engine.config import ModelConfig
 from engine.gain import FlowGain, apply_gain, cell_motion, video_gains
-from engine.model import FEDN, StreamingFEDN
+from engine.model import FEDN
+from tests.engine.streaming_reference import StreamingFEDN
 from engine.runtime import Engine
 from engine.streaming import StreamingDetector
-from stream.contracts import FlowFrame
+from engine.contracts import FlowFrame
 
 CFG = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32,
                   feat_dim=24, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0,
@@ -122,7 +123,7 @@ def test_streaming_detector_feeds_the_encoder_gained_flow_like_the_reference():
         hops = 0
         for i in range(n):
             want = ref.push(flow[i], bool(valid[i]))
-            got = det.push(FlowFrame(i, i / 30, flow[i], bool(valid[i])))
+            got = det.update(FlowFrame(i, i / 30, flow[i], bool(valid[i])))
             assert (got is None) == (want is None)
             hops += got is not None
         assert hops == n // CFG.hop

@@ -17,7 +17,8 @@ import torch
 
 from engine.config import ModelConfig
 from engine.decode import OUTPUT_KEYS, decode_active, decode_window, pyramid_points
-from engine.model import FEDN, StreamingFEDN
+from engine.model import FEDN
+from tests.engine.streaming_reference import StreamingFEDN
 
 N_FRAMES = 320
 

@@ -7,10 +7,11 @@ import torch
 
 from engine.config import ModelConfig
 from engine.decode import decode_window
-from engine.model import FEDN, StreamingFEDN
+from engine.model import FEDN
+from tests.engine.streaming_reference import StreamingFEDN
 from engine.runtime import Engine
 from engine.streaming import StreamingDetector
-from stream.contracts import FlowFrame
+from engine.contracts import FlowFrame
 
 CFG = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32,
                   feat_dim=24, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0,
@@ -49,7 +50,7 @@ def test_same_candidates_as_torch_reference(model, clip):
         total = 0
         for i in range(N):
             want = ref.push(flow[i], bool(valid[i]))
-            got = det.push(FlowFrame(i, i / 30, flow[i], bool(valid[i])))
+            got = det.update(FlowFrame(i, i / 30, flow[i], bool(valid[i])))
             assert (got is None) == (want is None)
             if got is None:
                 continue
@@ -77,7 +78,7 @@ def test_dropped_frames_map_back_to_stream_indices(model, clip):
         results = []
         for i in range(N):
             index += 1 + (i % 5 == 4)  # every fifth frame a drop before it
-            res = det.push(FlowFrame(index, index / 30, flow[i], True))
+            res = det.update(FlowFrame(index, index / 30, flow[i], True))
             if res is not None:
                 results.append(res)
     pushed = set()
@@ -102,9 +103,9 @@ def test_flush_decodes_the_last_partial_hop_like_the_reference(model, clip):
         det = StreamingDetector(eng, CFG)
         for i in range(n):
             ref.push(flow[i], bool(valid[i]))
-            det.push(FlowFrame(i, i / 30, flow[i], bool(valid[i])))
+            det.update(FlowFrame(i, i / 30, flow[i], bool(valid[i])))
         out, offset, n_real = ref.flush()
-        got = det.flush()
+        got = det.finish()
     assert n_real == 3 and got is not None
     expect = decode_window(out, CFG, frame_offset=offset,
                            frame_range=(CFG.window - CFG.hop, CFG.window - CFG.hop + 3))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stream.capture import CaptureThread, default_policy
-from stream.contracts import Frame
+from engine.contracts import Frame
 from stream.ring import Policy, RingBuffer
 from stream.sources import ArraySource
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.config import StreamConfig
-from stream.contracts import Frame
+from engine.contracts import Frame
 from stream.face import FaceTracker
 
 pytest.importorskip("mediapipe")

@@ -7,7 +7,7 @@ import pytest
 
 from engine.config import StreamConfig
 from stream.align import region_slices
-from stream.contracts import FaceObs, Frame
+from engine.contracts import FaceObs, Frame
 from stream.flow import FlowStage, optical_strain
 
 

@@ -13,8 +13,8 @@ from engine.model import FEDN
 from engine.runtime import Engine
 from stream.analyze import analyze_video
 from stream.api import Detector, events_to_dataframe, plot_timeline
-from stream.contracts import Frame
-from stream.events import Event
+from engine.contracts import Event, EventCancel, EventStart, Frame, Status, Summary
+from stream.events import RecordList
 from stream.pipeline import Pipeline
 from stream.sources import ArraySource, VideoFileSource
 
@@ -54,9 +54,8 @@ def face_clip(tmp_path_factory, face_bgr):
 
 
 def _run_pipeline(path, engine):
-    records = []
-    summary = Pipeline(VideoFileSource(path), records.append, loaded_engine=engine,
-                       log=lambda _: None).run()
+    records = RecordList()
+    summary = Pipeline(VideoFileSource(path), records, engine).run()
     return records, summary
 
 
@@ -64,27 +63,27 @@ def test_pipeline_runs_every_stage_and_reports_face_changes(face_clip, engine):
     records, summary = _run_pipeline(face_clip, engine)
     assert summary.frames_processed == 140 and summary.frames_dropped == 0
     assert 100 <= summary.frames_with_face <= 115
-    statuses = [(r["status"], r["frame"]) for r in records if r["type"] == "status"]
+    statuses = [(r.status, r.frame) for r in records if isinstance(r, Status)]
     lost = [f for s, f in statuses if s == "face_lost"]
     found = [f for s, f in statuses if s == "face_found"]
     assert found[0] == 0 and any(58 <= f <= 63 for f in lost) and any(84 <= f <= 90 for f in found)
     for stage in ("face", "flow", "encoder", "detector", "tracker"):
         assert stage in summary.latency_ms, stage
-    events = [r for r in records if r["type"] == "event"]
+    events = [r for r in records if isinstance(r, Event)]
     assert events, "the boosted untrained model should fire at least once"
-    assert [e["emitted_frame"] for e in events] == sorted(e["emitted_frame"] for e in events)
-    assert len({(e["track_id"], e["id"]) for e in events}) == len(events)  # none twice
-    starts = {(r["track_id"], r["id"]) for r in records if r["type"] == "event_start"}
-    closed = {(r["track_id"], r["id"]) for r in records if r["type"] in ("event", "event_cancel")}
+    assert [e.emitted_frame for e in events] == sorted(e.emitted_frame for e in events)
+    assert len({(e.track_id, e.id) for e in events}) == len(events)  # none twice
+    starts = {(r.track_id, r.id) for r in records if isinstance(r, EventStart)}
+    closed = {(r.track_id, r.id) for r in records if isinstance(r, (Event, EventCancel))}
     assert starts <= closed  # every provisional start is finalized or withdrawn
 
 
 def test_streaming_and_offline_analysis_agree(face_clip, engine, tmp_path):
     records, _ = _run_pipeline(face_clip, engine)
-    streamed = [(r["onset_frame"], r["offset_frame"], r["kind"]) for r in records
-                if r["type"] == "event"]
-    offline, summary = analyze_video(face_clip, tmp_path, engine, progress=False)
-    assert [(e["onset_frame"], e["offset_frame"], e["kind"]) for e in offline] == streamed
+    streamed = [(r.onset_frame, r.offset_frame, r.kind) for r in records
+                if isinstance(r, Event)]
+    offline, summary = analyze_video(face_clip, tmp_path / "face.jsonl", engine, progress=False)
+    assert [(e.onset_frame, e.offset_frame, e.kind) for e in offline] == streamed
     lines = [json.loads(x) for x in (tmp_path / "face.jsonl").read_text().splitlines()]
     assert lines[-1]["type"] == "summary" and lines[-1]["frames_processed"] == 140
 
@@ -92,15 +91,14 @@ def test_streaming_and_offline_analysis_agree(face_clip, engine, tmp_path):
 def test_no_face_file_emits_no_events_and_says_so(engine):
     frames = np.full((40, 360, 640, 3), 90, np.uint8)
     records = []
-    summary = Pipeline(ArraySource(frames), records.append, loaded_engine=engine,
-                       log=lambda _: None).run()
-    assert not [r for r in records if r["type"].startswith("event")]
-    assert [r["status"] for r in records if r["type"] == "status"][0] == "no_face"
+    summary = Pipeline(ArraySource(frames), records.append, engine).run()
+    assert not [r for r in records if isinstance(r, (Event, EventStart, EventCancel))]
+    assert [r.status for r in records if isinstance(r, Status)][0] == "no_face"
     assert summary.frames_with_face == 0
 
 
 def test_api_feed_matches_run_and_builds_dataframe_and_plot(face_clip, engine, tmp_path):
-    det = Detector(loaded_engine=engine)
+    det = Detector(engine)
     from_run = det.run(face_clip)
     src = VideoFileSource(face_clip).open()
     fed = []
@@ -123,9 +121,9 @@ def test_live_source_drops_are_counted_and_reported(engine):
     frames = np.full((400, 120, 160, 3), 90, np.uint8)
     records = []
     summary = Pipeline(ArraySource(frames, fps=1000, live=True), records.append,
-                       loaded_engine=engine, log=lambda _: None).run()
-    reported = sum(r["count"] for r in records
-                   if r["type"] == "status" and r["status"] == "dropped")
+                       engine).run()
+    reported = sum(r.detail["count"] for r in records
+                   if isinstance(r, Status) and r.status == "dropped")
     assert summary.policy == "drop_oldest" and summary.frames_read == 400
     assert summary.frames_dropped > 0  # the camera outran the face stage
     assert reported == summary.frames_dropped
@@ -165,12 +163,11 @@ def test_ctrl_c_on_a_live_run_still_flushes_and_summarizes(engine):
     records = []
     timer = threading.Timer(0.8, _thread.interrupt_main)
     timer.start()
-    summary = Pipeline(_EndlessCamera(), records.append, loaded_engine=engine,
-                       log=lambda _: None).run()
+    summary = Pipeline(_EndlessCamera(), records.append, engine).run()
     timer.join()
-    statuses = [r["status"] for r in records if r["type"] == "status"]
+    statuses = [r.status for r in records if isinstance(r, Status)]
     assert "interrupted" in statuses and statuses[-1] == "source_ended"
-    assert records[-1]["type"] == "summary" and summary.frames_processed > 5
+    assert isinstance(records[-1], Summary) and summary.frames_processed > 5
 
 
 def test_training_streaming_evaluation_matches_the_live_pipeline(tmp_path, face_bgr, engine):
@@ -186,10 +183,10 @@ def test_training_streaming_evaluation_matches_the_live_pipeline(tmp_path, face_
                                 angle=2 * np.sin(i / 9)))
     writer.release()
     records, _ = _run_pipeline(path, engine)
-    live = [(r["onset_frame"], r["offset_frame"], r["kind"]) for r in records
-            if r["type"] == "event"]
+    live = [(r.onset_frame, r.offset_frame, r.kind) for r in records
+            if isinstance(r, Event)]
     flow, valid, fps = extract_video(path)
     item = VideoFeatures("s", "steady", flow, valid, fps)
-    spots = streaming_spots(engine, engine.cfg, [item])
+    spots = streaming_spots(engine, [item])
     assert live, "the boosted untrained model should fire at least once"
     assert [(s.onset, s.offset, s.kind) for s in spots] == live

@@ -5,7 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from stream.contracts import Frame
+from engine.contracts import Frame
 from stream.ring import Policy, RingBuffer
 from tests.conftest import frame_number, make_frames
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from engine.config import ModelConfig, TrackerConfig
-from engine.decode import ActiveFrames, Candidate
+from engine.contracts import ActiveFrames, Candidate, Event, EventCancel, EventStart
 from stream.tracker import FrameTimes, IntervalTracker
 
 MODEL = ModelConfig()
@@ -35,7 +35,7 @@ def tracker():
 
 
 def finals(records):
-    return [r for r in records if r["type"] == "event"]
+    return [r for r in records if isinstance(r, Event)]
 
 
 def test_merges_across_hops_and_finalizes_once(tracker):
@@ -47,11 +47,11 @@ def test_merges_across_hops_and_finalizes_once(tracker):
     events = finals(out)
     assert len(events) == 1  # three candidates of one expression, merged
     e = events[0]
-    assert (e["onset_frame"], e["offset_frame"]) == (10, 20)
-    assert e["score"] == pytest.approx(0.9) and e["kind"] == "micro" and e["emotion"] == "positive"
-    assert e["emitted_frame"] == 32
-    assert e["onset_s"] == pytest.approx(10 / 30, abs=1e-3)
-    assert e["offset_s"] == pytest.approx(20 / 30, abs=1e-3)
+    assert (e.onset_frame, e.offset_frame) == (10, 20)
+    assert e.score == pytest.approx(0.9) and e.kind == "micro" and e.emotion == "positive"
+    assert e.emitted_frame == 32
+    assert e.onset_s == pytest.approx(10 / 30, abs=1e-3)
+    assert e.offset_s == pytest.approx(20 / 30, abs=1e-3)
     out2 = tracker.update(40, [cand(11, 20, score=0.6)])  # a late duplicate
     out2 += tracker.update(72, [cand(10, 20, score=0.95)])  # seen again much later
     out2 += tracker.flush(80)
@@ -63,14 +63,14 @@ def test_finalize_waits_for_the_margin_of_the_level_that_saw_it(tracker):
     due = 60 + MODEL.level_margin(coarse)
     assert finals(tracker.update(due - 1, [cand(20, 60, kind="macro", level=coarse)])) == []
     [e] = finals(tracker.update(due, []))
-    assert e["offset_frame"] == 60 and e["kind"] == "macro"
+    assert e.offset_frame == 60 and e.kind == "macro"
 
 
 def test_latency_is_emit_minus_arrival_of_offset_frame(tracker):
     tracker.test_clock["t"] = 50.0 + 20 / 30 + 0.25
     out = tracker.update(40, [cand(10, 20)])
     [e] = finals(out)
-    assert e["latency_ms"] == pytest.approx(250.0, abs=0.1)
+    assert e.latency_ms == pytest.approx(250.0, abs=0.1)
 
 
 def test_duplicates_across_kinds_become_one_event(tracker):
@@ -78,57 +78,57 @@ def test_duplicates_across_kinds_become_one_event(tracker):
                               cand(11, 30, kind="macro", score=0.9)])
     out += tracker.flush(100)
     [e] = finals(out)
-    assert e["kind"] == "macro"
+    assert e.kind == "macro"
 
 
 def test_separate_expressions_stay_separate_and_in_order(tracker):
     out = tracker.update(100, [cand(60, 70, score=0.9), cand(10, 20, score=0.5),
                                cand(40, 90, kind="macro", level=2)])
     out += tracker.flush(200)
-    spans = [(e["onset_frame"], e["offset_frame"]) for e in finals(out)]
+    spans = [(e.onset_frame, e.offset_frame) for e in finals(out)]
     assert spans == [(10, 20), (60, 70), (40, 90)]  # in order of offset: the order they end
-    assert len({e["id"] for e in finals(out)}) == 3
+    assert len({e.id for e in finals(out)}) == 3
 
 
 def test_flush_finalizes_pending(tracker):
     out = tracker.update(24, [cand(10, 20)])
     assert finals(out) == []
     [e] = finals(tracker.flush(25))
-    assert e["offset_frame"] == 20 and not e["truncated"]
+    assert e.offset_frame == 20 and not e.truncated
 
 
 def test_provisional_start_then_final_event_shares_id(tracker):
     out = tracker.update(20, [], active(range(13, 21), [0.1, 0.2, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9]))
-    starts = [r for r in out if r["type"] == "event_start"]
-    assert len(starts) == 1 and starts[0]["onset_frame"] == 17 - 5
+    starts = [r for r in out if isinstance(r, EventStart)]
+    assert len(starts) == 1 and starts[0].onset_frame == 17 - 5
     out = tracker.update(28, [cand(12, 24)], active(range(21, 29), [0.9, 0.3, 0.2, 0.1, 0, 0, 0, 0]))
     out += tracker.update(60, [], active(range(29, 61), [0.0] * 32))
     [e] = finals(out)
-    assert e["id"] == starts[0]["id"]
-    assert not [r for r in out if r["type"] == "event_cancel"]
+    assert e.id == starts[0].id
+    assert not [r for r in out if isinstance(r, EventCancel)]
 
 
 def test_noise_does_not_flicker(tracker):
     flicker = [0.9, 0.1] * 20
     out = tracker.update(40, [], active(range(1, 41), flicker))
-    assert [r for r in out if r["type"] == "event_start"] == []
+    assert [r for r in out if isinstance(r, EventStart)] == []
 
 
 def test_provisional_without_final_is_cancelled(tracker):
     out = tracker.update(20, [], active(range(13, 21), [0.9] * 8))
-    [start] = [r for r in out if r["type"] == "event_start"]
+    [start] = [r for r in out if isinstance(r, EventStart)]
     out = tracker.update(30, [], active(range(21, 31), [0.0] * 10))
     out += tracker.update(200, [], active(range(31, 201), [0.0] * 170))
-    [cancel] = [r for r in out if r["type"] == "event_cancel"]
-    assert cancel["id"] == start["id"] and finals(out) == []
+    [cancel] = [r for r in out if isinstance(r, EventCancel)]
+    assert cancel.id == start.id and finals(out) == []
 
 
 def test_expression_under_way_at_end_is_truncated(tracker):
     out = tracker.update(300, [], active(range(1, 301), [0.0] * 99 + [0.95] * 201, since=3))
-    [start] = [r for r in out if r["type"] == "event_start"]
+    [start] = [r for r in out if isinstance(r, EventStart)]
     [e] = finals(tracker.flush(300))
-    assert e["truncated"] and e["offset_frame"] == 300 and e["id"] == start["id"]
-    assert e["onset_frame"] == start["onset_frame"] and e["kind"] == "micro"
+    assert e.truncated and e.offset_frame == 300 and e.id == start.id
+    assert e.onset_frame == start.onset_frame and e.kind == "micro"
 
 
 def test_frames_must_not_go_back(tracker):
@@ -149,10 +149,10 @@ def test_expression_longer_than_the_window_is_carried_by_the_active_head(tracker
     long = MODEL.window + 40  # no window holds both its onset and its end
     on = [0.95] * long
     out = tracker.update(long + 20, [], active(range(21, long + 21), on, since=2))
-    [start] = [r for r in out if r["type"] == "event_start"]
+    [start] = [r for r in out if isinstance(r, EventStart)]
     off = range(long + 21, long + 200)
     out = tracker.update(long + 199, [], active(off, [0.0] * len(off)))
     [e] = finals(out)
-    assert e["id"] == start["id"] and not e["truncated"]
-    assert e["offset_frame"] - e["onset_frame"] + 1 > MODEL.window
-    assert not [r for r in out if r["type"] == "event_cancel"]
+    assert e.id == start.id and not e.truncated
+    assert e.offset_frame - e.onset_frame + 1 > MODEL.window
+    assert not [r for r in out if isinstance(r, EventCancel)]

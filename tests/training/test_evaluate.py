@@ -11,8 +11,10 @@ import pytest
 from training.datasets import annotations_dir, load_real
 from training.datasets.readers import REAL_FILES
 from training.evaluate import main as evaluate_main
+from engine.contracts import Event, EventStart, Status, Summary
+from stream.events import to_json
 from training.megc_csv import (Spot, megc_csv_text, read_jsonl_events, read_megc_csv,
-                               spot_from_annotation, write_jsonl_events, write_megc_csv)
+                               spot_from_annotation, write_megc_csv)
 
 ROOT = Path(__file__).parents[2]
 ANN = annotations_dir()
@@ -68,20 +70,16 @@ def test_csv_errors_are_one_line(tmp_path):
 
 def test_jsonl_events_skip_other_records_and_shift_frames(tmp_path):
     path = tmp_path / "events.jsonl"
-    lines = [{"type": "status", "status": "face_found", "frame": 0},
-             {"type": "event_start", "onset_frame": 3, "apex_frame": 4, "offset_frame": 4,
-              "kind": "micro", "emotion": "others", "score": 0.2},
-             {"type": "event", "onset_frame": 10, "apex_frame": 14, "offset_frame": 20,
-              "onset_s": 0.33, "offset_s": 0.67, "kind": "micro", "emotion": "positive",
-              "score": 0.75, "emotion_scores": {}, "latency_ms": 12.0},
-             {"type": "summary", "frames_read": 100}]
-    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    event = Event(onset_frame=10, apex_frame=14, offset_frame=20, onset_s=0.33, offset_s=0.67,
+                  kind="micro", emotion="positive", score=0.75, latency_ms=12.0)
+    start = EventStart(onset_frame=3, apex_frame=4, offset_frame=4, onset_s=0.1, offset_s=0.13,
+                       kind="micro", emotion="others", score=0.2)
+    lines = [Status("face_found", 0), start, event, Summary("clip.mp4", "torch", "block", 100)]
+    path.write_text("\n".join(json.dumps(to_json(x)) for x in lines) + "\n")
     (spot,) = read_jsonl_events(path, "s15", "15_0401", first_frame=1)
     assert spot == Spot("s15", "15_0401", 11, 21, "positive", "micro", 15, 0.75)
-    write_jsonl_events([spot], tmp_path / "back.jsonl", first_frame=1)
-    assert read_jsonl_events(tmp_path / "back.jsonl", first_frame=1) == [spot]
     path.write_text("{not json\n")
-    with pytest.raises(ValueError, match="line 1: not JSON"):
+    with pytest.raises(ValueError, match="events.jsonl:1: not JSON"):
         read_jsonl_events(path)
 
 
@@ -108,7 +106,8 @@ def test_evaluate_cli_table_and_json(tmp_path, capsys):
 def test_evaluate_cli_jsonl_prediction(tmp_path, capsys):
     (tmp_path / "gt.csv").write_text(GT_CSV)
     event = {"type": "event", "onset_frame": 0, "apex_frame": 3, "offset_frame": 9,
-             "kind": "micro", "emotion": "negative", "score": 0.9}
+             "onset_s": 0.0, "offset_s": 0.3, "kind": "micro", "emotion": "negative",
+             "score": 0.9}
     (tmp_path / "ev.jsonl").write_text(json.dumps(event) + "\n")
     base = ["--gt", str(tmp_path / "gt.csv"), "--pred", str(tmp_path / "ev.jsonl"), "--json"]
     assert evaluate_main(base) == 2  # no subject/video anywhere
@@ -190,21 +189,21 @@ def test_evaluate_bad_csv_row_names_file_line_and_column(tmp_path, capsys, role,
 @pytest.mark.parametrize("event, message", [
     ({"onset_frame": float("inf"), "offset_frame": 9}, "onset_frame inf is not a finite"),
     ({"onset_frame": float("nan"), "offset_frame": 9}, "onset_frame nan is not a finite"),
-    ({"onset_frame": 12, "offset_frame": 9}, "onset 12 > offset 9"),
-    ({"offset_frame": 9}, "event has no 'onset_frame' field"),
-    ({"onset_frame": 1, "offset_frame": 9, "score": "high"}, "score 'high' is not a number"),
-    ({"onset_frame": 1, "offset_frame": 9, "kind": "mega"}, "kind 'mega' must be micro"),
+    ({"onset_frame": 12, "offset_frame": 9}, "onset_frame 12 > offset_frame 9"),
+    ({"offset_frame": 9}, "event record lacks 'onset_frame'"),
+    ({"onset_frame": 1, "offset_frame": 9, "score": "high"}, "score 'high' is not a finite"),
+    ({"onset_frame": 1, "offset_frame": 9, "kind": "mega"}, "kind must be one of"),
 ])
 def test_evaluate_bad_jsonl_event_names_file_and_line(tmp_path, capsys, event, message):
     (tmp_path / "gt.csv").write_text(GT_CSV)
-    record = {"type": "event", "apex_frame": 3, "kind": "micro", "emotion": "negative",
-              "score": 0.9, **event}
+    record = {"type": "event", "apex_frame": 3, "onset_s": 0.0, "offset_s": 0.3,
+              "kind": "micro", "emotion": "negative", "score": 0.9, **event}
     ok = {"type": "status", "status": "face_found", "frame": 0}
     (tmp_path / "ev.jsonl").write_text(json.dumps(ok) + "\n" + json.dumps(record) + "\n")
     assert evaluate_main(["--gt", str(tmp_path / "gt.csv"), "--pred",
                           str(tmp_path / "ev.jsonl"), "--video", "s1/v1"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"ev.jsonl line 2: {message}" in err
+    assert err.count("\n") == 1 and "ev.jsonl:2: " in err and message in err
 
 
 def _casme2_sheet(path, rows):

@@ -4,25 +4,13 @@ from __future__ import annotations
 import pytest
 
 from training.megc_csv import Spot
-from training.metrics import (Counts, analysis, average_precision, iou, map_tiou, match,
+from training.metrics import (Counts, analysis, average_precision, map_tiou, match,
                               megc_spotting, strs)
 
 
 def S(on, off, kind="micro", emotion="negative", video="v1", subject="s1", score=None):
     return Spot(subject=subject, video=video, onset=on, offset=off, emotion=emotion, kind=kind,
                 score=score)
-
-
-@pytest.mark.parametrize("a,b,expected", [
-    ((1, 10), (1, 5), 0.5),  # 5 shared frames / 10
-    ((1, 100), (1, 49), 0.49),
-    ((1, 10), (6, 15), 5 / 15),
-    ((1, 10), (11, 20), 0.0),  # touching, no shared frame
-    ((5, 5), (5, 5), 1.0),  # single frame counts as 1
-    ((5, 3), (1, 10), 0.0),  # empty interval
-])
-def test_iou_counts_frames_inclusively(a, b, expected):
-    assert iou(*a, *b) == pytest.approx(expected)
 
 
 def test_iou_exactly_half_is_a_true_positive():

@@ -203,7 +203,7 @@ def test_yaw_turns_the_face_as_the_live_tracker_sees_it():
     """``yaw_deg`` turns the (frontal) photo about a vertical axis: the live face tracker
     (MediaPipe) finds the nose moved towards the turn and the far cheek foreshortened."""
     pytest.importorskip("mediapipe")
-    from stream.contracts import Frame
+    from engine.contracts import Frame
     from stream.face import FaceTracker
     from training.synth.render import build_scene
 

@@ -11,7 +11,7 @@ import torch
 from engine.config import ModelConfig
 from engine.decode import pyramid_points
 from engine.model import FEDN
-from engine.model.fedn import StreamingFEDN
+from tests.engine.streaming_reference import StreamingFEDN
 from tests.training.planted import planted_video
 from training.infer import detect_video, encode_video, ground_truth, predict
 from training.train import TrainConfig, load_config, lr_lambda, run

@@ -1,0 +1,180 @@
+"""The one stage chain (design §1) and the one run loop every entry point uses.
+
+:class:`StageChain` runs, per frame of one stream: face tracker → flow stage →
+(per face track) input gain · ``Engine.encode`` → ``Engine.detect`` every hop →
+decode → interval tracker. It is synchronous and thread-free; what differs
+between entry points is only what feeds it and where its records go:
+
+* ``run_live.py`` / :class:`stream.pipeline.Pipeline`: a capture thread and a ring
+  around :func:`run_frames`;
+* :class:`stream.api.Detector`, ``stream.analyze``, ``stream.batch``: :func:`run_frames`
+  over :func:`stamped` frames of a source, in the calling thread;
+* the front ends: one chain per browser session / WebRTC peer, fed frame by frame;
+* training's feature extraction: a chain without an engine (face → flow only),
+  reading :attr:`StageChain.flows`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Iterator
+
+from engine.config import StreamConfig, TrackerConfig
+from engine.contracts import FaceObs, FlowFrame, Frame, Record, Status, Summary
+from engine.runtime import Engine
+from stream.events import Sink
+from stream.face import FaceTracker
+from stream.flow import FlowStage
+from stream.latency import LatencyStats
+from stream.sources import FrameSource
+from stream.spotter import FrameScores, Spotter
+
+
+class StageChain:
+    """Face tracking, flow and spotting for one stream.
+
+    Args:
+        engine: a loaded engine (shared, not closed here); None runs face → flow only
+            (training features): then no event is produced and the summary says so.
+        fps: the source's frame rate.
+        cfg: stream settings.
+        tracker_cfg: interval-tracker thresholds.
+        latency: per-stage timings go here (``face``, ``flow``, ``encoder``, ...).
+
+    Attributes:
+        faces: the faces of the last frame (primary first), for overlays.
+        flows: flow frame of each visible track in the last frame.
+        primary: the primary face of the last frame (``found=False`` when none).
+        scores: track id → latest active-head readout (:class:`FrameScores`).
+        frames_with_face: frames in which any face was visible.
+    """
+
+    def __init__(self, engine: Engine | None, fps: float, cfg: StreamConfig = StreamConfig(),
+                 tracker_cfg: TrackerConfig = TrackerConfig(),
+                 latency: LatencyStats | None = None) -> None:
+        if not fps > 0:
+            raise ValueError(f"StageChain: fps must be > 0, got {fps!r}")
+        self.cfg, self.engine = cfg, engine
+        self.latency = latency or LatencyStats()
+        self.face = FaceTracker(cfg)
+        self.flow = FlowStage(cfg)
+        self.spotter = (Spotter(engine, fps, cfg.flow_size, tracker_cfg, latency=self.latency)
+                        if engine is not None else None)
+        self.faces: tuple[FaceObs, ...] = ()
+        self.primary: FaceObs = FaceObs(False)
+        self.flows: dict[int, FlowFrame] = {}
+        self.frames_with_face = 0
+        self._first = True
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name if self.engine is not None else "none"
+
+    @property
+    def missing_stages(self) -> tuple[str, ...]:
+        """Stages this chain does not run (no engine: no events)."""
+        return ("engine",) if self.engine is None else ()
+
+    @property
+    def scores(self) -> dict[int, FrameScores]:
+        return self.spotter.scores if self.spotter is not None else {}
+
+    def update(self, frame: Frame) -> list[Record]:
+        """Run every stage on one frame; returns the records it produced."""
+        records: list[Record] = []
+        t0 = time.perf_counter()
+        seen = self.face.update(frame)
+        t1 = time.perf_counter()
+        self.latency.add("face", (t1 - t0) * 1e3)
+        if seen.status is not None:  # "found" / "lost" transitions
+            records.append(Status(f"face_{seen.status}", frame.index,
+                                  {"t_s": round(frame.t_capture, 3)}))
+        elif self._first and not seen.found:  # a stream that starts without a face says so
+            records.append(Status("no_face", frame.index, {"t_s": round(frame.t_capture, 3)}))
+        self._first = False
+        self.faces, self.primary = seen.faces, seen.primary
+        if seen.found:
+            self.frames_with_face += 1
+            self.flows = {face.track_id: self.flow.update(face, frame.index, frame.t_capture)
+                          for face in seen.faces}
+            self.latency.add("flow", (time.perf_counter() - t1) * 1e3)
+        else:  # no flow call for a frame without faces (it would only build a zero map)
+            self.flows = {}
+        if self.spotter is not None:
+            records += self.spotter.update(frame.index, frame.t_capture, frame.t_arrival,
+                                           self.flows)
+        return records
+
+    def finish(self) -> list[Record]:
+        """End of stream: what the trackers still hold (truncated expressions included)."""
+        return self.spotter.finish() if self.spotter is not None else []
+
+    def close(self) -> None:
+        self.face.close()
+
+    def __enter__(self) -> "StageChain":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stamped(source: FrameSource) -> Iterator[Frame]:
+    """Frames of an open source, each stamped with its arrival time (no capture thread)."""
+    while (frame := source.read()) is not None:
+        yield Frame(frame.index, frame.t_capture, frame.image, time.monotonic())
+
+
+def run_frames(frames: Iterable[Frame], chain: StageChain, sink: Sink, *, source: str,
+               policy: str, on_frame: Callable[[Frame], None] | None = None,
+               on_end: Callable[[], None] | None = None,
+               frames_read: Callable[[], int] | None = None,
+               frames_dropped: Callable[[], int] = lambda: 0) -> Summary:
+    """The run loop: every frame through the chain, then finish, ``source_ended``, summary.
+
+    Gaps in frame indices (drops upstream) are reported as ``dropped`` statuses.
+    Ctrl-C stops the loop cleanly: ``interrupted``, then the chain is finished
+    and the summary written as usual.
+
+    Args:
+        frames: the stream's frames, in order.
+        chain: the stage chain of this stream.
+        sink: receives every record, the summary last.
+        source: what was read (for the summary).
+        policy: back-pressure policy that fed ``frames`` (for the summary).
+        on_frame: called after each frame (progress bars, status lines).
+        on_end: called once the loop is over, before the summary counts are read
+            (e.g. to stop a capture thread).
+        frames_read: frames the source produced (default: frames processed).
+        frames_dropped: frames dropped before the chain.
+
+    Returns:
+        The summary (also sent to ``sink``).
+    """
+    start = time.perf_counter()
+    processed, last = 0, -1
+    try:
+        for frame in frames:
+            if frame.index != last + 1:  # sources count from 0
+                sink(Status("dropped", frame.index, {"count": frame.index - last - 1}))
+            last = frame.index
+            for record in chain.update(frame):
+                sink(record)
+            processed += 1
+            if on_frame is not None:
+                on_frame(frame)
+    except KeyboardInterrupt:  # Ctrl-C on a live run: stop, flush, summarize
+        sink(Status("interrupted", last + 1))
+    for record in chain.finish():
+        sink(record)
+    wall = time.perf_counter() - start
+    if on_end is not None:
+        on_end()
+    sink(Status("source_ended", last + 1))
+    summary = Summary(source, chain.engine_name, policy,
+                      frames_read=frames_read() if frames_read is not None else processed,
+                      frames_processed=processed, frames_dropped=frames_dropped(),
+                      frames_with_face=chain.frames_with_face,
+                      fps=round(processed / wall, 2) if wall > 0 else 0.0, wall_s=round(wall, 3),
+                      missing_stages=chain.missing_stages, latency_ms=chain.latency.summary())
+    sink(summary)
+    return summary
