@@ -25,8 +25,9 @@ from engine.backends import BackendError
 from engine.config import StreamConfig
 from engine.contracts import Event, Summary
 from engine.runtime import ENGINE_CHOICES, Engine
-from stream.chain import StageChain, run_frames, stamped
+from stream.chain import StageChain, run_frames, source_hooks, stamped
 from stream.events import JsonlSink, fan_out
+from stream.megc_csv import Spot, read_megc_csv, write_megc_csv
 from stream.ring import Policy
 from stream.sources import SourceError, open_source
 
@@ -66,7 +67,7 @@ def analyze_video(path: Path, out_path: Path, engine: Engine, fps: float | None 
                          disable=not progress, leave=False) as bar:
                 summary = run_frames(stamped(source), chain, fan_out([sink, keep]),
                                      source=str(path), policy=Policy.BLOCK.value,
-                                     on_frame=lambda _: bar.update())
+                                     on_frame=lambda _: bar.update(), **source_hooks(source))
         finally:
             sink.close()
     return events, summary
@@ -76,8 +77,6 @@ def subjects_from_labels(path: str | Path | None) -> dict[str, str]:
     """video stem → subject, from a MEGC CSV (empty when no file is given)."""
     if path is None:
         return {}
-    from training.megc_csv import read_megc_csv
-
     return {s.video: s.subject for s in read_megc_csv(path)}
 
 
@@ -93,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=None, help="frame rate of frame folders")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-
-    from training.megc_csv import Spot, write_megc_csv
 
     videos = [Path(v) for v in args.videos]
     failed: dict[Path, str] = {}

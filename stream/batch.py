@@ -87,7 +87,7 @@ def read_labels(path: str | Path) -> list:
     """Records of a label file: Annotations (SynthME CSV or sheet, real label sheets) or,
     for a MEGC CSV without a ``type`` column, Spots (subjects only, no dataset layout)."""
     from training.datasets import readers
-    from training.megc_csv import read_megc_csv
+    from stream.megc_csv import read_megc_csv
 
     path = Path(path)
     if not path.is_file():
@@ -430,7 +430,7 @@ def summarize(jobs: Sequence[Job], results: dict[str, dict], wall_s: float, engi
 
 def merged_spots(jobs: Sequence[Job], out: Path, summary: dict) -> list:
     """MEGC spots of every complete video (done now or earlier), frames in label numbering."""
-    from training.megc_csv import read_jsonl_events
+    from stream.megc_csv import read_jsonl_events
 
     complete = {v["name"] for v in summary["per_video"] if v["status"] in ("done", "skipped")}
     spots = []
@@ -529,7 +529,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
 def finish(summary: dict, jobs: Sequence[Job], out: Path, csv_path: Path, unfound: list[str],
            gt: tuple[list, int] | None, gt_path: str | None, log: Callable[[str], None]) -> int:
     """Merged CSV, scores, summary file and lines; the exit code (module doc)."""
-    from training.megc_csv import write_megc_csv
+    from stream.megc_csv import write_megc_csv
 
     spots = merged_spots(jobs, out, summary)
     write_megc_csv(spots, csv_path)

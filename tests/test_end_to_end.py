@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
-from training.megc_csv import read_jsonl_events, read_megc_csv
-from training.metrics import megc_spotting
+from stream.megc_csv import read_jsonl_events, read_megc_csv
+from stream.metrics import megc_spotting
 
 DEMO_LABELS = ROOT / "stream" / "demo" / "demo_labels.csv"
 

@@ -25,7 +25,7 @@ import numpy as np
 from engine.config import MICRO_MAX_S
 from stream.align import region_slices
 from training.features import VideoFeatures
-from training.megc_csv import Spot
+from stream.megc_csv import Spot
 
 #: Regions whose motion the curves measure.
 BASE_REGIONS: tuple[str, ...] = ("brows", "eyes", "mouth")
@@ -131,7 +131,7 @@ def tune(items: Sequence[VideoFeatures], emotion: str = "negative",
 
     ``grid`` overrides some of :data:`GRID`'s value lists.
     """
-    from training import metrics
+    from stream import metrics
     from training.infer import ground_truth
 
     grid = {**GRID, **(grid or {})}

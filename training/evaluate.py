@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from training import metrics
-from training.megc_csv import Spot, read_jsonl_events, read_megc_csv, spot_from_annotation
+from stream import metrics
+from stream.megc_csv import Spot, read_jsonl_events, read_megc_csv
+from training.datasets.records import spot_from_annotation
 
 
 def load_gt(path: str | Path) -> list[Spot]:

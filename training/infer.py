@@ -22,7 +22,7 @@ from engine.gain import apply_gain, video_gains
 from engine.runtime import Engine
 from stream.spotter import Spotter
 from training.features import VideoFeatures
-from training.megc_csv import Spot
+from stream.megc_csv import Spot
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from training import metrics
+from stream import metrics
 
 
 def agreement(a: Sequence, b: Sequence, threshold: float = 0.5) -> dict:

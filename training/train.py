@@ -170,7 +170,7 @@ def evaluate_val(model, items: Sequence[VideoFeatures], gains: Sequence[np.ndarr
 
     ``gains``: each video's ``video_gains`` (None: no gain); ``workers``: threads over videos.
     """
-    from training import metrics
+    from stream import metrics
     from training.infer import ground_truth, predict, video_outputs
 
     outputs = video_outputs(model, items, gains=gains, workers=workers)

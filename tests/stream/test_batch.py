@@ -140,7 +140,7 @@ def test_a_corrupt_video_is_one_recorded_failure(first_run, archive):
 
 def test_the_merged_csv_scores_with_gt(first_run, archive, single):
     from training.evaluate import evaluate, load_gt
-    from training.megc_csv import read_megc_csv
+    from stream.megc_csv import read_megc_csv
 
     csv = read_megc_csv(first_run["out"] / batch.CSV_FILE)
     expected = sorted((p.parent.name, p.stem, e["onset_frame"], e["offset_frame"], e["kind"])

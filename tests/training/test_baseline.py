@@ -6,7 +6,8 @@ import pytest
 
 from stream.align import region_slices
 from tests.training.planted import planted_video
-from training import baseline, metrics
+from stream import metrics
+from training import baseline
 from training.infer import ground_truth
 
 EVENTS = ((300, 309, "micro", "positive"), (700, 760, "macro", "negative"),

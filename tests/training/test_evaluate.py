@@ -13,8 +13,8 @@ from training.datasets.readers import REAL_FILES
 from training.evaluate import main as evaluate_main
 from engine.contracts import Event, EventStart, Status, Summary
 from stream.events import to_json
-from training.megc_csv import (Spot, megc_csv_text, read_jsonl_events, read_megc_csv,
-                               spot_from_annotation, write_megc_csv)
+from stream.megc_csv import Spot, megc_csv_text, read_jsonl_events, read_megc_csv, write_megc_csv
+from training.datasets.records import spot_from_annotation
 
 ROOT = Path(__file__).parents[2]
 ANN = annotations_dir()

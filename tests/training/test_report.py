@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from training.evaluate import evaluate
-from training.megc_csv import Spot
+from stream.megc_csv import Spot
 from training.report import agreement, per_subject, table
 
 

@@ -185,8 +185,8 @@ def test_an_offer_without_video_is_refused_and_audio_beside_video_is_drained(ser
 
 def test_demo_clip_over_webrtc_gives_the_labelled_events_and_annotated_frames(server):
     from stream.events import from_json
-    from training.megc_csv import Spot, read_megc_csv
-    from training.metrics import match
+    from stream.megc_csv import Spot, read_megc_csv
+    from stream.metrics import match
     from ui.webrtc_client import ClientPeer
 
     n_frames = int(STREAM_S * 30)

@@ -23,7 +23,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .records import DATASET_FPS, Annotation, emotion4
+from stream.megc_csv import read_megc_csv
+
+from .records import DATASET_FPS, Annotation, annotation_from_spot, emotion4
 
 #: Sheet names in the real files.
 CASME2_SHEET, CASME2_SUBJECTS_SHEET, CASME2_VIDEOS_SHEET = (
@@ -311,9 +313,7 @@ def read_synthme(label_file: str | Path, root: str | Path | None = None, *,
         with open(path, newline="", encoding="utf-8") as f:
             first = next(csv.reader(f), [])
         if {"subject", "video", "onset", "offset"} <= {c.strip().lower() for c in first}:
-            from training.megc_csv import read_megc_csv  # avoid an import cycle
-
-            return [s.to_annotation("synthme", fps or DATASET_FPS["synthme"])
+            return [annotation_from_spot(s, "synthme", fps or DATASET_FPS["synthme"])
                     for s in read_megc_csv(path)]
     return read_casme2(path, dataset="synthme", fps=fps)
 

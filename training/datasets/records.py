@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.config import EMOTIONS, KINDS
+from stream.megc_csv import Spot
 
 #: Dataset keys, in report order.
 DATASETS: tuple[str, ...] = ("casme2", "sammlv", "casme3", "synthme")
@@ -173,3 +174,20 @@ class Video:
         if self.path.is_file():
             return VideoFileSource(self.path)
         return ImageSequenceSource(self.path, self.fps)
+
+
+def annotation_from_spot(spot: Spot, dataset: str, fps: float) -> Annotation:
+    """A MEGC CSV row as an :class:`Annotation` (the row needs a type column: micro/macro)."""
+    if not spot.kind:
+        raise ValueError(f"{spot.subject}/{spot.video} onset {spot.onset}: a type column "
+                         f"(micro/macro) is needed to make an Annotation")
+    return Annotation(dataset=dataset, subject=spot.subject, video=spot.video,
+                      onset=spot.onset, apex=spot.apex, offset=spot.offset, kind=spot.kind,
+                      emotion=spot.emotion if spot.emotion in EMOTIONS else "",
+                      raw_emotion=spot.emotion, aus="", fps=fps)
+
+
+def spot_from_annotation(a: Annotation) -> Spot:
+    """The :class:`Spot` of an Annotation (its 4-class emotion)."""
+    return Spot(subject=a.subject, video=a.video, onset=a.onset, offset=a.offset,
+                emotion=a.emotion, kind=a.kind if a.kind in KINDS else "", apex=a.apex)

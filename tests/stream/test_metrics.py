@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.megc_csv import Spot
-from training.metrics import (Counts, analysis, average_precision, map_tiou, match,
+from stream.megc_csv import Spot
+from stream.metrics import (Counts, analysis, average_precision, map_tiou, match,
                               megc_spotting, strs)
 
 

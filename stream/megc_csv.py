@@ -58,24 +58,6 @@ class Spot:
     def key(self) -> tuple[str, str]:
         return (self.subject, self.video)
 
-    def to_annotation(self, dataset: str, fps: float):
-        """This row as an :class:`~training.datasets.records.Annotation` (needs a kind)."""
-        from training.datasets.records import Annotation
-
-        if not self.kind:
-            raise ValueError(f"{self.subject}/{self.video} onset {self.onset}: a type column "
-                             f"(micro/macro) is needed to make an Annotation")
-        return Annotation(dataset=dataset, subject=self.subject, video=self.video,
-                          onset=self.onset, apex=self.apex, offset=self.offset, kind=self.kind,
-                          emotion=self.emotion if self.emotion in EMOTIONS else "",
-                          raw_emotion=self.emotion, aus="", fps=fps)
-
-
-def spot_from_annotation(a) -> Spot:
-    """The :class:`Spot` of an Annotation (its 4-class emotion)."""
-    return Spot(subject=a.subject, video=a.video, onset=a.onset, offset=a.offset,
-                emotion=a.emotion, kind=a.kind if a.kind in KINDS else "", apex=a.apex)
-
 
 def _parse_int(text: object, where: str, name: str) -> int:
     """A whole frame number; anything else names the file, line and column."""

@@ -3,7 +3,7 @@
 Inputs are sequences of interval records with attributes ``subject``,
 ``video``, ``onset``, ``offset`` (inclusive frames), ``kind`` (``micro`` /
 ``macro`` / ``""``), ``emotion`` and, for mAP, ``score``:
-:class:`training.megc_csv.Spot` and
+:class:`stream.megc_csv.Spot` and
 :class:`training.datasets.records.Annotation` both fit.
 
 * :func:`megc_spotting` — MEGC spotting: a prediction is a TP when its IoU
