@@ -60,7 +60,8 @@ INPUT_SIZE: int = 64
 #: Width of :attr:`AppearanceFrame.embedding` (channels of the last residual block).
 EMBED_DIM: int = 128
 #: The converted weights (``training/convert_fer.py``).
-DEFAULT_WEIGHTS: Path = Path(__file__).resolve().parents[1] / "engine" / "weights" / "fer_mini_xception.pt"
+DEFAULT_WEIGHTS: Path = (Path(__file__).resolve().parents[1] / "engine" / "weights"
+                         / "fer_mini_xception.pt")
 #: Residual blocks' output channels, in order.
 BLOCK_CHANNELS: tuple[int, ...] = (16, 32, 64, 128)
 
@@ -385,10 +386,11 @@ class AppearanceStage:
         Args:
             image: the frame (H×W×3 BGR or H×W grey); needed for ``framing="wide"``.
         """
+        need = "crop" if self.cfg.framing == "aligned" else "landmarks"
         for f in faces:
-            if not f.found or f.crop is None or f.landmarks is None:
-                raise ValueError(f"AppearanceStage: face of track {f.track_id} has no crop or "
-                                 f"landmarks (pass only found faces)")
+            if not f.found or getattr(f, need) is None:
+                raise ValueError(f"AppearanceStage: face of track {f.track_id} has no {need} "
+                                 f"(pass only found faces)")
         if self.cfg.framing == "aligned":
             return np.stack([f.crop for f in faces]) if faces else np.zeros((0, 128, 128),
                                                                             np.uint8)

@@ -174,6 +174,8 @@ def test_update_many_checks(torch_stage):
     wide = AppearanceStage(AppearanceConfig(backend="torch"))
     with pytest.raises(ValueError, match="needs the frame image"):
         wide.update(_face(c))
+    with pytest.raises(ValueError, match="no landmarks"):
+        wide.update(FaceObs(found=False), np.zeros((64, 64), np.uint8))
 
 
 @pytest.mark.parametrize("field,value", [("framing", "loose"), ("backend", "tf"), ("gate", 0),
