@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -35,8 +35,8 @@ import numpy as np
 from engine.config import EMOTIONS, KINDS
 from engine.contracts import Event, EventCancel, EventStart
 
-#: matplotlib's tab palette, hex (what ``EMOTION_COLOURS`` / ``KIND_COLOURS`` name).
-_TAB_HEX = {"tab:blue": "#1f77b4", "tab:orange": "#ff7f0e", "tab:green": "#2ca02c",
+#: matplotlib's tab palette, hex (what ``EMOTION_COLOURS`` / ``KIND_COLOURS`` name; for HTML).
+TAB_HEX = {"tab:blue": "#1f77b4", "tab:orange": "#ff7f0e", "tab:green": "#2ca02c",
             "tab:red": "#d62728", "tab:purple": "#9467bd", "tab:brown": "#8c564b",
             "tab:pink": "#e377c2", "tab:gray": "#7f7f7f", "tab:olive": "#bcbd22",
             "tab:cyan": "#17becf"}
@@ -58,7 +58,7 @@ def _emotion_colours() -> dict[str, str]:
 
 def bgr(colour: str) -> tuple[int, int, int]:
     """A matplotlib tab name (``tab:red``) or ``#rrggbb`` as an OpenCV BGR tuple."""
-    h = _TAB_HEX.get(colour, colour).lstrip("#")
+    h = TAB_HEX.get(colour, colour).lstrip("#")
     if len(h) != 6:
         raise ValueError(f"colour must be a tab: name or #rrggbb, got {colour!r}")
     r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
