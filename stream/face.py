@@ -14,6 +14,15 @@ faces: with room for more it switches to the graph for more faces; at
 primary-face policy; with fewer faces than the graph expects it switches
 down.
 
+The mesh graph's own detector is MediaPipe's short-range model, which misses
+faces narrower than ~1/8 of the frame (a group photo). So the check also runs
+the full-range detector (on the first checks, while no face is visible, and
+every :data:`FAR_EVERY` checks) and each small face it finds is followed by a
+one-face graph on a crop around it (:mod:`stream.face_roi`). Faces narrower
+than :data:`MIN_FACE_FRACTION` of the frame's longer side are not found at
+all (the full-range detector's limit, measured). Graphs are built on first
+use, so ``max_faces`` costs nothing until that many faces are seen.
+
 On top of MediaPipe this module keeps stable ``track_id``s (IoU matching,
 with a grace period for short losses), smooths landmarks with a one-euro
 filter, picks the primary face and warps each face to the canonical crop.
@@ -34,6 +43,7 @@ import numpy as np
 from engine.config import StreamConfig
 from stream.align import align_crop
 from engine.contracts import FaceObs, Frame
+from stream.face_roi import RoiMeshes
 from stream.smoothing import OneEuroFilter
 
 MEDIAPIPE_HINT = ("stream.face needs MediaPipe 0.10.14 (its wheel bundles the face models): "
@@ -41,6 +51,20 @@ MEDIAPIPE_HINT = ("stream.face needs MediaPipe 0.10.14 (its wheel bundles the fa
 
 #: Observation returned for "no face".
 NO_FACE = FaceObs(found=False)
+#: Smallest face found, as a fraction of the frame's longer side (measured on a real face
+#: photo: found at 0.058 — 37 px in 640×360 — not at 0.047): 38 px at 640, 115 px at 1920.
+MIN_FACE_FRACTION = 0.06
+#: Faces narrower than this fraction of the longer side are followed on a crop of their own
+#: (the mesh graph's short-range detector finds them from ~0.12 up).
+ROI_FRACTION = 0.12
+#: While faces are visible, the full-range detector runs at every FAR_EVERY-th check
+#: (it costs ~10-25 ms, the short-range one ~1.5 ms).
+FAR_EVERY = 4
+
+
+def min_face_px(width: int, height: int) -> int:
+    """Narrowest face (pixels) :class:`FaceTracker` finds in a ``width``×``height`` frame."""
+    return int(np.ceil(MIN_FACE_FRACTION * max(width, height)))
 
 
 # protobuf 4.25 warns on every graph output that MediaPipe 0.10.14 parses; harmless.
@@ -151,23 +175,21 @@ class FaceTracker:
 
     def __init__(self, cfg: StreamConfig | None = None) -> None:
         self.cfg = cfg or StreamConfig()
-        sol = _solutions()
+        self._sol = _solutions()
+        self._blank = np.zeros((32, 32, 3), np.uint8)
+        # One mesh graph per face count k = 1..max_faces (~20-40 ms and ~10 MB each, so
+        # built on first use); the graph for k faces runs its detector only while it tracks
+        # fewer than k, so the active graph matches the scene.
+        self._graphs: dict[int, object] = {1: self._new_graph(1)}
         with _native_stderr_muted():
-            # One mesh graph per face count k = 1..max_faces (~20 ms each to build, made
-            # up front so no frame stalls later); the graph for k faces runs its detector
-            # only while it tracks fewer than k, so the active graph matches the scene.
-            self._graphs = [sol.face_mesh.FaceMesh(
-                static_image_mode=False, max_num_faces=k,
-                refine_landmarks=self.cfg.face_landmarks == 478,
-                min_detection_confidence=self.cfg.face_confidence,
-                min_tracking_confidence=self.cfg.face_confidence)
-                for k in range(1, self.cfg.max_faces + 1)]
-            self._detector = sol.face_detection.FaceDetection(  # for the detect_every check
+            self._detector = self._sol.face_detection.FaceDetection(  # the detect_every check
                 model_selection=0, min_detection_confidence=self.cfg.face_confidence)
-            # Each graph logs its TFLite set-up lines on its first frame: run that now.
-            blank = np.zeros((32, 32, 3), np.uint8)
-            for graph in (*self._graphs, self._detector):
-                graph.process(blank)
+            self._detector.process(self._blank)
+        self._far = None  # full-range detector, built on the first check that needs it
+        self._rois = RoiMeshes(lambda: self._new_graph(1), _native_stderr_muted)
+        self._roi_failed: list[tuple[np.ndarray, int]] = []  # (box, frames left) not to retry
+        self._n_checks = 0
+        self._n_main = 0  # faces the active graph returned in the last frame
         self._k = 1  # faces the active graph tracks
         self._tracks: dict[int, _Track] = {}
         self._next_id = 0
@@ -207,12 +229,26 @@ class FaceTracker:
         t = float(frame.t_capture)
         t0 = time.perf_counter()
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        detected = self._detector_due
-        res = self._graphs[self._k - 1].process(rgb)
-        t1 = time.perf_counter()
-        raw = [np.array([(p.x * w, p.y * h) for p in face.landmark], dtype=np.float64)
-               for face in (res.multi_face_landmarks or [])]
+        # While crop graphs follow every face and the main graph tracks none, the main
+        # graph (its detector, ~4 ms) runs on check frames only: a new large face is then
+        # found by the check, within detect_every frames.
+        idle = (self._n_main == 0 and len(self._rois) > 0
+                and self._since_check + 1 < self.cfg.detect_every)
+        detected = self._detector_due and not idle
+        raw = [] if idle else [
+            np.array([(p.x * w, p.y * h) for p in face.landmark], dtype=np.float64)
+            for face in (self._graphs[self._k].process(rgb).multi_face_landmarks or [])]
         self._detector_due = len(raw) < self._k
+        self._n_main = len(raw)
+        if len(self._rois):
+            main_boxes = [np.array([*pts.min(0), *pts.max(0)]) for pts in raw]
+            # A small face the main graph now tracks itself needs no crop graph any more.
+            self._rois.stop_where(lambda b: all(_iou(b, m) < self.DUPLICATE_IOU
+                                                for m in main_boxes))
+            raw += self._rois.update(rgb)
+            # A crop where no face was ever found (a false detection): not again for a while.
+            self._roi_failed += [(b, 10 * self.cfg.detect_every) for b in self._rois.failed]
+        t1 = time.perf_counter()
         visible = self._associate(raw, t)
         t2 = time.perf_counter()
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
@@ -242,10 +278,22 @@ class FaceTracker:
 
     def close(self) -> None:
         """Release the MediaPipe graphs (idempotent)."""
-        for g in (*self._graphs, self._detector):
+        for g in (*self._graphs.values(), self._detector, self._far):
             if g is not None:
                 g.close()
-        self._graphs, self._detector = [], None
+        self._rois.close()
+        self._graphs, self._detector, self._far = {}, None, None
+
+    def _new_graph(self, k: int):
+        """A mesh graph for ``k`` faces, its TFLite set-up lines (on its first frame) muted."""
+        with _native_stderr_muted():
+            graph = self._sol.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=k,
+                refine_landmarks=self.cfg.face_landmarks == 478,
+                min_detection_confidence=self.cfg.face_confidence,
+                min_tracking_confidence=self.cfg.face_confidence)
+            graph.process(self._blank)
+        return graph
 
     def __enter__(self) -> "FaceTracker":
         return self
@@ -332,13 +380,31 @@ class FaceTracker:
     def _switch(self, k: int) -> None:
         """Make the graph for ``k`` faces active, from a clean state (it detects next frame)."""
         self._k = k
-        self._graphs[k - 1].reset()
+        if k in self._graphs:
+            with _native_stderr_muted():  # a restarted graph logs its set-up lines again
+                self._graphs[k].reset()
+                self._graphs[k].process(self._blank)
+        else:
+            self._graphs[k] = self._new_graph(k)
         self._detector_due = True
 
-    def _check(self, rgb: np.ndarray, visible: list[_Track], w: int, h: int) -> bool:
-        """Every ``detect_every`` frames, run the standalone detector and adapt the graph.
+    @staticmethod
+    def _boxes(detector, rgb: np.ndarray, w: int, h: int) -> list[np.ndarray]:
+        """Face boxes (x0, y0, x1, y1 pixels) a MediaPipe face detector finds."""
+        out = []
+        for det in detector.process(rgb).detections or []:
+            rb = det.location_data.relative_bounding_box
+            out.append(np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w,
+                                 (rb.ymin + rb.height) * h]))
+        return out
 
-        - untracked faces and room for more: switch to the graph for more faces;
+    def _check(self, rgb: np.ndarray, visible: list[_Track], w: int, h: int) -> bool:
+        """Every ``detect_every`` frames, run the standalone detectors and adapt the graphs.
+
+        - untracked small faces (< :data:`ROI_FRACTION` of the frame) and room for more:
+          follow each on a crop of its own (:class:`~stream.face_roi.RoiMeshes`);
+        - untracked larger faces and room for more: switch to the graph for more faces
+          (faces it then still does not track are followed on crops);
         - max_faces tracked and an untracked face would beat the weakest one under the
           primary policy: restart the graph (it re-detects, best faces first);
         - fewer faces than the active graph expects and none untracked: switch down, so
@@ -349,34 +415,54 @@ class FaceTracker:
         """
         self._since_check += 1
         self._reset_cooldown = max(0, self._reset_cooldown - 1)
+        self._roi_failed = [(b, left - 1) for b, left in self._roi_failed if left > 1]
         if self._since_check < self.cfg.detect_every:
             return False
         self._since_check = 0
-        res = self._detector.process(rgb)
-        untracked = []
-        for det in res.detections or []:
-            rb = det.location_data.relative_bounding_box
-            box = np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w,
-                            (rb.ymin + rb.height) * h])
-            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            if not any(tr.bbox[0] <= cx <= tr.bbox[2] and tr.bbox[1] <= cy <= tr.bbox[3]
-                       for tr in visible):
-                # Detector boxes are tighter than landmark boxes: enlarge to compare sizes.
-                untracked.append(box + np.array([-0.1, -0.3, 0.1, 0.1]) * (box[2] - box[0]))
         n, most = len(visible), self.cfg.max_faces
+        boxes = self._boxes(self._detector, rgb, w, h)
+        if n < most and (not visible or self._n_checks % FAR_EVERY == 0):
+            if self._far is None:
+                with _native_stderr_muted():
+                    self._far = self._sol.face_detection.FaceDetection(
+                        model_selection=1, min_detection_confidence=self.cfg.face_confidence)
+                    self._far.process(self._blank)  # its set-up lines come on a first frame
+            boxes += [b for b in self._boxes(self._far, rgb, w, h)
+                      if not any(_contains(o, b) for o in boxes)]
+        self._n_checks += 1
+        untracked = [b for b in boxes if not any(_contains(tr.bbox, b) for tr in visible)]
+        small = [b for b in untracked
+                 if max(b[2] - b[0], b[3] - b[1]) < ROI_FRACTION * max(w, h)]
+        large = [b for b in untracked if not any(b is s for s in small)]
         if self._up_from is not None and n <= self._up_from:
             # The last switch up found nothing new (e.g. a face the detector sees but the
-            # mesh cannot track): do not restart the graph again for a while.
+            # mesh cannot track): do not restart the graph again for a while, and try
+            # those faces on crops of their own instead.
             self._reset_cooldown = 10 * self.cfg.detect_every
+            small, large = small + large, []
         self._up_from = None
-        if untracked and n < most and not self._reset_cooldown:
+        room = most - n  # every running crop graph follows a visible face
+        for box in small:
+            if room > 0 and not any(_contains(f, box) for f, _ in self._roi_failed):
+                self._rois.start(box + np.array([-0.1, -0.3, 0.1, 0.1]) * (box[2] - box[0]))
+                room -= 1
+        # Detector boxes are tighter than landmark boxes: enlarge to compare sizes.
+        untracked = [b + np.array([-0.1, -0.3, 0.1, 0.1]) * (b[2] - b[0]) for b in untracked]
+        large = [b + np.array([-0.1, -0.3, 0.1, 0.1]) * (b[2] - b[0]) for b in large]
+        if large and n < most and not self._reset_cooldown:
             self._up_from = n
-            self._switch(min(most, n + len(untracked)))
+            self._switch(min(most, self._n_main + len(large)))
         elif untracked and n == most and not self._reset_cooldown:
             weakest = min(self._score(tr.bbox, w, h) for tr in visible)
             if max(self._score(b, w, h) for b in untracked) > self.PRIMARY_MARGIN * weakest:
                 self._switch(self._k)
                 self._reset_cooldown = 10 * self.cfg.detect_every  # no restart loops
-        elif max(1, n) < self._k:
-            self._switch(max(1, n))  # stop running the detector on every frame
+        elif max(1, self._n_main) < self._k:
+            self._switch(max(1, self._n_main))  # stop running the detector on every frame
         return True
+
+
+def _contains(outer: np.ndarray, box: np.ndarray) -> bool:
+    """Whether the centre of ``box`` lies inside ``outer`` (both x0, y0, x1, y1)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return bool(outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3])
