@@ -189,7 +189,8 @@ class EventCancel:
 
 #: Status names (design §3). ``detail`` carries what each one adds (``t_s``, ``count``, ...).
 STATUSES: tuple[str, ...] = ("face_found", "face_lost", "no_face", "dropped", "source_ended",
-                             "source_short", "interrupted")
+                             "source_short", "source_fps", "source_lost", "source_resumed",
+                             "interrupted")
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ class Summary:
         source: what was read (path, ``webcam:N``, ``demo``).
         engine: the backend that ran (``onnxruntime``, ...).
         policy: ring back-pressure policy (``block`` | ``drop_oldest``).
+        frames_promised: frames the container (or a folder's numbering) promised;
+            ``None`` when unknown (a camera, a stream) — see ``source_short`` statuses.
         frames_read / frames_processed / frames_dropped / frames_with_face: counts.
         fps: frames processed per wall-clock second.
         wall_s: wall-clock time of the run, seconds.
@@ -238,6 +241,7 @@ class Summary:
     wall_s: float = 0.0
     missing_stages: tuple[str, ...] = ()
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    frames_promised: int | None = None
 
 
 #: Everything a stage chain or a pipeline hands to its sinks.

@@ -26,7 +26,7 @@ import numpy as np
 from engine.config import StreamConfig, TrackerConfig
 from engine.contracts import Event, EventCancel, EventStart, Frame, Record
 from engine.runtime import Engine
-from stream.chain import StageChain, run_frames, stamped
+from stream.chain import StageChain, run_frames, source_hooks, stamped
 from stream.events import RecordList
 from stream.ring import Policy
 from stream.sources import FrameSource, open_source
@@ -89,7 +89,8 @@ class Detector:
             with StageChain(self.engine, src.fps or self.fps, self.cfg, self.tracker_cfg) as chain:
                 start = len(self.records)
                 run_frames(stamped(src), chain, self.records,
-                           source=str(getattr(src, "name", src)), policy=Policy.BLOCK.value)
+                           source=str(getattr(src, "name", src)), policy=Policy.BLOCK.value,
+                           **source_hooks(src))
         return [r for r in self.records[start:] if isinstance(r, Event)]
 
     def _keep(self, records: list[Record]) -> list[Record]:

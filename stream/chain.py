@@ -22,7 +22,7 @@ from engine.config import StreamConfig, TrackerConfig
 from engine.contracts import FaceObs, FlowFrame, Frame, Record, Status, Summary
 from engine.runtime import Engine
 from stream.events import Sink
-from stream.face import FaceTracker
+from stream.face import FaceTracker, min_face_px
 from stream.flow import FlowStage
 from stream.latency import LatencyStats
 from stream.sources import FrameSource
@@ -85,11 +85,16 @@ class StageChain:
         seen = self.face.update(frame)
         t1 = time.perf_counter()
         self.latency.add("face", (t1 - t0) * 1e3)
-        if seen.status is not None:  # "found" / "lost" transitions
-            records.append(Status(f"face_{seen.status}", frame.index,
-                                  {"t_s": round(frame.t_capture, 3)}))
-        elif self._first and not seen.found:  # a stream that starts without a face says so
-            records.append(Status("no_face", frame.index, {"t_s": round(frame.t_capture, 3)}))
+        t_s = round(frame.t_capture, 3)
+        # One face_found / face_lost per track: a second face entering or leaving says so.
+        records += [Status("face_lost", frame.index, {"t_s": t_s, "track_id": i})
+                    for i in seen.ended]
+        records += [Status("face_found", frame.index, {"t_s": t_s, "track_id": i})
+                    for i in seen.started]
+        if self._first and not seen.found:  # a stream that starts without a face says so
+            h, w = frame.image.shape[:2]
+            records.append(Status("no_face", frame.index,
+                                  {"t_s": t_s, "min_face_px": min_face_px(w, h)}))
         self._first = False
         self.faces, self.primary = seen.faces, seen.primary
         if seen.found:
@@ -124,14 +129,30 @@ def stamped(source: FrameSource) -> Iterator[Frame]:
         yield Frame(frame.index, frame.t_capture, frame.image, time.monotonic())
 
 
+def source_hooks(source: FrameSource) -> dict[str, Callable]:
+    """The ``source_statuses`` / ``frames_promised`` arguments of :func:`run_frames` for a
+    source (sources without them, e.g. a WebRTC track, give neither)."""
+    hooks: dict[str, Callable] = {}
+    if callable(getattr(source, "take_statuses", None)):
+        hooks["source_statuses"] = source.take_statuses
+    if hasattr(source, "frames_promised"):
+        hooks["frames_promised"] = lambda: source.frames_promised
+    return hooks
+
+
 def run_frames(frames: Iterable[Frame], chain: StageChain, sink: Sink, *, source: str,
                policy: str, on_frame: Callable[[Frame], None] | None = None,
                on_end: Callable[[], None] | None = None,
                frames_read: Callable[[], int] | None = None,
-               frames_dropped: Callable[[], int] = lambda: 0) -> Summary:
+               frames_dropped: Callable[[], int] = lambda: 0,
+               source_statuses: Callable[[], list[Status]] | None = None,
+               frames_promised: Callable[[], int | None] | None = None) -> Summary:
     """The run loop: every frame through the chain, then finish, ``source_ended``, summary.
 
-    Gaps in frame indices (drops upstream) are reported as ``dropped`` statuses.
+    Gaps in frame indices are reported as ``dropped`` statuses, except the frames
+    the source itself said it lost (``source_short``). The source's statuses
+    (``source_statuses``, e.g. :meth:`FrameSource.take_statuses`) are written when
+    the stream reaches the frame they refer to, the rest before ``source_ended``.
     Ctrl-C stops the loop cleanly: ``interrupted``, then the chain is finished
     and the summary written as usual.
 
@@ -146,16 +167,32 @@ def run_frames(frames: Iterable[Frame], chain: StageChain, sink: Sink, *, source
             (e.g. to stop a capture thread).
         frames_read: frames the source produced (default: frames processed).
         frames_dropped: frames dropped before the chain.
+        source_statuses: takes the statuses the source said since the last call.
+        frames_promised: frames the source promised (``None``: unknown).
 
     Returns:
         The summary (also sent to ``sink``).
     """
     start = time.perf_counter()
     processed, last = 0, -1
+    pending: list[Status] = []  # source statuses about frames not reached yet
+
+    def said_up_to(index: float) -> int:
+        """Write the source's statuses up to frame ``index``; frames they say were lost."""
+        if source_statuses is not None:
+            pending.extend(source_statuses())
+        due = [s for s in pending if s.frame <= index]
+        pending[:] = [s for s in pending if s.frame > index]
+        for status in due:
+            sink(status)
+        return sum(int(s.detail.get("count", 0)) for s in due
+                   if s.status == "source_short" and s.frame > last)
+
     try:
         for frame in frames:
-            if frame.index != last + 1:  # sources count from 0
-                sink(Status("dropped", frame.index, {"count": frame.index - last - 1}))
+            lost = said_up_to(frame.index)
+            if frame.index - last - 1 > lost:  # sources count from 0
+                sink(Status("dropped", frame.index, {"count": frame.index - last - 1 - lost}))
             last = frame.index
             for record in chain.update(frame):
                 sink(record)
@@ -169,8 +206,10 @@ def run_frames(frames: Iterable[Frame], chain: StageChain, sink: Sink, *, source
     wall = time.perf_counter() - start
     if on_end is not None:
         on_end()
+    said_up_to(float("inf"))
     sink(Status("source_ended", last + 1))
     summary = Summary(source, chain.engine_name, policy,
+                      frames_promised=frames_promised() if frames_promised is not None else None,
                       frames_read=frames_read() if frames_read is not None else processed,
                       frames_processed=processed, frames_dropped=frames_dropped(),
                       frames_with_face=chain.frames_with_face,

@@ -16,8 +16,9 @@ from engine.config import StreamConfig, TrackerConfig
 from engine.contracts import Frame, Summary
 from engine.runtime import Engine
 from stream.capture import CaptureThread, default_policy
-from stream.chain import StageChain, run_frames
+from stream.chain import StageChain, run_frames, source_hooks
 from stream.events import Sink
+from stream.latency import LatencyStats
 from stream.ring import Policy, RingBuffer
 from stream.sources import FrameSource
 
@@ -68,7 +69,8 @@ class Pipeline:
                                       policy=policy.value, on_frame=self._progress(chain, ring),
                                       on_end=capture.stop,
                                       frames_read=lambda: capture.frames_read,
-                                      frames_dropped=lambda: ring.stats().dropped)
+                                      frames_dropped=lambda: ring.stats().dropped,
+                                      **source_hooks(self.source))
                 finally:
                     capture.stop()
 
