@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-parity", action="store_true", help="skip the ORT vs torch check")
     args = parser.parse_args(argv)
     from engine.config import StreamConfig
-    from engine.runtime import load_model
+    from engine.checkpoint import load_model
     try:
         model = load_model(args.weights)
     except BackendError as exc:

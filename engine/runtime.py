@@ -20,9 +20,9 @@ from typing import Callable, Mapping
 import numpy as np
 
 from engine.backends import BACKEND_NAMES, Backend, BackendError, BackendUnavailable, TensorSpec
+from engine.checkpoint import WEIGHTS_DIR, load_model, shipped_weights  # noqa: F401 (re-exported)
 
 ENGINE_CHOICES = ("auto",) + BACKEND_NAMES
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: First-use exports and TensorRT engines go here (override with FEDN_LIVE_CACHE).
 DEFAULT_CACHE = Path(os.environ.get("FEDN_LIVE_CACHE", "~/.cache/fedn-live")).expanduser()
 #: Largest encoder batch one call sends (TensorRT profile max; bigger batches are chunked).
@@ -32,12 +32,6 @@ _HINTS = {"tensorrt": "install the `gpu` extra on an NVIDIA machine (`pip instal
                       "or use --engine onnxruntime",
           "onnxruntime": "`pip install onnxruntime==1.32.0` or use --engine torch",
           "torch": "`pip install torch==2.13.0`"}
-
-
-def shipped_weights() -> Path | None:
-    """The trained checkpoint shipped in engine/weights/, or None when there is none yet."""
-    shipped = sorted(WEIGHTS_DIR.glob("*.pt")) if WEIGHTS_DIR.is_dir() else []
-    return shipped[0] if shipped else None
 
 
 def _probe(name: str) -> tuple[bool, str]:
@@ -100,56 +94,6 @@ def select_backend(requested: str = "auto",
     if log is not None:
         log(selection.line())
     return selection
-
-
-def load_model(weights: str | Path | None = None, log: Callable[[str], None] = print):
-    """The FEDN model from a checkpoint (default: the shipped one in engine/weights/).
-
-    Accepts a raw ``state_dict`` or a dict with ``"model"`` / ``"state_dict"``
-    and optionally ``"config"`` (ModelConfig fields). With no checkpoint shipped
-    yet, returns a seeded untrained model and says so.
-    """
-    import torch
-
-    from engine.config import ModelConfig, override
-    from engine.model import FEDN
-
-    if weights is None:
-        shipped = sorted(WEIGHTS_DIR.glob("*.pt")) if WEIGHTS_DIR.is_dir() else []
-        if not shipped:
-            log("engine: no shipped weights in engine/weights/ — using an untrained model "
-                "(outputs are meaningless; pass --weights)")
-            torch.manual_seed(0)
-            return FEDN(ModelConfig()).eval()
-        weights = shipped[0]
-    path = Path(weights)
-    if not path.is_file():
-        raise BackendError(f"weights file {path} not found; pass an existing checkpoint or omit "
-                           "--weights to use the shipped one")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).splitlines()[0][:120] if str(exc) else ""
-        raise BackendError(f"cannot read weights {path} ({type(exc).__name__}: {first}); the "
-                           "file is truncated or not a torch checkpoint — re-download or "
-                           "retrain it") from None
-    state = ckpt
-    cfg = ModelConfig()
-    if isinstance(ckpt, Mapping):
-        for key in ("model", "state_dict"):
-            if isinstance(ckpt.get(key), Mapping):
-                state = ckpt[key]
-                break
-        if isinstance(ckpt.get("config"), Mapping):
-            cfg = override(cfg, dict(ckpt["config"]))
-    model = FEDN(cfg)
-    try:
-        model.load_state_dict(state)
-    except Exception as exc:
-        raise BackendError(f"weights {path} do not fit the FEDN model of this config "
-                           f"({str(exc).splitlines()[0][:160]}); use a checkpoint saved by "
-                           "training.train") from None
-    return model.eval()
 
 
 class Engine:

@@ -1,5 +1,5 @@
 """Backend selection (auto / named, one status line, one-line errors), the Engine facade
-(torch vs ONNX Runtime parity, batching, padding), weight loading, and the bench section."""
+(torch vs ONNX Runtime parity, batching, padding) and weight loading."""
 from __future__ import annotations
 
 import numpy as np
@@ -171,27 +171,11 @@ def test_load_model_bad_weights_one_line(model, tmp_path, problem, fragment):
 
 
 def test_load_model_without_shipped_weights_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(runtime, "WEIGHTS_DIR", tmp_path)
+    from engine import checkpoint
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
     lines: list[str] = []
     m = load_model(None, log=lines.append)
     assert isinstance(m, FEDN) and len(lines) == 1 and "untrained" in lines[0]
-
-
-def test_bench_section_side_by_side(model, cache, monkeypatch):
-    from engine import bench
-    monkeypatch.setattr(runtime, "load_model", lambda *a, **k: model)
-    monkeypatch.setattr(runtime, "DEFAULT_CACHE", cache)
-    report: dict = {}
-    lines: list[str] = []
-    bench.run(report, frames=20, hops=5, threads=1, log=lines.append)
-    backends = report["engine"]["backends"]
-    assert {"torch-cpu", "onnxruntime-cpu"} <= set(backends)
-    for label in ("torch-cpu", "onnxruntime-cpu"):
-        enc, det = backends[label]["encoder_per_frame_ms"], backends[label]["detector_per_hop_ms"]
-        assert enc["n"] == 20 and det["n"] == 5
-        assert 0 < enc["p50"] <= enc["p99"] and 0 < det["p50"] <= det["p99"]
-        assert any(line.strip().startswith(label) for line in lines)
-    torch.set_num_threads(1)
 
 
 def test_shipped_onnx_used_only_when_exported_from_these_weights(model, cache, tmp_path,
