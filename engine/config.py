@@ -207,7 +207,7 @@ def override(cfg: Any, values: Mapping[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Thresholds of the online interval tracker (``stream.tracker``)."""
+    """Thresholds of the online interval tracker (``stream.interval_tracker``)."""
 
     merge_iou: float = 0.3  # same-kind candidates of successive hops with tIoU ≥ this are one event
     cross_kind_iou: float = 0.5  # different-kind candidates with tIoU ≥ this are duplicates

@@ -1,7 +1,7 @@
 """Per-face spotting: flow frames of each face track → detector schedule → interval tracker.
 
 :class:`Spotter` keeps one :class:`~engine.streaming.StreamingDetector` and one
-:class:`~stream.tracker.IntervalTracker` per face track (design §1: "one tracker
+:class:`~stream.interval_tracker.IntervalTracker` per face track (design §1: "one tracker
 per face track"). A track that has been out of sight for a whole window is
 flushed and forgotten. The chain (:mod:`stream.chain`) calls it once per frame;
 training's streaming evaluation calls it on cached flow frames.
@@ -17,7 +17,7 @@ from engine.config import ModelConfig, TrackerConfig
 from engine.contracts import FlowFrame, Record
 from engine.streaming import EngineLike, HopResult, StreamingDetector
 from stream.latency import LatencyStats
-from stream.tracker import FrameTimes, IntervalTracker
+from stream.interval_tracker import FrameTimes, IntervalTracker
 
 
 @dataclass(frozen=True)

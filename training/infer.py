@@ -5,7 +5,7 @@ window - hop), so one pass over a whole video gives, at every point, the same
 output as the streaming schedule's hop that owns that point (tested in
 ``tests/engine/test_model_streaming.py``). Offline decoding runs soft-NMS over
 the whole video at once; the streaming path (``engine.streaming`` +
-``stream.tracker``) decodes per hop and merges in the tracker —
+``stream.interval_tracker``) decodes per hop and merges in the tracker —
 :func:`streaming_spots` runs exactly that, for the agreement check.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@
   (``training.infer.predict``), threshold = the checkpoint's ``score_thresh``
   (chosen on validation during training).
 * **FEDN streaming**: what ``run_live`` does — ``Engine`` (ONNX Runtime by
-  default) + ``engine.streaming.StreamingDetector`` + ``stream.tracker.IntervalTracker``
+  default) + ``engine.streaming.StreamingDetector`` + ``stream.interval_tracker.IntervalTracker``
   fed the same flow frames; final events only.
 * **Baseline**: ``training.baseline`` tuned on validation, run on test.
 

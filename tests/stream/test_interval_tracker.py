@@ -3,7 +3,7 @@ import pytest
 
 from engine.config import ModelConfig, TrackerConfig
 from engine.contracts import ActiveFrames, Candidate, Event, EventCancel, EventStart
-from stream.tracker import FrameTimes, IntervalTracker
+from stream.interval_tracker import FrameTimes, IntervalTracker
 
 MODEL = ModelConfig()
 EMO = MODEL.emotions
