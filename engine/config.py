@@ -27,7 +27,7 @@ class StreamConfig:
     flow_size: int = 64  # S': side of the flow map handed to the encoder, pixels
     flow_dt_s: float = 0.2  # Δ: time between the two crops the flow compares (k ≈ Δ·fps)
     detect_every: int = 30  # re-run full face detection at least this often, frames
-    max_faces: int = 4  # faces tracked at once; the primary one drives single-face outputs
+    max_faces: int = 8  # faces tracked at once (--max-faces); the primary drives one-face outputs
     stop_timeout_s: float = 1.0  # capture.stop() returns within this
     face_landmarks: int = 468  # MediaPipe face mesh points: 468, or 478 (+ iris, ~1 ms more)
     face_confidence: float = 0.5  # MediaPipe detection / tracking confidence threshold, (0, 1)

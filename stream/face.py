@@ -19,8 +19,8 @@ faces narrower than ~1/8 of the frame (a group photo). So the check also runs
 the full-range detector (on the first checks, while no face is visible, and
 every :data:`FAR_EVERY` checks) and each small face it finds is followed by a
 one-face graph on a crop around it (:mod:`stream.face_roi`). Faces narrower
-than :data:`MIN_FACE_FRACTION` of the frame's longer side are not found at
-all (the full-range detector's limit, measured). Graphs are built on first
+than :data:`MIN_FACE_FRACTION` of the frame's longer side are found on some
+frames or not at all (the full-range detector's limit, measured). Graphs are built on first
 use, so ``max_faces`` costs nothing until that many faces are seen.
 
 On top of MediaPipe this module keeps stable ``track_id``s (IoU matching,
@@ -51,9 +51,11 @@ MEDIAPIPE_HINT = ("stream.face needs MediaPipe 0.10.14 (its wheel bundles the fa
 
 #: Observation returned for "no face".
 NO_FACE = FaceObs(found=False)
-#: Smallest face found, as a fraction of the frame's longer side (measured on a real face
-#: photo: found at 0.058 — 37 px in 640×360 — not at 0.047): 38 px at 640, 115 px at 1920.
-MIN_FACE_FRACTION = 0.06
+#: Smallest face tracked on every frame: face box width (``FaceObs.bbox``) as a fraction of
+#: the frame's longer side — 36 px at 640×360, 106 px at 1920×1080. Measured on a real face
+#: photo in 640×360 and 1280×720 frames: every frame from 0.055 on; from ~0.035 to 0.05 on
+#: most frames; not at all below ~0.03 (the full-range detector's limit).
+MIN_FACE_FRACTION = 0.055
 #: Faces narrower than this fraction of the longer side are followed on a crop of their own
 #: (the mesh graph's short-range detector finds them from ~0.12 up).
 ROI_FRACTION = 0.12
