@@ -46,8 +46,9 @@ test-browser: $(STAMP) chromium
 	@$(PY) -m pytest -q -m browser; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-browser: no tests were collected" >&2; exit 1; fi; exit $$rc
 
+# bench/ is run from the repository root and not installed: one module per section (bench/__main__.py).
 bench: $(STAMP)
-	$(PY) -m stream.bench --out bench/results.json
+	$(PY) -m bench --out bench/results.json
 
 # On an NVIDIA machine. Without the project venv (e.g. an offline GPU box), run
 # `python3 -m engine.gpu_check` with any CUDA-enabled torch instead (see docs/engine_backends.md).

@@ -19,6 +19,7 @@ from stream.capture import CaptureThread, default_policy
 from stream.chain import StageChain, run_frames, source_hooks
 from stream.events import Sink
 from stream.latency import LatencyStats
+from stream.latency import LatencyStats
 from stream.ring import Policy, RingBuffer
 from stream.sources import FrameSource
 
@@ -40,14 +41,18 @@ class Pipeline:
         policy: ring back-pressure; default from the source (live → drop_oldest).
         progress: called about twice a second with ``frames``, ``fps``, ``face``
             (a face is visible) and ``dropped`` (for a live status line).
+        latency: per-stage timings go here (benchmarks read the samples); default a
+            fresh one per run.
     """
 
     def __init__(self, source: FrameSource, sink: Sink, engine: Engine,
                  cfg: StreamConfig = StreamConfig(), tracker_cfg: TrackerConfig = TrackerConfig(),
                  max_frames: int | None = None, realtime: bool = False,
                  policy: Policy | str | None = None,
-                 progress: Callable[[dict], None] | None = None) -> None:
+                 progress: Callable[[dict], None] | None = None,
+                 latency: LatencyStats | None = None) -> None:
         self.source, self.sink, self.engine, self.cfg = source, sink, engine, cfg
+        self.latency = latency
         self.tracker_cfg, self.progress = tracker_cfg, progress
         self.max_frames, self.realtime = max_frames, realtime
         self.policy = Policy(policy) if policy is not None else None
@@ -59,7 +64,7 @@ class Pipeline:
                                      else default_policy(self.source))
             ring = RingBuffer(self.cfg.ring_capacity, policy)
             with StageChain(self.engine, self.source.fps or self.cfg.fps, self.cfg,
-                            self.tracker_cfg) as chain:
+                            self.tracker_cfg, latency=self.latency) as chain:
                 capture = CaptureThread(self.source, ring, self.max_frames, self.realtime,
                                         self.cfg.stop_timeout_s)
                 capture.start()

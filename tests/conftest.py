@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.bench import write_test_video
+from bench.capture import write_test_video
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,18 +1,11 @@
-"""`make bench`: throughput and latency of each stage, printed and written as JSON.
+"""Capture and ring sections of ``make bench``: frames/s of the capture thread, ring cost.
 
-    python -m stream.bench [--out bench/results.json] [--frames N]
-
-Sections are added by the stages that exist: capture and ring here; the face
-and flow stage (``stream.bench_face``), the engine backends and the whole
-pipeline add theirs when present.
+    python -m bench.capture [--frames 600]
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -21,13 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.contracts import Frame
 from stream.capture import CaptureThread
-from stream.contracts import Frame
 from stream.ring import Policy, RingBuffer
 from stream.sources import VideoFileSource
-
-#: Optional sections: module with a ``run(report: dict) -> None`` function.
-SECTIONS = ("stream.bench_face", "engine.bench", "stream.bench_pipeline")
 
 
 def write_test_video(path: Path, frames: int, size: tuple[int, int] = (640, 360),
@@ -76,31 +66,26 @@ def bench_ring(frames: int = 5000, size: tuple[int, int] = (640, 360)) -> dict:
             "ring_bytes": ring.nbytes}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench/results.json", help="JSON report path")
-    parser.add_argument("--frames", type=int, default=600, help="frames in the capture clip")
-    args = parser.parse_args(argv)
-
-    report: dict = {"machine": {"python": platform.python_version(),
-                                "cpu": platform.processor() or platform.machine(),
-                                "cv2": cv2.__version__}}
+def run(report: dict, frames: int = 600) -> None:
+    """Add ``report["capture"]`` (a ``frames``-frame 640×360 file) and ``report["ring"]``."""
     with tempfile.TemporaryDirectory() as tmp:
-        video = write_test_video(Path(tmp) / "bench_640x360.mp4", args.frames)
+        video = write_test_video(Path(tmp) / "bench_640x360.mp4", frames)
         report["capture"] = bench_capture(video)
     report["ring"] = bench_ring()
     print(f"capture: {report['capture']['fps']} frames/s on a 640x360 file "
           f"({report['capture']['frames']} frames)")
     print(f"ring: {report['ring']['put_get_us']} µs per frame (put + get, 640x360)")
-    for module in SECTIONS:
-        if importlib.util.find_spec(module) is None:
-            print(f"{module}: not built yet, skipped")
-            continue
-        importlib.import_module(module).run(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=600, help="frames in the capture clip")
+    args = parser.parse_args(argv)
+    if args.frames < 1:
+        parser.error(f"--frames must be >= 1, got {args.frames}")
+    report: dict = {}
+    run(report, args.frames)
+    print(json.dumps(report, indent=2))
     return 0
 
 

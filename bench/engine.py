@@ -1,13 +1,13 @@
 """Engine section of ``make bench``: per-call latency of each available backend, side by side.
 
-    python -m engine.bench [--frames 300] [--hops 60] [--threads 2]
+    python -m bench.engine [--frames 300] [--hops 60] [--threads 2]
 
 For every backend that can run here (torch on CPU, ONNX Runtime on CPU, and on
 an NVIDIA machine torch CUDA and TensorRT), the same model is timed on the
 same inputs: the encoder per frame (one call, batch 1, as the stream does)
 and the detector per hop (one call on a full window). Numbers are p50 / p99
 in ms from the backends' own per-call timings, after warm-up.
-``stream.bench`` calls :func:`run`, which adds ``report["engine"]``.
+``python -m bench`` calls :func:`run`, which adds ``report["engine"]``.
 """
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ import sys
 from typing import Callable
 
 import numpy as np
+import torch
 
+from engine import runtime
 from engine.backends import BackendError, percentiles_ms
+from engine.backends.tensorrt import available as trt_available
+from engine.backends.torch import available as torch_available
 
 #: CPU targets from the engine issue (2 cores, ONNX Runtime), ms.
 TARGETS_MS = {"encoder_per_frame": 1.5, "detector_per_hop": 5.0}
@@ -47,8 +51,6 @@ def bench_engine(eng, frames: int = 300, hops: int = 60, warmup: int = 10,
 
 def candidates() -> list[tuple[str, str, dict]]:
     """(label, engine name, Engine.load kwargs) for every backend worth timing here."""
-    from engine.backends.tensorrt import available as trt_available
-    from engine.backends.torch import available as torch_available
     out = [("torch-cpu", "torch", {"device": "cpu"}), ("onnxruntime-cpu", "onnxruntime", {})]
     if torch_available("cuda")[0]:
         out.append(("torch-cuda", "torch", {"device": "cuda"}))
@@ -59,24 +61,26 @@ def candidates() -> list[tuple[str, str, dict]]:
 
 def run(report: dict, frames: int = 300, hops: int = 60, threads: int = 2,
         log: Callable[[str], None] = print) -> None:
-    """Time every available backend and add ``report["engine"]`` (also printed as a table)."""
-    import torch
+    """Time every available backend and add ``report["engine"]`` (also printed as a table).
 
-    from engine.runtime import DEFAULT_CACHE, Engine, load_model
-
+    Each backend loads the model as serving does (``Engine.load``: the shipped weights,
+    and for ONNX Runtime / TensorRT the shipped ONNX graphs when they were exported
+    from those weights), so the figures are those of the graphs ``run_live`` runs.
+    """
     torch.set_num_threads(threads)  # same 2 cores for torch as for ONNX Runtime
-    model = load_model(None, log=lambda msg: None)
-    section: dict = {"threads": threads, "window": model.cfg.window,
-                     "targets_cpu_ms": TARGETS_MS, "backends": {}}
+    quiet = lambda msg: None  # noqa: E731
+    section: dict = {"threads": threads, "window": None, "targets_cpu_ms": TARGETS_MS,
+                     "backends": {}}
     for label, name, kwargs in candidates():
         try:
-            with Engine.load(name, model=model, cache_dir=DEFAULT_CACHE, threads=threads,
-                             log=lambda msg: None, **kwargs) as eng:
+            with runtime.Engine.load(name, cache_dir=runtime.DEFAULT_CACHE, threads=threads,
+                                     log=quiet, **kwargs) as eng:
+                section["window"] = eng.cfg.window
                 section["backends"][label] = bench_engine(eng, frames, hops)
         except BackendError as exc:
             section["backends"][label] = {"error": str(exc)}
     report["engine"] = section
-    log(f"engine latency (ms, p50 / p99; {threads} threads; window {model.cfg.window}):")
+    log(f"engine latency (ms, p50 / p99; {threads} threads; window {section['window']}):")
     log(f"  {'backend':<16} {'encoder/frame':>16} {'detector/hop':>16}")
     for label, res in section["backends"].items():
         if "error" in res:

@@ -1,7 +1,7 @@
 """Benchmark of the face and flow stages (a section of ``make bench``).
 
-    python -m stream.bench_face [--clip PATH] [--frames N]
-    python -m stream.bench_face --compare      # landmark/detector candidates
+    python -m bench.face [--clip PATH] [--frames N]
+    python -m bench.face --compare      # landmark/detector candidates
 
 Times, per 640×360 frame: face detection (frames where the mesh graph ran
 its detector), landmark tracking (the other frames, incl. ID matching and
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from engine.config import StreamConfig
-from stream.contracts import Frame
+from engine.contracts import Frame
 
 
 def _portrait() -> np.ndarray:

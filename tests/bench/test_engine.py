@@ -1,0 +1,29 @@
+"""bench.engine: every backend available here timed side by side (report["engine"])."""
+from __future__ import annotations
+
+import engine.runtime as runtime
+from bench import engine as bench_engine
+
+
+def test_section_side_by_side_on_the_served_model(tmp_path, monkeypatch):
+    # an empty cache: the ONNX Runtime row must come from the shipped graphs, not an export
+    monkeypatch.setattr(runtime, "DEFAULT_CACHE", tmp_path)
+    report: dict = {}
+    lines: list[str] = []
+    bench_engine.run(report, frames=20, hops=5, threads=1, log=lines.append)
+    sec = report["engine"]
+    assert sec["window"] == runtime.load_model(None, log=lambda m: None).cfg.window
+    assert sec["threads"] == 1
+    backends = sec["backends"]
+    assert {"torch-cpu", "onnxruntime-cpu"} <= set(backends)
+    for label in ("torch-cpu", "onnxruntime-cpu"):
+        enc, det = backends[label]["encoder_per_frame_ms"], backends[label]["detector_per_hop_ms"]
+        assert enc["n"] == 20 and det["n"] == 5
+        assert 0 < enc["p50"] <= enc["p99"] and 0 < det["p50"] <= det["p99"]
+        assert any(line.strip().startswith(label) for line in lines)
+    assert not list(tmp_path.rglob("*.onnx"))  # nothing was exported
+
+
+def test_candidates_always_include_the_cpu_backends():
+    labels = [label for label, _, _ in bench_engine.candidates()]
+    assert labels[:2] == ["torch-cpu", "onnxruntime-cpu"]
