@@ -19,7 +19,6 @@ from stream.capture import CaptureThread, default_policy
 from stream.chain import StageChain, run_frames, source_hooks
 from stream.events import Sink
 from stream.latency import LatencyStats
-from stream.latency import LatencyStats
 from stream.ring import Policy, RingBuffer
 from stream.sources import FrameSource
 
