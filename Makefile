@@ -51,9 +51,10 @@ bench: $(STAMP)
 	$(PY) -m bench --out bench/results.json
 
 # On an NVIDIA machine. Without the project venv (e.g. an offline GPU box), run
-# `python3 -m engine.gpu_check` with any CUDA-enabled torch instead (see docs/engine_backends.md).
+# `python3 -m bench.gpu_check --no-install --cache .gpucheck` from the repository root with any
+# CUDA-enabled torch instead (see docs/engine_backends.md).
 gpu-check: $(STAMP)
-	$(PY) -m engine.gpu_check
+	$(PY) -m bench.gpu_check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

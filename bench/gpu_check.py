@@ -1,6 +1,10 @@
 """`make gpu-check`: the prepared check for an NVIDIA machine.
 
-    python -m engine.gpu_check [--no-install] [--cache DIR] [--python PATH]
+    python -m bench.gpu_check [--no-install] [--cache DIR] [--python PATH]
+
+Run from the repository root (``bench/`` is not installed with the package); on an
+offline GPU box any Python whose torch sees the GPU will do:
+``python3 -m bench.gpu_check --no-install --cache .gpucheck``.
 
 1. No NVIDIA GPU (``nvidia-smi`` absent or lists none): one "no GPU" line, exit 0.
 2. Installs what it can of the ``gpu`` extra (TensorRT, pycuda; pins read from
@@ -128,7 +132,7 @@ def prepare(work: Path, rng_seed: int = 0) -> dict:
     """
     import torch
 
-    from engine.bench import bench_engine
+    from bench.engine import bench_engine
     from engine.config import StreamConfig
     from engine.export import export_fedn
     from engine.runtime import Engine, load_model
@@ -193,8 +197,7 @@ def prepare_demo(work: Path) -> tuple[np.ndarray, np.ndarray] | None:
         print(f"gpu-check: demo clip: flow maps reused from {work}")
         return np.load(cached[0]), np.load(cached[1])
     try:
-        from training.features import extract_video
-        flow, valid, _ = extract_video(clip)
+        flow, valid = demo_flow_maps(clip)
     except Exception as exc:  # noqa: BLE001 - face / flow stages missing here: say so, go on
         print(f"gpu-check: demo clip: face/flow stages failed ({type(exc).__name__}: "
               f"{str(exc)[:160]}), skipped")
@@ -204,16 +207,38 @@ def prepare_demo(work: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return flow, valid
 
 
+def demo_flow_maps(clip: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3, S', S') float16 flow maps and (N,) valid of ``clip``'s primary face.
+
+    The live stage chain without an engine (face → flow), the primary face of each
+    frame as in training's feature extraction; a frame without one is invalid.
+    """
+    from engine.config import StreamConfig
+    from stream.chain import StageChain, stamped
+    from stream.sources import VideoFileSource
+
+    cfg = StreamConfig()
+    no_flow = np.zeros((3, cfg.flow_size, cfg.flow_size), np.float16)
+    flows, valid = [], []
+    with VideoFileSource(clip) as src, StageChain(None, src.fps, cfg) as chain:
+        for frame in stamped(src):
+            chain.update(frame)
+            ff = chain.flows.get(chain.primary.track_id) if chain.primary.found else None
+            flows.append(no_flow if ff is None else np.asarray(ff.flow, np.float16))
+            valid.append(ff is not None and bool(ff.valid))
+    return np.stack(flows), np.asarray(valid, bool)
+
+
 def demo_candidates(eng, cfg, flow: np.ndarray, valid: np.ndarray) -> list[list]:
     """Every hop's decoded candidates over the clip: [hop frame, onset, offset, kind, emotion]."""
     from dataclasses import replace
 
+    from engine.contracts import FlowFrame
     from engine.streaming import StreamingDetector
-    from stream.contracts import FlowFrame
     det = StreamingDetector(eng, replace(cfg, score_thresh=min(cfg.score_thresh, DEMO_THRESH)))
     out = []
     for i in range(len(valid)):
-        res = det.push(FlowFrame(i, i / 30.0, flow[i], bool(valid[i])))
+        res = det.update(FlowFrame(i, i / 30.0, flow[i], bool(valid[i])))
         if res is not None:
             out += [[res.frame, c.onset_frame, c.offset_frame, c.kind, c.emotion]
                     for c in res.candidates]
@@ -237,7 +262,7 @@ def worker(work: Path, device: str = "cuda") -> dict:
     from engine.backends.onnxruntime import OnnxRuntimeBackend
     from engine.backends.tensorrt import available as trt_available
     from engine.backends.torch import TorchBackend
-    from engine.bench import bench_engine
+    from bench.engine import bench_engine
     from engine.decode import OUTPUT_KEYS
     from engine.runtime import Engine, load_model
 
@@ -296,7 +321,7 @@ def worker(work: Path, device: str = "cuda") -> dict:
         cuda = ["CUDAExecutionProvider"]
         with Engine(OnnxRuntimeBackend(work / "onnx/encoder.onnx", providers=cuda),
                     OnnxRuntimeBackend(work / "onnx/detector.onnx", providers=cuda),
-                    "onnxruntime-cuda", model.cfg.window, model.cfg.feat_dim) as eng:
+                    "onnxruntime-cuda", model.cfg) as eng:
             measure("onnxruntime-cuda", eng)
 
     def tensorrt_fp16() -> None:
@@ -400,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pythonpath = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
         env = {**os.environ, "PYTHONPATH": pythonpath}
-        res = subprocess.run([python, "-m", "engine.gpu_check", "--worker", str(work)],
+        res = subprocess.run([python, "-m", "bench.gpu_check", "--worker", str(work)],
                              cwd=ROOT, env=env, timeout=1200)
         if res.returncode != 0:
             print(f"gpu-check: GPU worker exited {res.returncode} (see above)")
