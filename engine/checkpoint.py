@@ -16,12 +16,14 @@ from engine.model import FEDN
 
 #: Shipped weights, ONNX files and model card.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: The shipped FEDN checkpoint's file name (other ``.pt`` files there are other models).
+SHIPPED_NAME = "fedn_default.pt"
 
 
 def shipped_weights() -> Path | None:
     """The trained checkpoint shipped in engine/weights/, or None when there is none yet."""
-    shipped = sorted(WEIGHTS_DIR.glob("*.pt")) if WEIGHTS_DIR.is_dir() else []
-    return shipped[0] if shipped else None
+    path = WEIGHTS_DIR / SHIPPED_NAME
+    return path if path.is_file() else None
 
 
 def load_model(weights: str | Path | None = None, log: Callable[[str], None] = print):

@@ -36,9 +36,9 @@ class Detector:
     """Expression spotting on frames you feed, synchronously.
 
     Args:
-        engine: ``auto`` | ``torch`` | ``onnxruntime`` | ``cuda`` | ``tensorrt`` — loaded
-            here (and closed by :meth:`close`) — or an already loaded
-            :class:`~engine.runtime.Engine` to share (not closed here).
+        engine: an already loaded :class:`~engine.runtime.Engine` to share (not closed
+            here); None loads one for ``backend`` (closed by :meth:`close`).
+        backend: ``auto`` | ``torch`` | ``onnxruntime`` | ``tensorrt``, when ``engine`` is None.
         fps: frame rate of the frames given to :meth:`feed` (``run`` reads the source's).
         cfg: stream settings.
         tracker_cfg: interval-tracker thresholds.
@@ -46,13 +46,13 @@ class Detector:
             ``feed``; by default only final :class:`Event` objects.
     """
 
-    def __init__(self, engine: str | Engine = "auto", fps: float = 30.0,
+    def __init__(self, engine: Engine | None = None, *, backend: str = "auto", fps: float = 30.0,
                  cfg: StreamConfig = StreamConfig(), tracker_cfg: TrackerConfig = TrackerConfig(),
                  provisional: bool = False) -> None:
         self.cfg, self.tracker_cfg, self.fps = cfg, tracker_cfg, fps
         self.provisional = provisional
-        self._owned = isinstance(engine, str)  # loaded here, so closed here
-        self.engine: Engine = Engine.load(engine, log=lambda _: None) if self._owned else engine
+        self._owned = engine is None  # loaded here, so closed here
+        self.engine: Engine = Engine.load(backend, log=lambda _: None) if self._owned else engine
         self.records = RecordList()  # everything produced, status records included
         self._chain: StageChain | None = None  # built on the first frame of each stream
         self._index = 0

@@ -81,10 +81,8 @@ class StageChain:
     def update(self, frame: Frame) -> list[Record]:
         """Run every stage on one frame; returns the records it produced."""
         records: list[Record] = []
-        t0 = time.perf_counter()
-        seen = self.face.update(frame)
-        t1 = time.perf_counter()
-        self.latency.add("face", (t1 - t0) * 1e3)
+        with self.latency.time("face"):
+            seen = self.face.update(frame)
         t_s = round(frame.t_capture, 3)
         # One face_found / face_lost per track: a second face entering or leaving says so.
         records += [Status("face_lost", frame.index, {"t_s": t_s, "track_id": i})
@@ -99,9 +97,9 @@ class StageChain:
         self.faces, self.primary = seen.faces, seen.primary
         if seen.found:
             self.frames_with_face += 1
-            self.flows = {face.track_id: self.flow.update(face, frame.index, frame.t_capture)
-                          for face in seen.faces}
-            self.latency.add("flow", (time.perf_counter() - t1) * 1e3)
+            with self.latency.time("flow"):
+                self.flows = {face.track_id: self.flow.update(face, frame.index, frame.t_capture)
+                              for face in seen.faces}
         else:  # no flow call for a frame without faces (it would only build a zero map)
             self.flows = {}
         if self.spotter is not None:

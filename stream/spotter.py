@@ -8,7 +8,6 @@ training's streaming evaluation calls it on cached flow frames.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,10 +99,8 @@ class Spotter:
         if hop is None:
             return []
         self.latency.add("detector", hop.detect_ms)
-        t0 = time.perf_counter()
-        records = self._track_hop(track_id, track, hop)
-        self.latency.add("tracker", (time.perf_counter() - t0) * 1e3)
-        return records
+        with self.latency.time("tracker"):
+            return self._track_hop(track_id, track, hop)
 
     def _track_hop(self, track_id: int, track: _Track, hop: HopResult) -> list[Record]:
         active = hop.active
