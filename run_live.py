@@ -3,22 +3,35 @@
 
     python run_live.py --source demo|PATH|webcam:N|FOLDER \
         --ui none|gradio|webrtc --engine auto|torch|onnxruntime|tensorrt \
-        [--events-out events.jsonl] [--max-frames N] [--host 127.0.0.1 --port P]
+        [--events-out events.jsonl] [--max-frames N] [--max-faces N] [--realtime] \
+        [--reconnect S] [--host 127.0.0.1 --port P]
+        [--max-peers N] [--ice-loopback]          (--ui webrtc)
 
-Exit codes: 0 done, 2 bad arguments or input (one line on stderr), 1 internal error.
+Exit codes: 0 done, 2 bad arguments or input (one line on stderr), 1 internal error,
+130 / 143 a file run stopped by SIGINT / SIGTERM (a camera run stopped so ends with 0).
+Whenever it stops — at the end, on Ctrl-C or SIGTERM, during start-up too — the
+``--events-out`` file is valid JSONL ending in a summary; an existing one is left
+as it was when the source or the engine cannot be used.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 import traceback
 
-from engine.contracts import Summary
-from engine.runtime import ENGINE_CHOICES
+from engine.backends import BACKEND_NAMES
+from engine.config import StreamConfig
+from engine.contracts import Record, Status, Summary
+
+#: ``--engine`` choices (as ``engine.runtime.ENGINE_CHOICES``, without importing torch
+#: before the signal handlers are in place).
+ENGINE_CHOICES = ("auto",) + BACKEND_NAMES
 
 UIS = ("none", "gradio", "webrtc")
 #: Front ends that exist in this build; the others say so plainly.
-UIS_BUILT = ("none",)
+UIS_BUILT = ("none", "webrtc")
 
 
 class UsageError(Exception):
@@ -45,6 +58,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fps(text: str) -> float:
+    from stream.sources import MAX_FPS, MIN_FPS
+
+    value = _positive_float(text)
+    if not (math.isfinite(value) and MIN_FPS <= value <= MAX_FPS):
+        raise argparse.ArgumentTypeError(f"must be a frame rate in [{MIN_FPS:g}, {MAX_FPS:g}], "
+                                         f"got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -61,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fedn-live", description="Real-time facial micro/macro-expression spotting.")
     p.add_argument("--source", default="demo",
                    help="demo | video file | webcam:N | folder of frames (default: demo)")
-    p.add_argument("--fps", type=_positive_float, default=None,
-                   help="frame rate of a folder of frames (30 CAS(ME)^2/^3, 200 SAMM-LV)")
+    p.add_argument("--fps", type=_fps, default=None,
+                   help="frame rate of a folder of frames (30 CAS(ME)^2/^3, 200 SAMM-LV), "
+                        "or of a video whose container gives none")
     p.add_argument("--ui", choices=UIS, default="none", help="front end (default: none)")
     p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
                    help="inference backend (default: auto)")
@@ -72,16 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N frames")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its native fps (simulates a camera)")
+    p.add_argument("--max-faces", type=_positive_int, default=StreamConfig().max_faces,
+                   metavar="N", help="faces tracked at once, each with its own events "
+                                     f"(default {StreamConfig().max_faces})")
+    p.add_argument("--reconnect", type=_seconds, default=0.0, metavar="S",
+                   help="webcam: when the camera is lost, try to get it back for S seconds "
+                        "(default 0: stop)")
     p.add_argument("--host", default="127.0.0.1", help="UI bind address (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=7860, help="UI port (default 7860)")
     p.add_argument("--quiet", action="store_true", help="no per-event console lines")
+    p.add_argument("--max-peers", type=_positive_int, default=4, metavar="N",
+                   help="--ui webrtc: peers served at once, more get HTTP 503 (default 4)")
+    p.add_argument("--ice-loopback", action="store_true",
+                   help="--ui webrtc: ICE host candidates on 127.0.0.1 only (tests, same machine)")
     return p
 
 
 def _print_summary(summary: Summary) -> None:
+    promised = ("" if summary.frames_promised is None
+                else f" ({summary.frames_promised} promised)")
     print(f"summary: {summary.frames_processed} frames processed of {summary.frames_read} "
-          f"read, {summary.frames_dropped} dropped, {summary.frames_with_face} with a face, "
-          f"{summary.fps:.1f} fps, engine {summary.engine}")
+          f"read{promised}, {summary.frames_dropped} dropped, {summary.frames_with_face} with "
+          f"a face, {summary.fps:.1f} fps, engine {summary.engine}")
     for stage, s in summary.latency_ms.items():
         print(f"  {stage:10} p50 {s['p50']:8.3f} ms  p95 {s['p95']:8.3f} ms  "
               f"p99 {s['p99']:8.3f} ms  (n={s['n']})")
@@ -109,52 +155,160 @@ class StatusLine:
             self.stream.flush()
 
 
-def run(argv: list[str] | None = None) -> int:
+class Interrupted(Exception):
+    """A run stopped by SIGINT / SIGTERM; ``code`` is the exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Watch:
+    """A sink that notes what the run said: was it interrupted, was the summary written."""
+
+    def __init__(self) -> None:
+        self.interrupted_at: int | None = None
+        self.summary: Summary | None = None
+
+    def __call__(self, record: Record) -> None:
+        if isinstance(record, Status) and record.status == "interrupted":
+            self.interrupted_at = record.frame
+        elif isinstance(record, Summary):
+            self.summary = record
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (the run loop then
+    finishes and writes its summary); which one came is kept. Restored on exit."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._saved: dict[int, object] = {}
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "_Signals":
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave the handlers alone
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    @property
+    def code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+def _write_stopped(emit, watch: "_Watch", source_name: str, engine_name: str,
+                   policy: str, promised: int | None) -> None:
+    """After a stop outside the run loop: ``interrupted`` and a summary, unless written."""
+    if watch.summary is None:
+        emit(Status("interrupted", watch.interrupted_at or 0))
+        emit(Summary(source_name, engine_name, policy, frames_promised=promised))
+
+
+def run(argv: list[str] | None = None, signals: "_Signals | None" = None) -> int:
+    """The command line; ``signals`` (installed by :func:`main`) says which signal stopped it."""
+    args = build_parser().parse_args(argv)
+    with (signals or _Signals()) as signals:
+        return _run(args, signals)
+
+
+def _run(args: argparse.Namespace, signals: "_Signals") -> int:
     from engine.backends import BackendError
     from engine.runtime import Engine
-    from stream.events import ConsoleSink, JsonlSink, fan_out
+    from stream.capture import default_policy
+    from stream.events import ConsoleSink, JsonlSink, SinkError, fan_out
     from stream.pipeline import Pipeline
     from stream.sources import SourceError, open_source
 
-    args = build_parser().parse_args(argv)
     if args.ui not in UIS_BUILT:
         raise UsageError(f"--ui {args.ui} is not built yet in this version "
                          f"(available: {', '.join(UIS_BUILT)})")
-    try:
-        source = open_source(args.source, fps=args.fps)
-    except SourceError as exc:
-        raise UsageError(str(exc)) from None
-    sinks = [] if args.quiet else [ConsoleSink()]
+    if args.ui == "webrtc":  # the browser's camera is the source: --source is not used
+        return _serve_webrtc(args)
+    watch = _Watch()
+    sinks: list = [watch]
     jsonl = None
+    if args.events_out:
+        try:  # checked now, created by the first record (after source and engine)
+            jsonl = JsonlSink(args.events_out)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        sinks.append(jsonl)
+    emit = fan_out(sinks)
+    source_name, engine_name, source = args.source, args.engine, None
     status = StatusLine()
     try:
+        try:
+            source = open_source(args.source, fps=args.fps, reconnect_s=args.reconnect)
+        except SourceError as exc:
+            raise UsageError(str(exc)) from None
+        source_name = str(getattr(source, "name", args.source))
+        if not args.quiet:
+            sinks.insert(1, ConsoleSink())
+            emit = fan_out(sinks)
         with Engine.load(args.engine) as engine:
-            if args.events_out:
-                try:
-                    jsonl = JsonlSink(args.events_out)
-                except (OSError, ValueError) as exc:
-                    raise UsageError(f"cannot write --events-out {args.events_out}: "
-                                     f"{exc}") from None
-                sinks.append(jsonl)
-            summary = Pipeline(source, fan_out(sinks), engine, max_frames=args.max_frames,
-                               realtime=args.realtime, progress=status).run()
-    except (SourceError, BackendError) as exc:  # bad input / a backend that cannot run here
+            engine_name = engine.name
+            summary = Pipeline(source, emit, engine, cfg=StreamConfig(max_faces=args.max_faces),
+                               max_frames=args.max_frames, realtime=args.realtime,
+                               progress=status).run()
+    except KeyboardInterrupt:  # start-up, or a second signal while finishing
+        status.clear()
+        policy = ("drop_oldest" if args.realtime or source is None
+                  else default_policy(source).value)
+        _write_stopped(emit, watch, source_name, engine_name, policy,
+                       getattr(source, "frames_promised", None))
+        raise Interrupted(signals.code, "interrupted during start-up" if watch.interrupted_at
+                          is None else f"interrupted at frame {watch.interrupted_at}") from None
+    except (SourceError, BackendError, SinkError) as exc:  # bad input / backend / disk
         raise UsageError(str(exc)) from None
     finally:
         status.clear()
         if jsonl is not None:
-            jsonl.close()
+            try:
+                jsonl.close()
+            except OSError as exc:
+                raise UsageError(f"cannot write {jsonl.path}: {exc.strerror or exc}") from None
     _print_summary(summary)
+    if watch.interrupted_at is not None and not getattr(source, "live", False):
+        raise Interrupted(signals.code, f"interrupted at frame {watch.interrupted_at}: "
+                                        f"{summary.frames_processed} frames processed")
     return 0
+
+
+def _serve_webrtc(args: argparse.Namespace) -> int:
+    from engine.backends import BackendError
+    from ui.webrtc_server import serve
+
+    try:
+        return serve(args.host, args.port, args.engine, args.max_peers, args.ice_loopback)
+    except (BackendError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: "
+                         f"{exc.strerror or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fedn-live`` and ``python run_live.py``; returns the exit code."""
     try:
-        return run(argv)
+        with _Signals() as signals:  # before the heavy imports of run()
+            return run(argv, signals)
     except UsageError as exc:
         print(f"fedn-live: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"fedn-live: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         print("fedn-live: interrupted", file=sys.stderr)
         return 130

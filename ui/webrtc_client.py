@@ -9,6 +9,9 @@ Used by the tests and by ``bench/webrtc.py``::
     peer.records                                 # every JSON record received, in order
     peer.returned                                # (frame number, receive time) per returned frame
 
+``run_server(...)`` starts the server itself as a subprocess on 127.0.0.1 (ICE on
+loopback) for as long as a ``with`` block runs.
+
 Every frame sent carries its number in a marker strip (:mod:`ui.frame_marker`),
 so a returned frame is matched to the frame it came from and timed.
 aiortc / aiohttp / PyAV are imported lazily.
@@ -18,9 +21,14 @@ from __future__ import annotations
 import asyncio
 import fractions
 import json
+import re
+import subprocess
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -252,3 +260,68 @@ class ClientPeer:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ServerProcess:
+    """A running ``python -m ui.webrtc_server``: its ``url``, ``proc`` and output ``lines``."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, lines: list[str]) -> None:
+        self.proc, self.url, self.lines = proc, url, lines
+
+    def stats(self) -> dict:
+        """``GET /stats`` as a dict."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "/stats", timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+@contextmanager
+def run_server(*args: str, start_timeout_s: float = 90.0) -> Iterator[ServerProcess]:
+    """Starts the WebRTC server on 127.0.0.1 (a free port, ``--ice-loopback``) with ``args``.
+
+    Waits for its "serving on" line (RuntimeError with its output if it does
+    not come); stops it with SIGTERM afterwards (SIGKILL if it is still running
+    20 s later).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.webrtc_server", "--host", "127.0.0.1", "--port", "0",
+         "--ice-loopback", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:  # keeps reading so the pipe never fills up
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.search(r"serving on (http://\S+?)/? ", line)
+            if m and not found:
+                found.append(m.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        if not ready.wait(start_timeout_s):
+            raise RuntimeError(f"server did not start within {start_timeout_s:g} s:\n"
+                               + "".join(lines))
+        if not found:
+            proc.wait(10)
+            raise RuntimeError(f"server exited ({proc.returncode}) before serving:\n"
+                               + "".join(lines))
+        yield ServerProcess(proc, found[0], lines)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)

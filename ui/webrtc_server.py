@@ -350,6 +350,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
     """
     config = ServerConfig(max_peers=max_peers, ice_loopback=ice_loopback,
                           ice_servers=tuple(ice_servers), fps=fps, idle_timeout_s=idle_timeout_s)
+    _check_port(host, port)  # before the engine loads: a port in use fails at once
     owned = None
     if engine is None:
         from engine.runtime import Engine
@@ -364,6 +365,15 @@ def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
         if owned is not None:
             owned.close()
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Raises OSError when ``host:port`` cannot be bound (in use, no such address)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        sock.bind((host, port))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,6 @@ clear reason when either is missing.
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -147,72 +146,8 @@ def save_screenshot(page, name: str, tmp_dir: Path, docs_name: str | None = None
 
 
 # --- the WebRTC server, really started (a subprocess, loopback ICE) ---------------------------
-class ServerProcess:
-    """A running ``python -m ui.webrtc_server``: its ``url``, ``proc`` and output ``lines``."""
+def run_webrtc_server(*args: str, start_timeout_s: float = 90.0):
+    """``ui.webrtc_client.run_server``: the server as a subprocess on 127.0.0.1, ICE on loopback."""
+    from ui.webrtc_client import run_server
 
-    def __init__(self, proc, url: str, lines: list[str]) -> None:
-        self.proc, self.url, self.lines = proc, url, lines
-
-    def stats(self) -> dict:
-        """``GET /stats`` as a dict."""
-        import json
-        import urllib.request
-
-        with urllib.request.urlopen(self.url + "/stats", timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
-@contextmanager
-def run_webrtc_server(*args: str, start_timeout_s: float = 90.0) -> Iterator[ServerProcess]:
-    """Starts the WebRTC server on 127.0.0.1 (a free port, ``--ice-loopback``) with ``args``.
-
-    Waits for its "serving on" line; stops it with SIGTERM afterwards (SIGKILL
-    if it is still running 20 s later).
-    """
-    import re
-    import subprocess
-    import sys
-    import threading
-    import time
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.webrtc_server", "--host", "127.0.0.1", "--port", "0",
-         "--ice-loopback", *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    lines: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:  # keeps reading so the pipe never fills up
-        for line in proc.stdout:
-            lines.append(line)
-            m = re.search(r"serving on (http://\S+?)/? ", line)
-            if m and not found:
-                found.append(m.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + start_timeout_s
-    while not ready.wait(0.2):
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"server did not start within {start_timeout_s:g} s:\n"
-                               + "".join(lines))
-    if not found:
-        proc.wait(10)
-        raise RuntimeError(f"server exited ({proc.returncode}) before serving:\n" + "".join(lines))
-    server = ServerProcess(proc, found[0], lines)
-    try:
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    return run_server(*args, start_timeout_s=start_timeout_s)

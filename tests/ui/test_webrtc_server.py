@@ -95,6 +95,19 @@ def test_cli_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     assert message in err and "\n" not in err
 
 
+def test_cli_port_in_use_exits_2_before_loading_the_engine(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        t0 = time.monotonic()
+        assert main(["--port", str(busy.getsockname()[1])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot listen on 127.0.0.1" in err and "\n" not in err
+    assert time.monotonic() - t0 < 2
+
+
 # --- one server for the rest of the module ---------------------------------------------------
 @pytest.fixture(scope="module")
 def server():

@@ -14,6 +14,7 @@ const ui = {
   state: $("state"), start: $("start"), stop: $("stop"), remote: $("remote"), local: $("local"),
   placeholder: $("placeholder"), fps: $("fps"), latency: $("latency"), p95: $("latency-p95"),
   sentFps: $("sent-fps"), face: $("face"), peers: $("peers"), serverDetail: $("server-detail"),
+  engine: $("engine"),
   error: $("error"), table: document.querySelector("#events tbody"), noEvents: $("no-events"),
   log: $("log"), counts: $("counts"),
 };
@@ -126,7 +127,7 @@ function refreshMetrics() {
   const lat = session.latencies.map((x) => x[1]).sort((a, b) => a - b);
   if (lat.length) {
     ui.latency.textContent = lat[Math.floor(lat.length / 2)].toFixed(0);
-    ui.p95.textContent = `p95 ${lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.95))].toFixed(0)} ms · last 3 s`;
+    ui.p95.textContent = `p95 ${lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.95))].toFixed(0)} ms`;
   }
 }
 
@@ -140,10 +141,10 @@ function setBadge(row, cls, text) {
 
 function fillRow(row, r) {
   const cells = row.children;
-  cells[1].textContent = `${fmt(r.onset_s)} – ${fmt(r.offset_s)}`;
-  cells[2].innerHTML = `<span class="kind ${r.kind}">${r.kind}</span>`;
-  cells[3].innerHTML = `<span class="chip ${r.emotion}">${r.emotion}</span>`;
-  cells[4].textContent = fmt(r.score);
+  cells[0].textContent = `${fmt(r.onset_s)}–${fmt(r.offset_s)}`;
+  cells[1].innerHTML = `<span class="kind ${r.kind}">${r.kind}</span>`;
+  cells[2].innerHTML = `<span class="chip ${r.emotion}">${r.emotion}</span>`;
+  cells[3].textContent = fmt(r.score);
 }
 
 function rowFor(r, create) {
@@ -151,9 +152,9 @@ function rowFor(r, create) {
   let row = session.rows.get(key);
   if (!row && create) {
     row = document.createElement("tr");
-    row.innerHTML = "<td></td><td></td><td></td><td></td><td class='num'></td>" +
+    row.innerHTML = "<td></td><td></td><td></td><td class='num'></td>" +
       "<td class='num'></td><td class='state'></td>";
-    row.children[0].textContent = `${r.track_id}·${r.id}`;
+    row.title = `face ${r.track_id}, event ${r.id}`;
     ui.table.prepend(row);
     session.rows.set(key, row);
     ui.noEvents.hidden = true;
@@ -182,7 +183,7 @@ function onRecord(message) {
     if (row.classList.contains("final")) return;
     row.className = "under-way";
     fillRow(row, r);
-    row.children[5].textContent = "";
+    row.children[4].textContent = "";
     setBadge(row, "under-way", "under way");
     flash(row);
   } else if (r.type === "event") {
@@ -190,7 +191,7 @@ function onRecord(message) {
     row.className = "final";
     row.dataset.truncated = r.truncated ? "1" : "0";
     fillRow(row, r);
-    row.children[5].textContent = `${fmt(r.latency_ms, 0)} ms`;
+    row.children[4].textContent = `${fmt(r.latency_ms, 0)} ms`;
     setBadge(row, "final", "final");
     flash(row);
   } else if (r.type === "event_cancel") {
@@ -259,6 +260,11 @@ async function start() {
     tx.sender.setParameters(params).catch(() => {});
     s.pc.ontrack = (e) => {
       ui.remote.srcObject = e.streams[0] || new MediaStream([e.track]);
+      ui.remote.onresize = () => {  // hide the marker strip: crop the box by one cell
+        const w = ui.remote.videoWidth, h = ui.remote.videoHeight;
+        // a little more than one cell: the codec blurs the strip's top edge upwards
+        if (w && h) ui.remote.parentElement.style.aspectRatio = `${w} / ${h - Math.ceil(1.3 * cellSize(w))}`;
+      };
       ui.placeholder.classList.add("hidden");
       startReceiver(s);
     };
@@ -313,7 +319,8 @@ async function pollStats() {
     ui.peers.textContent = `${st.peers}/${st.max_peers}`;
     const dropped = st.per_peer.reduce((a, p) => a + p.frames_dropped, 0);
     const processed = st.per_peer.reduce((a, p) => a + p.frames_processed, 0);
-    ui.serverDetail.textContent = `${st.engine} · ${processed} processed · ${dropped} dropped`;
+    ui.serverDetail.textContent = `${processed} processed\n${dropped} dropped`;
+    ui.engine.innerHTML = `engine <b>${st.engine}</b>`;
   } catch (err) {
     ui.peers.textContent = "offline";
   }
