@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: live test test-slow test-browser chromium bench gpu-check venv clean
+.PHONY: live test test-slow test-browser chromium bench bench-webrtc gpu-check venv clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,10 @@ test-browser: $(STAMP) chromium
 # bench/ is run from the repository root and not installed: one module per section (bench/__main__.py).
 bench: $(STAMP)
 	$(PY) -m bench --out bench/results.json
+
+# Glass-to-glass latency over loopback WebRTC with 1, 2 and 4 peers: bench/webrtc.json + .png
+bench-webrtc: $(STAMP)
+	$(PY) -m bench.webrtc --out bench/webrtc.json
 
 # On an NVIDIA machine. Without the project venv (e.g. an offline GPU box), run
 # `python3 -m bench.gpu_check --no-install --cache .gpucheck` from the repository root with any
