@@ -85,19 +85,23 @@ def _scores_md(scores: dict) -> str:
                          f"{c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} |")
     s = scores.get("strs")
     if s:
-        lines.append(f"\nSTRS **{s['strs']:.3f}** (spotting F1 {s['spotting']['f1']:.3f} × "
-                     f"analysis F1 {s['analysis']['f1']:.3f}); MEGC matching at tIoU ≥ 0.5.")
+        lines.append(f"\nMEGC matching per kind at tIoU ≥ 0.5. STRS **{s['strs']:.3f}** "
+                     f"(official metric: kinds pooled; spotting F1 {s['spotting']['f1']:.3f} × "
+                     f"analysis F1 {s['analysis']['f1']:.3f}).")
     return "\n".join(lines)
 
 
 def _events_table(events: list):
     import pandas as pd
 
-    cols = ["id", "kind", "emotion", "onset_s", "offset_s", "onset_frame", "apex_frame",
-            "offset_frame", "score", "latency_ms", "truncated"]
-    rows = [{c: (round(getattr(e, c), 3) if isinstance(getattr(e, c), float) else getattr(e, c))
-             for c in cols} for e in events]
-    return pd.DataFrame(rows, columns=cols)
+    # Event field -> a short column title (the JSON keeps the field names).
+    cols = {"id": "id", "kind": "kind", "emotion": "emotion", "onset_s": "onset s",
+            "offset_s": "offset s", "onset_frame": "onset", "apex_frame": "apex",
+            "offset_frame": "offset", "score": "score", "latency_ms": "latency ms",
+            "truncated": "truncated"}
+    rows = [{t: (round(v, 3) if isinstance(v := getattr(e, c), float) else v)
+             for c, t in cols.items()} for e in events]
+    return pd.DataFrame(rows, columns=list(cols.values()))
 
 
 def _fresh_dir(root: Path, keep_s: float = 3600.0) -> Path:
@@ -260,7 +264,7 @@ def build_app(engine, *, selection=None, live_fps: float = 30.0, time_limit: int
                 with gr.Column(scale=3):
                     summary = gr.Markdown("Upload a video, or try the demo clip.",
                                           elem_id="an-summary")
-                    plot = gr.Plot(label="timeline", elem_id="an-plot")
+                    plot = gr.Plot(label="timeline", show_label=False, elem_id="an-plot")
             with gr.Row():
                 with gr.Column(scale=3):
                     events = gr.Dataframe(label="events", elem_id="an-events", wrap=True)
@@ -299,12 +303,18 @@ def serve(app, host: str = "127.0.0.1", port: int = 7860, *, prevent_thread_lock
                       footer_links=["api", "settings"])
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, engine_name: str = "auto") -> None:
-    """Load the engine, build the page and serve it until interrupted (``--ui gradio``)."""
+def launch(host: str = "127.0.0.1", port: int = 7860, engine_name: str = "auto") -> int:
+    """Load the engine, build the page and serve it until Ctrl-C (``--ui gradio``); returns 0.
+
+    Raises:
+        ValueError / engine.backends.BackendError: ``engine_name`` cannot run here.
+        OSError: ``host:port`` cannot be listened on.
+    """
     from engine.runtime import Engine, select_backend
 
     selection = select_backend(engine_name, log=None)
     with Engine.load(engine_name) as engine:
         app = build_app(engine, selection=selection)
         print(f"fedn-live: Gradio page on http://{host}:{port} (Ctrl-C stops)", flush=True)
-        serve(app, host, port)
+        serve(app, host, port)  # blocks until Ctrl-C, then closes the server
+    return 0

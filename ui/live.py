@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import threading
 import time
+from collections import OrderedDict
 from typing import Callable
 
 import cv2
@@ -18,6 +19,8 @@ import numpy as np
 
 from engine.contracts import Event, EventCancel, EventStart, Frame
 from ui.overlay import EMOTION_COLOURS, TAB_HEX, OverlayState, annotate
+
+_GONE_KEPT = 4096  # session keys of closed tabs remembered (a bounded set)
 
 
 class LiveSession:
@@ -36,7 +39,7 @@ class LiveSession:
         clock: monotonic seconds (tests pass a fake one).
     """
 
-    def __init__(self, engine, fps: float, max_repeat: int = 3,
+    def __init__(self, engine, fps: float, max_repeat: int = 6,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps!r}")
@@ -133,18 +136,22 @@ class LiveSessions:
         self.clock = clock
         self._lock = threading.Lock()
         self._live: dict[str, LiveSession] = {}
+        # Tabs that went: a frame still in Gradio's queue for one must not reopen it.
+        self._gone: OrderedDict[str, None] = OrderedDict()
         self.opened = self.closed = 0
 
     @property
     def open(self) -> int:
-        """Streams holding a stage chain now."""
+        """Streams holding a stage chain now (a closing one counts until its chain is freed)."""
         with self._lock:
-            return len(self._live)
+            return self.opened - self.closed
 
     def step(self, key: str, rgb: np.ndarray):
-        """Feed session ``key``'s frame (see :meth:`LiveSession.step`)."""
+        """Feed session ``key``'s frame (see :meth:`LiveSession.step`); None once its tab went."""
         now = self.clock()
         with self._lock:
+            if key in self._gone:
+                return None
             stale = [k for k, s in self._live.items()
                      if now - s.last_t > (self.restart_s if k == key else self.idle_s)]
             gone = [self._live.pop(k) for k in stale]
@@ -156,8 +163,11 @@ class LiveSessions:
         return session.step(rgb)
 
     def close(self, key: str) -> None:
-        """Close session ``key``'s stream (its tab went)."""
+        """Close session ``key``'s stream (its tab went); its later frames are ignored."""
         with self._lock:
+            self._gone[key] = None
+            while len(self._gone) > _GONE_KEPT:
+                self._gone.popitem(last=False)
             gone = [self._live.pop(key)] if key in self._live else []
         self._close(gone)
 

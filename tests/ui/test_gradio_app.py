@@ -100,6 +100,7 @@ def test_analyze_demo_clip_events_plot_and_downloads(demo_result, capsys):
     assert img is not None and img.shape[1] >= 800 and img.shape[0] >= 400
     # The events table has one row per event.
     assert len(table["data"]) == len(events) and "emotion" in table["headers"]
+    assert [row[0] for row in table["data"]] == [e.id for e in events]
     # Downloads: JSONL (same events), MEGC CSV (same intervals), a playable annotated MP4.
     by_ext = {f.rsplit(".", 1)[-1]: f for f in files}
     assert set(by_ext) == {"jsonl", "csv", "mp4"}
@@ -231,6 +232,7 @@ def test_live_sessions_are_one_per_tab_and_closed(engine):
     assert "b" not in sessions._live and sessions.closed == 3  # old a (restart) + b, then a again
     sessions.close("a")  # the tab went
     assert sessions.open == 0 and sessions.opened == sessions.closed
+    assert sessions.step("a", rgb) is None and sessions.open == 0  # a late queued frame
 
 
 def test_live_frame_arriving_while_busy_is_dropped(engine):
