@@ -30,6 +30,7 @@ reason) or the run was interrupted; 2 bad arguments or inputs (one line, nothing
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import importlib
 import json
@@ -139,6 +140,16 @@ def _walk(folder: Path) -> list[Path]:
     return found
 
 
+def _synthme_listing(root: Path) -> list[tuple[str, str]]:
+    """(subject, video) of every video of a SynthME folder (its ``videos.csv``), or []."""
+    table = root / "videos.csv"
+    if not table.is_file():
+        return []
+    with open(table, newline="", encoding="utf-8") as f:
+        return [(r["subject"], r["video"]) for r in csv.DictReader(f)
+                if r.get("subject") and r.get("video")]
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "video"
 
@@ -165,7 +176,9 @@ def plan(inputs: Sequence[str], labels: str | Path | None = None, fps: float | N
         ValueError: an input does not exist, a folder holds no video, a frame folder has no
             frame rate (``--fps``), or ``--labels`` is unreadable.
     """
+    from training.datasets.layout import resolve
     from training.datasets.layout import videos as dataset_videos
+    from training.datasets.records import Video
 
     records = read_labels(labels) if labels else []
     subjects: dict[str, set[str]] = {}
@@ -196,12 +209,20 @@ def plan(inputs: Sequence[str], labels: str | Path | None = None, fps: float | N
             continue
         found = dataset_videos(annotations, p) if annotations else []
         if any(v.path is not None for v in found):  # a dataset root: its layout names the videos
+            labelled = {v.key for v in found}
+            for subject, video in _synthme_listing(p):  # SynthME's videos without any label
+                if (subject, video) not in labelled:
+                    path, first = resolve("synthme", p, subject, video)
+                    found.append(Video("synthme", subject, video, fps or found[0].fps, path,
+                                       first))
             for v in found:
                 if v.path is None:
                     missing.append(f"{v.subject}/{v.video}")
                 else:
-                    rows.append((Path(v.path), f"{v.subject}_{v.video}", v.subject, v.video,
-                                 None if Path(v.path).is_file() else v.fps, v.first_frame))
+                    base = v.video if v.video.startswith(v.subject) else f"{v.subject}_{v.video}"
+                    rows.append((Path(v.path), base, v.subject, v.video,
+                                 None if Path(v.path).is_file() else fps or v.fps,
+                                 v.first_frame))
             continue
         walked = _walk(p)
         if not walked:

@@ -12,10 +12,10 @@ import pytest
 from stream import batch
 from stream.sources import DEMO_CLIP
 
-#: (folder, file, first demo frame) of the three 4-s clips cut from the demo clip; two of
-#: them share a file name.
-CLIPS = (("x", "clip.mp4", 0), ("y", "clip.mp4", 120), ("z", "other.mp4", 380))
-CLIP_FRAMES = 120
+#: (folder, file, first demo frame) of the three 3-s clips cut from the demo clip (each
+#: holds a labelled expression); two of them share a file name.
+CLIPS = (("x", "clip.mp4", 130), ("y", "clip.mp4", 220), ("z", "other.mp4", 330))
+CLIP_FRAMES = 90
 TIMING = ("latency_ms",)  # fields that depend on the machine's speed, not on the video
 
 
@@ -205,10 +205,14 @@ def test_plan_resolves_a_dataset_root_through_its_labels(tmp_path):
     labels.write_text("subject,video,onset,offset,emotion,type,apex\n"
                       "kanade,v01,3,9,positive,macro,5\nbiden,v02,1,4,negative,micro,2\n"
                       "biden,v03,1,4,negative,micro,2\n")
+    (root / "obama_v04.mp4").write_bytes(b"x")  # in SynthME's videos.csv, without labels
+    (root / "videos.csv").write_text("subject,video\nkanade,v01\nbiden,v02\nobama,obama_v04\n")
     jobs, missing = batch.plan([str(root)], labels=labels)
     assert [(j.subject, j.video, j.path) for j in jobs] == [
-        ("kanade", "v01", root / "kanade" / "v01"), ("biden", "v02", root / "v02.mp4")]
-    assert jobs[0].fps == 30.0 and jobs[1].fps is None
+        ("kanade", "v01", root / "kanade" / "v01"), ("biden", "v02", root / "v02.mp4"),
+        ("obama", "obama_v04", root / "obama_v04.mp4")]
+    assert [j.name for j in jobs] == ["kanade_v01", "biden_v02", "obama_v04"]
+    assert (jobs[0].fps, jobs[0].first_frame) == (30.0, 0) and jobs[1].fps is None
     assert missing == ["biden/v03"]
 
 
