@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -303,6 +304,13 @@ def serve(app, host: str = "127.0.0.1", port: int = 7860, *, prevent_thread_lock
                       footer_links=["api", "settings"])
 
 
+def _check_port(host: str, port: int) -> None:
+    """Raises OSError when ``host:port`` cannot be listened on (taken, or not this machine)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is fine
+        s.bind((host, port))
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, engine_name: str = "auto") -> int:
     """Load the engine, build the page and serve it until Ctrl-C (``--ui gradio``); returns 0.
 
@@ -312,6 +320,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, engine_name: str = "auto")
     """
     from engine.runtime import Engine, select_backend
 
+    _check_port(host, port)  # before the engine loads: a busy port fails in a moment
     selection = select_backend(engine_name, log=None)
     with Engine.load(engine_name) as engine:
         app = build_app(engine, selection=selection)

@@ -162,6 +162,21 @@ def test_about_names_engine_reason_and_versions(engine):
     assert "FEDN default weights" in md  # the model card
 
 
+def test_launch_on_a_busy_port_fails_before_loading_the_engine(monkeypatch):
+    from engine.runtime import Engine
+    from ui.gradio_app import launch
+
+    def no_load(*a, **k):
+        raise AssertionError("the engine was loaded before the port was checked")
+
+    monkeypatch.setattr(Engine, "load", no_load)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OSError):
+            launch("127.0.0.1", busy.getsockname()[1])
+
+
 @pytest.mark.parametrize("kwargs", [{"live_fps": 0}, {"time_limit": 0}])
 def test_build_app_checks_arguments(engine, kwargs):
     from ui.gradio_app import build_app
