@@ -15,6 +15,7 @@ between entry points is only what feeds it and where its records go:
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -57,7 +58,10 @@ class StageChain:
         self.latency = latency or LatencyStats()
         self.face = FaceTracker(cfg)
         self.flow = FlowStage(cfg)
-        self.spotter = (Spotter(engine, fps, cfg.flow_size, tracker_cfg, latency=self.latency)
+        # a face out of sight longer than the face tracker keeps its id has left
+        leave_after = int(math.ceil(cfg.track_keep_s * fps)) + 1
+        self.spotter = (Spotter(engine, fps, cfg.flow_size, tracker_cfg, latency=self.latency,
+                                leave_after=leave_after)
                         if engine is not None else None)
         self.faces: tuple[FaceObs, ...] = ()
         self.primary: FaceObs = FaceObs(False)

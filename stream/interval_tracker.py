@@ -21,7 +21,8 @@ expression is under way. The tracker
   sees whole: it becomes an ``event`` of its own when the active head lets go;
 * **flushes** at end of stream: pending candidates are finalized, and an
   expression still under way is emitted with the last frame as offset and
-  ``truncated: true``.
+  ``truncated: true``; the same when its face leaves for good (:meth:`face_left`),
+  with the last frame the face was seen as offset.
 
 One tracker per face track. Frame times come from a :class:`FrameTimes` the
 pipeline fills (bounded).
@@ -153,6 +154,22 @@ class IntervalTracker:
                 records.append(self._emit_from_active(prov, last_frame, truncated=True))
             else:
                 records.append(self._close_ended(prov))
+        return records
+
+    def face_left(self, last_seen: int) -> list[Record]:
+        """The face was last seen at ``last_seen`` and is gone for good (its track ended).
+
+        An expression under way then — or one whose active head let go only after
+        the face left — is emitted now as ``truncated`` with the onset that was
+        seen and ``last_seen`` as offset, instead of being withdrawn for want of
+        an end-anchored candidate (the detector never saw its offset).
+        """
+        records: list[Record] = []
+        for prov in list(self._provisional):
+            if prov.ended_at is None or prov.ended_at >= last_seen - self.cfg.off_frames:
+                self._provisional.remove(prov)
+                records.append(self._emit_from_active(prov, max(last_seen, prov.onset),
+                                                      truncated=True))
         return records
 
     # -- candidates --------------------------------------------------------------------------

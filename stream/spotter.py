@@ -39,6 +39,7 @@ class _Track:
     detector: StreamingDetector
     tracker: IntervalTracker
     last_seen: int
+    left: bool = False  # gone longer than the face tracker keeps an id: face_left was called
 
 
 class Spotter:
@@ -50,12 +51,17 @@ class Spotter:
         flow_size: S', side of the flow maps (for the "no face" frames of absent tracks).
         tracker_cfg: interval-tracker thresholds.
         latency: per-stage timings go here (``encoder``, ``detector``, ``tracker``).
+        leave_after: frames a track may be out of sight and still come back (the face
+            tracker's ``track_keep_s``); after that its face has left and an expression
+            under way is emitted as truncated. None: tracks never leave before the end.
     """
 
     def __init__(self, engine: EngineLike, fps: float, flow_size: int,
                  tracker_cfg: TrackerConfig = TrackerConfig(),
-                 latency: LatencyStats | None = None) -> None:
-        self.engine, self.tracker_cfg = engine, tracker_cfg
+                 latency: LatencyStats | None = None, leave_after: int | None = None) -> None:
+        if leave_after is not None and leave_after < 1:
+            raise ValueError(f"Spotter: leave_after must be >= 1 frame, got {leave_after}")
+        self.engine, self.tracker_cfg, self.leave_after = engine, tracker_cfg, leave_after
         self.model: ModelConfig = engine.cfg
         self.times = FrameTimes(fps)
         self.latency = latency or LatencyStats()
@@ -76,6 +82,7 @@ class Spotter:
                     StreamingDetector(self.engine, self.model),
                     IntervalTracker(self.model, self.tracker_cfg, self.times, track_id), index)
             self._tracks[track_id].last_seen = index
+            self._tracks[track_id].left = False
         for track_id, track in list(self._tracks.items()):
             flow = flows.get(track_id)
             if flow is None:  # out of sight: the model sees "no face" for this track
@@ -84,6 +91,11 @@ class Spotter:
                     continue
                 flow = FlowFrame(index, self.times.seconds(index), self._no_face, False, track_id)
             records += self._push(track_id, track, flow)
+            if flow.valid or track.left or self.leave_after is None:
+                continue
+            if index - track.last_seen >= self.leave_after:  # the face has left for good
+                track.left = True
+                records += track.tracker.face_left(track.last_seen)
         return records
 
     def finish(self) -> list[Record]:

@@ -1,0 +1,89 @@
+"""The per-track spotter: a face that leaves mid-expression gives a truncated event."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.config import ModelConfig, TrackerConfig
+from engine.contracts import Event, EventCancel, EventStart, FlowFrame
+from engine.decode import pyramid_points
+from stream.spotter import Spotter
+
+CFG = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32, feat_dim=4,
+                  heads=4, enc_channels=(8, 16), enc_grid=2, gain_ref=0.0)
+S = 8  # flow map side
+
+
+class ActiveOnlyEngine:
+    """An engine whose active head reads "macro positive under way" off the flow itself.
+
+    Feature 0 is the flow's u at pixel (0, 0) (1 while the expression is on); the
+    interval heads never fire, so only the active head (provisional events) speaks,
+    as for a held expression whose offset the detector never sees.
+    """
+
+    cfg = CFG
+
+    def encode(self, flow, valid):
+        feats = np.zeros((len(valid), CFG.feat_dim), np.float32)
+        feats[:, 0] = flow[:, 0, 0, 0] * valid
+        return feats
+
+    def padding(self, n):
+        return np.zeros((n, CFG.feat_dim), np.float32)
+
+    def detect(self, window):
+        w = CFG.window
+        on = window[:, 0] > 0.5  # (W,)
+        p = len(pyramid_points(w, CFG.levels))
+        act = np.where(on[:, None], [-6.0, 6.0], [-6.0, -6.0])  # (W, K): macro when on
+        emo = np.tile([-2.0, 4.0, -2.0, -2.0], (w, 1))  # positive
+        return {"cls_logits": np.full((1, p, 2), -10.0), "emo_logits": np.zeros((1, p, 4)),
+                "reg": np.zeros((1, p, 2)), "act_logits": act[None], "act_emo_logits": emo[None],
+                "act_since": np.full((1, w), 4.0)}
+
+
+def _run(leave_after, frames=200, visible_until=100, expression_from=80):
+    """A 20-frame expression under way when the face leaves (shorter than any window)."""
+    spotter = Spotter(ActiveOnlyEngine(), fps=30.0, flow_size=S, tracker_cfg=TrackerConfig(),
+                      leave_after=leave_after)
+    records = []
+    for i in range(frames):
+        flows = {}
+        if i < visible_until:
+            flow = np.zeros((3, S, S), np.float16)
+            flow[0, 0, 0] = 1.0 if i >= expression_from else 0.0
+            flows = {0: FlowFrame(i, i / 30, flow, True, 0)}
+        records += spotter.update(i, i / 30, i / 30, flows)
+    return records + spotter.finish()
+
+
+def test_an_expression_under_way_when_the_face_leaves_is_emitted_truncated():
+    records = _run(leave_after=16)
+    [start] = [r for r in records if isinstance(r, EventStart)]
+    [event] = [r for r in records if isinstance(r, Event)]
+    assert not [r for r in records if isinstance(r, EventCancel)]
+    assert event.truncated and event.id == start.id and event.track_id == 0
+    assert event.onset_frame == start.onset_frame and 74 <= event.onset_frame <= 84
+    assert event.offset_frame == 99  # the last frame the face was seen
+    assert event.kind == "macro" and event.emotion == "positive"
+    assert event.emitted_frame <= 99 + 16 + CFG.hop  # said soon after the face left
+
+
+def test_without_leaving_the_old_behaviour_withdraws_it():
+    """The case the change fixes: no leave rule, the start is withdrawn, nothing is final."""
+    records = _run(leave_after=None)
+    assert [r for r in records if isinstance(r, EventCancel)]
+    assert not [r for r in records if isinstance(r, Event)]
+
+
+def test_a_face_that_stays_is_cut_only_by_the_stream_end():
+    records = _run(leave_after=16, frames=300, visible_until=300, expression_from=280)
+    assert not [r for r in records if isinstance(r, EventCancel)]
+    [event] = [r for r in records if isinstance(r, Event)]
+    assert event.truncated and event.offset_frame == 299  # cut by the stream end only
+
+
+def test_leave_after_is_checked():
+    with pytest.raises(ValueError, match="leave_after"):
+        Spotter(ActiveOnlyEngine(), 30.0, S, leave_after=0)
