@@ -45,17 +45,6 @@ TAB_HEX = {"tab:blue": "#1f77b4", "tab:orange": "#ff7f0e", "tab:green": "#2ca02c
 KIND_COLOURS = {"micro": "tab:pink", "macro": "tab:cyan"}
 
 
-def _emotion_colours() -> dict[str, str]:
-    # The one table of emotion colours lives in stream.api; fall back to the same
-    # values if that module cannot be imported (it pulls in the sources).
-    try:
-        from stream.api import EMOTION_COLOURS
-        return dict(EMOTION_COLOURS)
-    except ImportError:  # pragma: no cover - stream.api always ships with ui
-        return {"negative": "tab:red", "positive": "tab:green", "surprise": "tab:orange",
-                "others": "tab:blue"}
-
-
 def bgr(colour: str) -> tuple[int, int, int]:
     """A matplotlib tab name (``tab:red``) or ``#rrggbb`` as an OpenCV BGR tuple."""
     h = TAB_HEX.get(colour, colour).lstrip("#")
@@ -65,7 +54,10 @@ def bgr(colour: str) -> tuple[int, int, int]:
     return (b, g, r)
 
 
-EMOTION_COLOURS = _emotion_colours()
+#: Colour per emotion: the same table as ``stream.api.EMOTION_COLOURS`` (a test keeps them
+#: equal; importing stream.api here would pull in torch through engine.runtime).
+EMOTION_COLOURS = {"negative": "tab:red", "positive": "tab:green", "surprise": "tab:orange",
+                   "others": "tab:blue"}
 EMOTION_BGR = {e: bgr(EMOTION_COLOURS[e]) for e in EMOTIONS}
 KIND_BGR = {k: bgr(KIND_COLOURS[k]) for k in KINDS}
 _NEUTRAL = (215, 215, 215)  # face box with nothing under way
