@@ -8,7 +8,8 @@ INPUTS are video files, frame folders, folders (searched recursively for both)
 or dataset roots: a folder under which the videos of ``--labels`` (a SynthME,
 CAS(ME)^2, SAMM-LV or CAS(ME)^3 label file) are found through the dataset
 layouts of :mod:`training.datasets.layout` (their subject, video, frame rate and
-first frame number come from there).
+first frame number come from there; a SynthME root also runs the unlabelled videos
+of its ``videos.csv``).
 
 Each video is one Ray task (local Ray by default, a cluster with ``--address``)
 that runs :func:`stream.analyze.analyze_video` — the one stage chain, so a
@@ -489,6 +490,17 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """One-line error unless HOST:PORT of ``address`` accepts a TCP connection (Ray itself
+    retries an unreachable address for minutes before it gives up)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ValueError(f"cannot reach Ray at {address}: {exc.strerror or exc} (is the cluster "
+                         f"up, and is this its head node's address?)") from None
+
+
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> int:
     from engine.runtime import ENGINE_CHOICES
 
@@ -533,6 +545,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         jobs, unfound = plan(args.inputs, args.labels, args.fps)
         gt = load_gt_for(args.gt, jobs) if args.gt else None
         import_ray()
+        if args.address and args.address != "auto":
+            _check_reachable(args.address)
         out = Path(args.out)
         summary = run_batch(jobs, out, engine=args.engine, address=args.address,
                             num_cpus=args.num_cpus, cpus_per_task=args.cpus_per_task,

@@ -222,6 +222,8 @@ def test_plan_resolves_a_dataset_root_through_its_labels(tmp_path):
     (["--cpus-per-task", "0"], "--cpus-per-task must be >= 1"),
     (["--address", "nowhere"], "--address must be"),
     (["--fps", "-1"], "--fps must be > 0"),
+    (["--address", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1"),
+    (["--address", "ray://127.0.0.1:1"], "cannot reach Ray at ray://127.0.0.1:1"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(args, message, archive, tmp_path, capsys):
     assert batch.main([str(archive["good"][0]), "--out", str(tmp_path)] + args) == 2
