@@ -60,31 +60,35 @@ class StreamConfig:
 class ModelConfig:
     """Sizes of the FEDN network, its losses, decoding and streaming schedule.
 
+    The defaults are the shipped model (``engine/weights/fedn_default.pt``, run v8; a test
+    compares them with the checkpoint's stored config key by key); training YAMLs
+    (``training/configs/``) override only what differs.
+
     Frame positions: pyramid level ``l`` has stride ``2**l``; its position ``j``
     sits at frame ``(j + 1) * 2**l - 1`` (the last frame it has seen), so every
     output depends on frames at or before its own frame only.
     """
 
     # --- streaming schedule
-    window: int = 256  # frames the temporal detector sees (~8.5 s at 30 fps)
+    window: int = 128  # frames the temporal detector sees (~4.3 s at 30 fps)
     hop: int = 8  # run the detector every `hop` frames; multiple of 2**(levels-1)
     # --- temporal detector
-    segment: int = 8  # segment attention & fusion span (short, local dynamics), frames
-    attn_window: int = 16  # w: causal sliding-window attention span, positions of each level
+    segment: int = 4  # segment attention & fusion span (short, local dynamics), frames
+    attn_window: int = 8  # w: causal sliding-window attention span, positions of each level
     blocks_per_level: int = 1  # transformer blocks per pyramid level
     levels: int = 4  # temporal pyramid levels (stride 2 between levels)
-    channels: int = 96  # feature width of the temporal detector
+    channels: int = 64  # feature width of the temporal detector
     heads: int = 4  # attention heads (channels % heads == 0)
     mlp_ratio: int = 2  # hidden width of each block's MLP, × channels
     dropout: float = 0.1  # dropout in attention / MLP / heads during training
     # --- per-frame flow encoder
-    feat_dim: int = 96  # per-frame feature width from the flow encoder
+    feat_dim: int = 64  # per-frame feature width from the flow encoder
     enc_stem: int = 4  # first conv: stem×stem kernel, stride stem (patchify; flow is smooth)
-    enc_channels: tuple[int, ...] = (16, 32, 64)  # conv widths: the stem, then stride-2 3×3s
+    enc_channels: tuple[int, ...] = (8, 16, 32, 64)  # conv widths: the stem, then stride-2 3×3s
     enc_grid: int = 4  # the last conv map is average-pooled to enc_grid × enc_grid, then flattened
     # --- input gain (engine/gain.py): flow of faces with a high motion-noise floor is scaled
     # down to this floor before encoding; 0 switches it off (checkpoints from before it)
-    gain_ref: float = 0.0  # reference noise floor, px of cell-mean |(u, v)| per Δ
+    gain_ref: float = 0.2  # reference noise floor, px of cell-mean |(u, v)| per Δ (0: off)
     gain_grid: int = 8  # the flow map is cut into gain_grid² cells, each with its own gain
     gain_window: int = 300  # running-median span of the floor, valid frames of the track
     gain_min_frames: int = 30  # gain stays 1 until this many valid frames were seen
@@ -101,7 +105,9 @@ class ModelConfig:
     loss_emo: float = 1.0  # weight of the emotion cross-entropy at positive points
     loss_act: float = 1.0  # weight of the active-head losses (BCE + emotion CE + since-L1)
     # --- decoding
-    score_thresh: float = 0.3  # candidates below this kind probability are dropped (also after NMS)
+    # candidates below this kind probability are dropped (also after NMS); training sweeps
+    # TrainConfig.thresholds on validation and stores the best one in the checkpoint
+    score_thresh: float = 0.35
     nms_sigma: float = 0.5  # Gaussian soft-NMS σ (score *= exp(-IoU²/σ))
     max_candidates: int = 32  # at most this many candidates per window after soft-NMS
 

@@ -10,7 +10,7 @@ from engine.config import ModelConfig
 from engine.decode import OUTPUT_KEYS, decode_active, decode_window, pyramid_points
 from engine.model.targets import assign_window
 
-CFG = ModelConfig()
+CFG = ModelConfig(window=256)  # the point tables below reach frame 255
 P = len(pyramid_points(CFG.window, CFG.levels))
 
 

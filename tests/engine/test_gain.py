@@ -31,11 +31,16 @@ def _clip(n: int, sigma, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.
     return flow, g.random(n) > 0.1
 
 
-def test_off_by_default_and_for_old_checkpoints():
+def test_on_by_default_as_shipped_and_off_at_zero():
+    """The defaults are the shipped model (gain 0.2 px per 8x8 cell); gain_ref 0 is off,
+    which is what a checkpoint from before the gain loads with (engine.checkpoint)."""
     flow, valid = _clip(50, np.full(50, 3.0))
-    assert ModelConfig().gain_ref == 0
-    assert np.all(video_gains(flow, valid, ModelConfig()) == 1.0)
-    track = FlowGain(ModelConfig())
+    on = ModelConfig()
+    assert (on.gain_ref, on.gain_grid) == (0.2, 8)
+    assert video_gains(flow, valid, on)[-1].max() < 1.0  # a 3 px noise floor is scaled down
+    off = replace(on, gain_ref=0.0)
+    assert np.all(video_gains(flow, valid, off) == 1.0)
+    track = FlowGain(off)
     assert all(np.all(track.update(f, bool(v)) == 1.0) for f, v in zip(flow, valid))
 
 

@@ -12,7 +12,7 @@ from engine.model import FEDN, FEDNLoss, GTInterval, assign_targets
 from engine.model.losses import diou_loss_1d, sigmoid_focal_loss
 from engine.model.targets import assign_window
 
-CFG = ModelConfig()  # window 256, levels 4, range_base 16, end_margin 6
+CFG = ModelConfig(window=256)  # window 256, levels 4, range_base 16, end_margin 6
 PTS = pyramid_points(CFG.window, CFG.levels)
 
 

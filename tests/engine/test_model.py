@@ -23,7 +23,7 @@ def _point_frames(cfg: ModelConfig, length: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def detector() -> TemporalDetector:
     torch.manual_seed(0)
-    return TemporalDetector(ModelConfig(dropout=0.0)).eval()
+    return TemporalDetector(ModelConfig(window=256, dropout=0.0)).eval()  # t up to 254
 
 
 def test_output_keys_and_shapes():

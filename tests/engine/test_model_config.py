@@ -1,6 +1,8 @@
 """ModelConfig validation and derived values."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
 from engine.config import ModelConfig, override
@@ -53,3 +55,34 @@ def test_yaml_lists_become_tuples_and_unknown_keys_fail():
 def test_a_smaller_valid_configuration():
     cfg = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3)
     assert cfg.lookback == (2 * 3 + 5, 2 * 3 + 5 + 1 + 10, 2 * 3 + 5 + 1 + 10 + 2 + 20)
+
+
+def test_defaults_are_the_shipped_model_key_by_key():
+    import torch
+
+    from engine.checkpoint import shipped_weights
+    path = shipped_weights()
+    assert path is not None and path.name == "fedn_default.pt"
+    stored = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    defaults = asdict(ModelConfig())
+    assert set(stored) == set(defaults)
+    differ = {k: (v, defaults[k]) for k, v in stored.items()
+              if (tuple(v) if isinstance(v, list) else v) != defaults[k]}
+    assert not differ
+
+
+def test_a_checkpoint_from_before_the_input_gain_loads_with_the_gain_off(tmp_path):
+    """Defaults have the gain on (the shipped model); a config without gain_ref predates it."""
+    import torch
+
+    from engine.model import FEDN
+    from engine.checkpoint import load_model
+    cfg = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32,
+                      feat_dim=24, enc_channels=(8, 16), enc_grid=2, gain_ref=0.0)
+    old = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()
+           if not k.startswith("gain_")}
+    torch.save({"model": FEDN(cfg).state_dict(), "config": old}, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt", log=lambda m: None).cfg.gain_ref == 0.0
+    torch.save({"model": FEDN(cfg).state_dict(), "config": {**old, "gain_ref": 0.3}},
+               tmp_path / "new.pt")
+    assert load_model(tmp_path / "new.pt", log=lambda m: None).cfg.gain_ref == 0.3

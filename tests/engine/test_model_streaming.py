@@ -27,7 +27,8 @@ N_FRAMES = 320
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)
-    cfg = ModelConfig(dropout=0.0, score_thresh=0.05, max_candidates=1000)
+    # the shipped model's sizes; no input gain: the offline forward takes the flow as given
+    cfg = ModelConfig(dropout=0.0, score_thresh=0.05, max_candidates=1000, gain_ref=0.0)
     model = FEDN(cfg).eval()
     with torch.no_grad():  # spread the untrained kind scores so decoding has work to do
         model.detector.head.cls[-1].weight.mul_(20.0)
@@ -116,7 +117,8 @@ def test_first_positions_of_a_window_are_not_exact(setup):
 def test_flush_completes_the_last_partial_hop():
     torch.manual_seed(3)
     cfg = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32,
-                      feat_dim=24, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0)
+                      feat_dim=24, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0,
+                      gain_ref=0.0)
     model = FEDN(cfg).eval()
     n = 45  # 5 full hops + 5 frames
     flow = torch.randn(n, 3, 16, 16)
