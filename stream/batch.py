@@ -588,7 +588,8 @@ def finish(summary: dict, jobs: Sequence[Job], out: Path, csv_path: Path, unfoun
                 f"intervals are in videos of this batch):")
             log(format_table(summary["score"]))
     _write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1))
-    log(f"wrote {csv_path} ({len(spots)} rows), {out / SUMMARY_FILE} and one JSONL per video")
+    log(f"wrote {csv_path} ({len(spots)} rows) and {out / SUMMARY_FILE}; JSONL of "
+        f"{summary['done'] + summary['skipped']} complete videos in {out}")
     return code
 
 
