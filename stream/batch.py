@@ -25,8 +25,10 @@ or ``--retry-failed``). At the end: one MEGC CSV of every complete video
 (``OUT/megc.csv``), the scores against ``--gt`` when given, and the summary
 (printed and in ``OUT/batch_summary.json``).
 
-Exit codes: 0 every video done; 1 a video failed (each one listed with its
-reason) or the run was interrupted; 2 bad arguments or inputs (one line, nothing run).
+Exit codes (as ``run_live.py`` and ``stream.analyze``): 0 every video done; 2 bad
+arguments or inputs (one line, nothing run), or a video could not be read (each one
+listed with its reason, the rest done); 130 interrupted (the summary is still written);
+1 a video that was never run (an internal error, e.g. a worker that kept crashing).
 """
 from __future__ import annotations
 
@@ -573,7 +575,8 @@ def finish(summary: dict, jobs: Sequence[Job], out: Path, csv_path: Path, unfoun
     if unfound:
         log(f"  labelled videos not found under the dataset root: {len(unfound)} "
             f"(e.g. {', '.join(unfound[:3])})")
-    code = 1 if summary["failed"] or summary["interrupted"] or summary["not_run"] else 0
+    code = (130 if summary["interrupted"] else 2 if summary["failed"]
+            else 1 if summary["not_run"] else 0)
     if gt is not None:
         from training.evaluate import evaluate, format_table
 

@@ -129,7 +129,7 @@ def test_every_good_video_equals_the_single_process_run(first_run, archive, sing
 
 def test_a_corrupt_video_is_one_recorded_failure(first_run, archive):
     s = first_run["summary"]
-    assert first_run["code"] == 1
+    assert first_run["code"] == 2
     assert [f["source"] for f in s["failures"]] == [str(archive["broken"])]
     assert "cannot decode video" in s["failures"][0]["reason"]
     assert any("FAILED broken" in line and "cannot decode" in line for line in first_run["lines"])
@@ -157,7 +157,7 @@ def test_a_rerun_does_no_work_and_a_killed_task_is_redone(first_run, archive):
     out = first_run["out"]
     inputs = [str(archive["root"] / f) for f in ("x", "y", "z")]
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.jsonl")}
-    assert batch.main(inputs + ["--out", str(out), "--no-progress"], log=lambda _: None) == 1
+    assert batch.main(inputs + ["--out", str(out), "--no-progress"], log=lambda _: None) == 2
     s = json.loads((out / batch.SUMMARY_FILE).read_text())
     assert (s["done"], s["skipped"], s["failed"], s["frames"]) == (0, 3, 1, 0)
     assert "cpus" not in s["ray"], "nothing to do, yet Ray was asked"
@@ -165,7 +165,7 @@ def test_a_rerun_does_no_work_and_a_killed_task_is_redone(first_run, archive):
     # a task killed after writing its JSONL but before its marker: redone, and only it
     victim = _by_source(s)[str(archive["good"][2])]["name"]
     (out / f"{victim}.done.json").unlink()
-    assert batch.main(inputs + ["--out", str(out), "--no-progress"], log=lambda _: None) == 1
+    assert batch.main(inputs + ["--out", str(out), "--no-progress"], log=lambda _: None) == 2
     s = json.loads((out / batch.SUMMARY_FILE).read_text())
     assert (s["done"], s["skipped"], s["failed"]) == (1, 2, 1)
     assert [v["name"] for v in s["per_video"] if v["status"] == "done"] == [victim]
