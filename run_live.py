@@ -183,6 +183,7 @@ class _Signals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.sinks_ready = False  # the run's own sinks exist (they say how it stopped)
         self._saved: dict[int, object] = {}
 
     def _handle(self, signum: int, _frame) -> None:
@@ -199,8 +200,13 @@ class _Signals:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the previous handlers back (idempotent)."""
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
+        self._saved = {}
 
     @property
     def code(self) -> int:
@@ -215,26 +221,41 @@ def _write_stopped(emit, watch: "_Watch", source_name: str, engine_name: str,
         emit(Summary(source_name, engine_name, policy, frames_promised=promised))
 
 
+def _stopped_before_start(argv: list[str] | None) -> None:
+    """Best effort: ``interrupted`` and an empty summary in ``--events-out``, if one is given
+    and nothing was written to it yet."""
+    try:
+        args = build_parser().parse_args(argv)
+        if not args.events_out:
+            return
+        from stream.events import JsonlSink
+
+        sink = JsonlSink(args.events_out)
+        _write_stopped(sink, _Watch(), args.source, args.engine,
+                       "drop_oldest" if args.realtime else "block", None)
+        sink.close()
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - nothing more can be done
+        pass
+
+
 def run(argv: list[str] | None = None, signals: "_Signals | None" = None) -> int:
     """The command line; ``signals`` (installed by :func:`main`) says which signal stopped it."""
     args = build_parser().parse_args(argv)
-    with (signals or _Signals()) as signals:
+    if signals is not None:
+        return _run(args, signals)
+    with _Signals() as signals:
         return _run(args, signals)
 
 
 def _run(args: argparse.Namespace, signals: "_Signals") -> int:
-    from engine.backends import BackendError
-    from engine.runtime import Engine
-    from stream.capture import default_policy
     from stream.events import ConsoleSink, JsonlSink, SinkError, fan_out
-    from stream.pipeline import Pipeline
-    from stream.sources import SourceError, open_source
 
     if args.ui not in UIS_BUILT:
         raise UsageError(f"--ui {args.ui} is not built yet in this version "
                          f"(available: {', '.join(UIS_BUILT)})")
-    if args.ui == "webrtc":  # the browser's camera is the source: --source is not used
-        return _serve_webrtc(args)
+    if args.ui in ("gradio", "webrtc"):  # the browser's camera is the source, not --source
+        signals.restore()  # the servers have their own shutdown
+        return _serve_ui(args)
     watch = _Watch()
     sinks: list = [watch]
     jsonl = None
@@ -245,11 +266,16 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
             raise UsageError(str(exc)) from None
         sinks.append(jsonl)
     emit = fan_out(sinks)
+    signals.sinks_ready = True
     source_name, engine_name, source = args.source, args.engine, None
     status = StatusLine()
     try:
-        try:
-            source = open_source(args.source, fps=args.fps, reconnect_s=args.reconnect)
+        from engine.runtime import Engine  # heavy imports (torch): a signal may come now
+        from stream.pipeline import Pipeline
+        from stream.sources import SourceError, open_source
+
+        try:  # opened before the engine is loaded: bad input fails fast
+            source = open_source(args.source, fps=args.fps, reconnect_s=args.reconnect).open()
         except SourceError as exc:
             raise UsageError(str(exc)) from None
         source_name = str(getattr(source, "name", args.source))
@@ -263,16 +289,27 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
                                progress=status).run()
     except KeyboardInterrupt:  # start-up, or a second signal while finishing
         status.clear()
-        policy = ("drop_oldest" if args.realtime or source is None
-                  else default_policy(source).value)
+        policy = ("drop_oldest" if args.realtime or getattr(source, "live", False)
+                  else "block")
+        where = ("during start-up" if watch.interrupted_at is None
+                 else f"at frame {watch.interrupted_at}")
         _write_stopped(emit, watch, source_name, engine_name, policy,
                        getattr(source, "frames_promised", None))
-        raise Interrupted(signals.code, "interrupted during start-up" if watch.interrupted_at
-                          is None else f"interrupted at frame {watch.interrupted_at}") from None
-    except (SourceError, BackendError, SinkError) as exc:  # bad input / backend / disk
+        raise Interrupted(signals.code, f"interrupted {where}; the summary was written"
+                          if jsonl is not None else f"interrupted {where}") from None
+    except SinkError as exc:  # disk full, file gone
         raise UsageError(str(exc)) from None
+    except Exception as exc:
+        from engine.backends import BackendError
+        from stream.sources import SourceError
+
+        if isinstance(exc, (SourceError, BackendError)):  # bad input / backend not here
+            raise UsageError(str(exc)) from None
+        raise
     finally:
         status.clear()
+        if source is not None:
+            source.close()
         if jsonl is not None:
             try:
                 jsonl.close()
@@ -300,8 +337,9 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fedn-live`` and ``python run_live.py``; returns the exit code."""
+    signals = _Signals()
     try:
-        with _Signals() as signals:  # before the heavy imports of run()
+        with signals:  # before the heavy imports of run()
             return run(argv, signals)
     except UsageError as exc:
         print(f"fedn-live: error: {exc}", file=sys.stderr)
@@ -309,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as exc:
         print(f"fedn-live: {exc}", file=sys.stderr)
         return exc.code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the run set up its sinks: still leave a valid JSONL
+        if not signals.sinks_ready:
+            _stopped_before_start(argv)
         print("fedn-live: interrupted", file=sys.stderr)
-        return 130
+        return signals.code
     except Exception:  # an internal error: full trace for the bug report
         traceback.print_exc()
         return 1

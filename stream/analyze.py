@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -26,10 +27,10 @@ from engine.config import StreamConfig
 from engine.contracts import Event, Summary
 from engine.runtime import ENGINE_CHOICES, Engine
 from stream.chain import StageChain, run_frames, source_hooks, stamped
-from stream.events import JsonlSink, fan_out
+from stream.events import JsonlSink, SinkError, fan_out
 from stream.megc_csv import Spot, read_megc_csv, write_megc_csv
 from stream.ring import Policy
-from stream.sources import SourceError, open_source
+from stream.sources import SourceError, check_fps, open_source
 
 
 def output_names(paths: Sequence[Path]) -> dict[Path, str]:
@@ -89,13 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", default=None,
                         help="MEGC CSV giving each video stem's subject (e.g. SynthME labels)")
     parser.add_argument("--engine", default="auto", choices=ENGINE_CHOICES)
-    parser.add_argument("--fps", type=float, default=None, help="frame rate of frame folders")
+    parser.add_argument("--fps", default=None,
+                        help="frame rate of frame folders (and of videos whose container "
+                             "gives none)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     videos = [Path(v) for v in args.videos]
     failed: dict[Path, str] = {}
     try:
+        fps = None if args.fps is None else check_fps(args.fps, "--fps")
+        if args.csv and not Path(args.csv).resolve().parent.is_dir():
+            raise ValueError(f"--csv folder does not exist: {Path(args.csv).parent}")
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
         subjects = subjects_from_labels(args.labels)
@@ -103,18 +109,28 @@ def main(argv: list[str] | None = None) -> int:
         spots = []
         with Engine.load(args.engine) as engine:
             for v in videos:
+                out_path = out_dir / f"{names[v]}.jsonl"
                 try:
-                    events, summary = analyze_video(v, out_dir / f"{names[v]}.jsonl", engine,
-                                                    args.fps, progress=not args.no_progress)
-                except SourceError as exc:
+                    events, summary = analyze_video(v, out_path, engine, fps,
+                                                    progress=not args.no_progress)
+                except (SourceError, SinkError) as exc:
                     failed[v] = str(exc)
-                    print(f"analyze: {v}: skipped: {exc}", file=sys.stderr)
+                except Exception as exc:  # noqa: BLE001 - the other inputs still run
+                    failed[v] = f"internal error: {type(exc).__name__}: {exc}"
+                    traceback.print_exc()
+                if v in failed:
+                    print(f"analyze: {v}: skipped: {failed[v]}", file=sys.stderr)
+                    if out_path.is_file():  # partial, or from an earlier run: not this one
+                        out_path.unlink()
                     continue
                 subject = subjects.get(v.stem, v.resolve().parent.name)
                 spots += [Spot(subject, v.stem, e.onset_frame, e.offset_frame, e.emotion,
                                e.kind, e.apex_frame, e.score) for e in events]
-                print(f"{v.name}: {len(events)} events, {summary.frames_processed} frames, "
-                      f"{summary.fps:.0f} fps, face on {summary.frames_with_face} frames")
+                short = ("" if summary.frames_promised in (None, summary.frames_read) else
+                         f" (of {summary.frames_promised} promised: see source_short)")
+                print(f"{v.name}: {len(events)} events, {summary.frames_processed} frames"
+                      f"{short}, {summary.fps:.0f} fps, face on {summary.frames_with_face} "
+                      f"frames")
         if args.csv:
             write_megc_csv(spots, args.csv)
             print(f"wrote {args.csv} ({len(spots)} rows) and {len(videos) - len(failed)} "

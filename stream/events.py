@@ -15,6 +15,7 @@ dataclasses of :mod:`engine.contracts`:
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from dataclasses import MISSING, asdict, fields
@@ -89,25 +90,56 @@ def read_events(path: str | Path) -> list[Event]:
     return [r for r in read_jsonl(path) if isinstance(r, Event)]
 
 
+class SinkError(OSError):
+    """A sink could not write (disk full, file gone); the message is one line for the user."""
+
+
 class JsonlSink:
-    """Appends records to a JSONL file, one line each, flushed per line (thread-safe)."""
+    """Writes records to a JSONL file, one line each, flushed per line (thread-safe).
+
+    The file is created (or truncated) by the first record, not before: a run that
+    fails on its source or engine leaves an existing file as it was. The folder and
+    the permission to write are checked at once.
+
+    Raises:
+        ValueError: the folder does not exist, or the path is a folder or not writable.
+        SinkError: (from a call) a line could not be written, e.g. the disk is full.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            raise ValueError(f"--events-out folder does not exist: {self.path.parent}")
-        self._file: IO[str] = open(self.path, "w", encoding="utf-8")
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise ValueError(f"--events-out folder does not exist: {parent}")
+        if self.path.is_dir():
+            raise ValueError(f"--events-out is a folder: {self.path} (give a file name)")
+        if not os.access(self.path if self.path.exists() else parent, os.W_OK):
+            raise ValueError(f"--events-out is not writable: {self.path}")
+        self._file: IO[str] | None = None
+        self._failed = False
         self._lock = threading.Lock()
 
     def __call__(self, record: Record) -> None:
         line = json.dumps(to_json(record), separators=(",", ":"))
         with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
+            try:
+                if self._file is None:
+                    self._file = open(self.path, "w", encoding="utf-8")
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self._failed = True
+                raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError:  # the write that failed already said why
+                    if not self._failed:
+                        raise
+                self._file = None
 
 
 class ConsoleSink:

@@ -34,7 +34,8 @@ class _Roi:
 
 
 def _crop_transform(box: np.ndarray, margin: float, side: int) -> np.ndarray:
-    """2×3 affine from frame pixels to a ``side``² crop centred on ``box``, ``margin``× its size."""
+    """2×3 affine from frame pixels to a ``side``² crop centred on ``box``, ``margin`` × its
+    size."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     span = margin * max(box[2] - box[0], box[3] - box[1], 1.0)
     s = side / span

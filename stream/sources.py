@@ -132,7 +132,9 @@ class _SourceBase:
         self._status_lock = threading.Lock()  # read() runs on the capture thread
 
     def __enter__(self):
-        return self.open()
+        # An already open source is used as it is (the command line opens it before
+        # loading the engine, so bad input fails fast; the pipeline then enters it).
+        return self if self._opened else self.open()
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -601,8 +603,8 @@ def as_bgr(image: Any, where: str = "image") -> np.ndarray:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] in (1, 4) and img.size:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.shape[2] == 1 else cv2.COLOR_BGRA2BGR)
-    raise ValueError(f"{where} must be an H×W×3 (BGR), H×W×4 (BGRA) or H×W (gray) uint8 image, "
-                     f"got shape {img.shape} dtype {img.dtype}")
+    raise ValueError(f"{where} must be an H×W×3 (BGR), H×W×4 (BGRA) or H×W (gray) uint8 "
+                     f"image, got shape {img.shape} dtype {img.dtype}")
 
 
 class ArraySource(_SourceBase):

@@ -1,6 +1,8 @@
 """Shared fixtures for the stream tests: real face images placed in 640×360 frames."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -42,3 +44,42 @@ def place_face(face: np.ndarray, frame: np.ndarray | None = None, center=(320.0,
 def face_scene():
     """The ``place_face`` helper, as a fixture."""
     return place_face
+
+
+@pytest.fixture(scope="module")
+def shared_engine():
+    """One ONNX Runtime engine for a test module (the shipped weights)."""
+    from engine.runtime import Engine
+    with Engine.load("onnxruntime", log=lambda _: None) as engine:
+        yield engine
+
+
+@pytest.fixture
+def cli(shared_engine, monkeypatch, capsys, tmp_path):
+    """``run_live`` in-process with ``shared_engine`` (``Engine.load`` hands it out and does
+    not close it). ``cli(*args, out=None)`` returns (exit code, stderr, records of
+    ``--events-out`` or None when no file was written, seconds)."""
+    import contextlib
+    import json
+    import time
+
+    from engine.runtime import Engine
+    from run_live import main as run_live
+
+    @contextlib.contextmanager
+    def shared():
+        yield shared_engine
+
+    monkeypatch.setattr(Engine, "load", classmethod(lambda cls, *a, **k: shared()))
+
+    def run(*args: str, out=None):
+        out = tmp_path / "events.jsonl" if out is None else out
+        start = time.monotonic()
+        code = run_live(["--quiet", "--engine", "onnxruntime", "--events-out", str(out),
+                         *args])
+        took = time.monotonic() - start
+        err = capsys.readouterr().err
+        records = ([json.loads(line) for line in Path(out).read_text().splitlines()]
+                   if Path(out).is_file() else None)  # not /dev/full: endless zeros
+        return code, err, records, took
+    return run
