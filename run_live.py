@@ -322,11 +322,15 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
     return 0
 
 
-def _serve_webrtc(args: argparse.Namespace) -> int:
+def _serve_ui(args: argparse.Namespace) -> int:
+    """``--ui gradio|webrtc``: serve the front end on --host / --port until interrupted."""
     from engine.backends import BackendError
-    from ui.webrtc_server import serve
 
     try:
+        if args.ui == "gradio":
+            from ui.gradio_app import launch
+            return launch(args.host, args.port, args.engine) or 0
+        from ui.webrtc_server import serve
         return serve(args.host, args.port, args.engine, args.max_peers, args.ice_loopback)
     except (BackendError, ValueError) as exc:
         raise UsageError(str(exc)) from None
