@@ -31,7 +31,7 @@ ENGINE_CHOICES = ("auto",) + BACKEND_NAMES
 
 UIS = ("none", "gradio", "webrtc")
 #: Front ends that exist in this build; the others say so plainly.
-UIS_BUILT = ("none", "webrtc")
+UIS_BUILT = ("none", "gradio", "webrtc")
 
 
 class UsageError(Exception):

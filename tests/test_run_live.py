@@ -36,6 +36,19 @@ def test_max_frames_limits_the_run(tmp_path, small_video):
     assert json.loads(out.read_text().splitlines()[-1])["frames_processed"] == 7
 
 
+_HELD = []  # sockets kept open so their ports stay busy for the test's subprocess
+
+
+def _busy_port() -> int:
+    """A 127.0.0.1 port something already listens on (the front ends must say so, exit 2)."""
+    import socket
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    _HELD.append(sock)
+    return sock.getsockname()[1]
+
+
 def _noise_file(tmp_path):
     path = tmp_path / "noise.mp4"
     path.write_bytes(os.urandom(10_000))
@@ -49,7 +62,8 @@ def _noise_file(tmp_path):
     (lambda p: ["--max-frames", "0"], "--max-frames"),
     (lambda p: ["--max-frames", "abc"], "--max-frames"),
     (lambda p: ["--engine", "cuda"], "--engine"),
-    (lambda p: ["--ui", "gradio", "--source", _noise_file(p)], "not built yet"),
+    (lambda p: ["--ui", "gradio", "--port", str(_busy_port())], "cannot listen"),
+    (lambda p: ["--ui", "webrtc", "--port", str(_busy_port())], "cannot listen"),
     (lambda p: ["--source", "webcam:zero"], "webcam:N"),
     (lambda p: ["--source", str(p), "--fps", "-3"], "--fps"),
 ])
