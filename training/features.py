@@ -77,6 +77,8 @@ def extract_video(path: str | Path, cfg: StreamConfig | None = None,
     the largest by default, the face the chain lists first): a SynthME or
     dataset video shows one subject, and a frame without a face gives
     ``valid=False`` (the model sees "no face", as live for a track out of sight).
+    Frames the file promised but that do not decode (``source_short``) are rows
+    with ``valid=False`` too, so row ``i`` stays frame ``i`` of the labels.
 
     Returns:
         flow (N, 3, S', S') float16, valid (N,) bool, fps.
@@ -90,6 +92,9 @@ def extract_video(path: str | Path, cfg: StreamConfig | None = None,
             tqdm(total=src.frame_count, desc=Path(path).name, unit="f", leave=False,
                  disable=not progress) as bar:
         for frame in stamped(src):
+            while len(flows) < frame.index:  # an undecodable frame: no face seen there
+                flows.append(no_flow)
+                valid.append(False)
             chain.update(frame)
             ff = chain.flows.get(chain.primary.track_id) if chain.primary.found else None
             flows.append(no_flow if ff is None else np.asarray(ff.flow, np.float16))

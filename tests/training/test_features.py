@@ -100,3 +100,12 @@ def test_bad_inputs(tmp_path):
         features.cached_features(tmp_path / "nope.mp4", tmp_path / "cache")
     with pytest.raises(ValueError, match="workers"):
         features.load_split(tmp_path, tmp_path, workers=0)
+
+
+def test_undecodable_frames_keep_rows_aligned_with_frame_numbers(tmp_path):
+    """A frame that does not decode is a row too (valid=False): row i stays frame i."""
+    from tests.stream import media
+    from training.features import extract_video
+    flow, valid, _ = extract_video(media.make_corrupt_middle(tmp_path / "c.mp4", 240))
+    assert flow.shape[0] == valid.shape[0] == 240
+    assert not valid.any()  # no face in the test pattern
