@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: live test test-slow test-browser chromium bench bench-webrtc gpu-check venv clean
+.PHONY: live test test-slow test-browser chromium bench bench-webrtc soak gpu-check venv clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ bench: $(STAMP)
 # Glass-to-glass latency over loopback WebRTC with 1, 2 and 4 peers: bench/webrtc.json + .png
 bench-webrtc: $(STAMP)
 	$(PY) -m bench.webrtc --out bench/webrtc.json
+
+# 10 min of the looped demo through the live pipeline (--realtime), then 10 min of one WebRTC
+# peer; RSS every 10 s, growth <= 50 MB after a 60 s warm-up: bench/soak.json + .png (~21 min)
+soak: $(STAMP)
+	$(PY) -m bench.soak --minutes 10 --out bench/soak.json
 
 # On an NVIDIA machine. Without the project venv (e.g. an offline GPU box), run
 # `python3 -m bench.gpu_check --no-install --cache .gpucheck` from the repository root with any
