@@ -17,17 +17,33 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from engine.config import StreamConfig, TrackerConfig
 from engine.contracts import FaceObs, FlowFrame, Frame, Record, Status, Summary
 from engine.runtime import Engine
 from stream.events import Sink
-from stream.face import FaceTracker, min_face_px
+from stream.face import FaceTracker, FaceUpdate, min_face_px
 from stream.flow import FlowStage
 from stream.latency import LatencyStats
 from stream.sources import FrameSource
 from stream.spotter import FrameScores, Spotter
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A frame after the face stage: what the rest of the chain needs.
+
+    Attributes:
+        frame: the frame (its image is no longer needed).
+        faces: what the face tracker saw (faces primary first, track starts / ends).
+        records: the face stage's status records (face_found / face_lost / no_face).
+    """
+
+    frame: Frame
+    faces: FaceUpdate
+    records: tuple[Record, ...] = ()
 
 
 class StageChain:
@@ -82,8 +98,34 @@ class StageChain:
     def scores(self) -> dict[int, FrameScores]:
         return self.spotter.scores if self.spotter is not None else {}
 
-    def update(self, frame: Frame) -> list[Record]:
-        """Run every stage on one frame; returns the records it produced."""
+    def update(self, item: Frame | Tracked) -> list[Record]:
+        """Run every stage on one frame; returns the records it produced.
+
+        ``item`` is a frame, or a frame whose face stage already ran (:meth:`track`,
+        e.g. on the face thread of :class:`stream.pipeline.FaceAhead`).
+        """
+        tracked = item if isinstance(item, Tracked) else self.track(item)
+        frame, seen = tracked.frame, tracked.faces
+        records = list(tracked.records)
+        self.faces, self.primary = seen.faces, seen.primary
+        if seen.found:
+            self.frames_with_face += 1
+            with self.latency.time("flow"):
+                self.flows = {face.track_id: self.flow.update(face, frame.index, frame.t_capture)
+                              for face in seen.faces}
+        else:  # no flow call for a frame without faces (it would only build a zero map)
+            self.flows = {}
+        if self.spotter is not None:
+            records += self.spotter.update(frame.index, frame.t_capture, frame.t_arrival,
+                                           self.flows)
+        return records
+
+    def track(self, frame: Frame) -> Tracked:
+        """The face stage alone (and its status records); the rest runs in :meth:`update`.
+
+        Called from one thread at a time, in frame order. The frame's image is not used
+        after it (the flow stage reads the aligned crops), so a ring may reuse its slot.
+        """
         records: list[Record] = []
         with self.latency.time("face"):
             seen = self.face.update(frame)
@@ -98,18 +140,7 @@ class StageChain:
             records.append(Status("no_face", frame.index,
                                   {"t_s": t_s, "min_face_px": min_face_px(w, h)}))
         self._first = False
-        self.faces, self.primary = seen.faces, seen.primary
-        if seen.found:
-            self.frames_with_face += 1
-            with self.latency.time("flow"):
-                self.flows = {face.track_id: self.flow.update(face, frame.index, frame.t_capture)
-                              for face in seen.faces}
-        else:  # no flow call for a frame without faces (it would only build a zero map)
-            self.flows = {}
-        if self.spotter is not None:
-            records += self.spotter.update(frame.index, frame.t_capture, frame.t_arrival,
-                                           self.flows)
-        return records
+        return Tracked(frame, seen, tuple(records))
 
     def finish(self) -> list[Record]:
         """End of stream: what the trackers still hold (truncated expressions included)."""
@@ -142,7 +173,7 @@ def source_hooks(source: FrameSource) -> dict[str, Callable]:
     return hooks
 
 
-def run_frames(frames: Iterable[Frame], chain: StageChain, sink: Sink, *, source: str,
+def run_frames(frames: Iterable[Frame | Tracked], chain: StageChain, sink: Sink, *, source: str,
                policy: str, on_frame: Callable[[Frame], None] | None = None,
                on_end: Callable[[], None] | None = None,
                frames_read: Callable[[], int] | None = None,
@@ -159,7 +190,8 @@ def run_frames(frames: Iterable[Frame], chain: StageChain, sink: Sink, *, source
     and the summary written as usual.
 
     Args:
-        frames: the stream's frames, in order.
+        frames: the stream's frames, in order (or frames whose face stage ran already,
+            :class:`Tracked`).
         chain: the stage chain of this stream.
         sink: receives every record, the summary last.
         source: what was read (for the summary).
@@ -191,12 +223,13 @@ def run_frames(frames: Iterable[Frame], chain: StageChain, sink: Sink, *, source
                    if s.status == "source_short" and s.frame > last)
 
     try:
-        for frame in frames:
+        for item in frames:
+            frame = item.frame if isinstance(item, Tracked) else item
             lost = said_up_to(frame.index)
             if frame.index - last - 1 > lost:  # sources count from 0
                 sink(Status("dropped", frame.index, {"count": frame.index - last - 1 - lost}))
             last = frame.index
-            for record in chain.update(frame):
+            for record in chain.update(item):
                 sink(record)
             processed += 1
             if on_frame is not None:

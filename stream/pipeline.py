@@ -1,11 +1,12 @@
-"""The threaded pipeline of design §1: a capture thread and a ring around the one run loop.
+"""The threaded pipeline of design §1: threads and bounded hand-offs around the one run loop.
 
-    FrameSource ──capture thread──▶ RingBuffer ──▶ run_frames(StageChain) ──▶ sinks
+    FrameSource ──capture thread──▶ RingBuffer ──face thread (StageChain.track)──▶ FaceAhead
+        ──▶ run_frames: the rest of the StageChain (flow, engine, interval tracker) ──▶ sinks
 
-Everything after the ring is :func:`stream.chain.run_frames`, the loop every
-entry point runs; this module only adds the thread, the ring and its policy
+The loop is :func:`stream.chain.run_frames`, the one every entry point runs; this
+module only adds the capture thread, the ring, the face thread and their policy
 (``block`` for files: nothing lost; ``drop_oldest`` for live sources and
-``--realtime``: drops counted).
+``--realtime``: drops counted), so two cores work at once.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Callable, Iterator
 from engine.config import StreamConfig, TrackerConfig
 from engine.contracts import Frame, Summary
 from engine.runtime import Engine
+from stream.ahead import FaceAhead
 from stream.capture import CaptureThread, default_policy
 from stream.chain import StageChain, run_frames, source_hooks
 from stream.events import Sink
@@ -67,14 +69,15 @@ class Pipeline:
                 capture = CaptureThread(self.source, ring, self.max_frames, self.realtime,
                                         self.cfg.stop_timeout_s)
                 capture.start()
-                try:
-                    return run_frames(self._frames(ring, chain), chain, self.sink,
-                                      source=str(getattr(self.source, "name", self.source)),
-                                      policy=policy.value, on_frame=self._progress(chain, ring),
-                                      on_end=capture.stop,
-                                      frames_read=lambda: capture.frames_read,
-                                      frames_dropped=lambda: ring.stats().dropped,
-                                      **source_hooks(self.source))
+                try:  # the face stage runs one frame ahead on its own thread (stream/ahead.py)
+                    with FaceAhead(self._frames(ring, chain), chain, policy) as ahead:
+                        return run_frames(
+                            ahead, chain, self.sink,
+                            source=str(getattr(self.source, "name", self.source)),
+                            policy=policy.value, on_frame=self._progress(chain, ring, ahead),
+                            on_end=capture.stop, frames_read=lambda: capture.frames_read,
+                            frames_dropped=lambda: ring.stats().dropped + ahead.dropped,
+                            **source_hooks(self.source))
                 finally:
                     capture.stop()
 
@@ -89,7 +92,8 @@ class Pipeline:
                 return
             yield frame
 
-    def _progress(self, chain: StageChain, ring: RingBuffer) -> Callable[[Frame], None] | None:
+    def _progress(self, chain: StageChain, ring: RingBuffer,
+                  ahead: FaceAhead) -> Callable[[Frame], None] | None:
         if self.progress is None:
             return None
         start = time.perf_counter()
@@ -102,5 +106,6 @@ class Pipeline:
                 state["next"] = now + PROGRESS_EVERY_S
                 self.progress({"frames": state["frames"],
                                "fps": state["frames"] / max(now - start, 1e-9),
-                               "face": bool(chain.faces), "dropped": ring.stats().dropped})
+                               "face": bool(chain.faces),
+                               "dropped": ring.stats().dropped + ahead.dropped})
         return on_frame
