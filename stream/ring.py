@@ -3,7 +3,8 @@
 The ring owns ``capacity + 1`` image slots allocated on the first frame: up to
 ``capacity`` frames wait to be read and one more is *held* by the consumer (the
 frame it is working on), so the producer never overwrites an image that is in
-use and nothing is allocated per frame in steady state.
+use and nothing is allocated per frame in steady state. The storage is bounded
+(``max_bytes``): a ring of very large frames (4K) holds fewer of them.
 
 Back-pressure is a named policy (:class:`Policy`) with counters:
 
@@ -57,17 +58,28 @@ class RingStats:
     blocked_s: float
 
 
+#: Image storage a ring may hold. 64 frames of 640×360 take 45 MB and of 1080p 404 MB;
+#: 4K frames (25 MB each) would take 1.6 GB, so their ring holds fewer (20).
+MAX_BYTES = 512 * 2**20
+
+
 class RingBuffer:
     """Fixed-capacity frame queue with a back-pressure policy.
 
     Args:
-        capacity: frames that may wait (≥ 1).
+        capacity: frames that may wait (≥ 1); fewer when ``capacity + 1`` frames of the
+            first frame's size would exceed ``max_bytes`` (at least 1 still waits).
         policy: :class:`Policy` or its string value.
+        max_bytes: bound on the image storage (default :data:`MAX_BYTES`).
     """
 
-    def __init__(self, capacity: int, policy: Policy | str = Policy.BLOCK) -> None:
+    def __init__(self, capacity: int, policy: Policy | str = Policy.BLOCK,
+                 max_bytes: int = MAX_BYTES) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        self.max_bytes = max_bytes
         try:
             self.policy = Policy(policy)
         except ValueError:
@@ -93,6 +105,11 @@ class RingBuffer:
             self._put += 1
             if self._slots is None:
                 h, w = frame.image.shape[:2]
+                fit = max(2, self.max_bytes // max(1, h * w * 3))  # slots within the bound
+                if fit < self.capacity + 1:  # nothing is queued yet: shrink the ring now
+                    self.capacity = fit - 1
+                    self._free = deque(range(fit), maxlen=fit)
+                    self._queue = deque(maxlen=self.capacity)
                 self._slots = np.empty((self.capacity + 1, h, w, 3), np.uint8)
             if len(self._queue) == self.capacity:
                 if self.policy is Policy.DROP_OLDEST:

@@ -128,3 +128,21 @@ def test_drain_to_latest():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RingBuffer(**kwargs)
+
+
+def test_large_frames_get_a_smaller_ring_within_max_bytes():
+    """64 waiting 4K frames would be 1.6 GB: the ring keeps its storage under max_bytes."""
+    import numpy as np
+
+    from engine.contracts import Frame
+    ring = RingBuffer(64, Policy.DROP_OLDEST, max_bytes=13 * 2**20)
+    image = np.zeros((1080, 1920, 3), np.uint8)  # 6.2 MB: one waiting + one held
+    for i in range(5):
+        assert ring.put(Frame(i, i / 30, image))
+    assert ring.capacity == 1 and ring.nbytes <= 13 * 2**20
+    assert ring.stats().dropped == 4 and ring.get().index == 4
+    small = RingBuffer(64, Policy.BLOCK)
+    small.put(Frame(0, 0.0, np.zeros((360, 640, 3), np.uint8)))
+    assert small.capacity == 64  # 640x360: the default bound changes nothing
+    with pytest.raises(ValueError, match="max_bytes"):
+        RingBuffer(4, max_bytes=0)
