@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_summary(summary: Summary) -> None:
+def _print_summary(summary: Summary, min_face_px: int | None = None) -> None:
     promised = ("" if summary.frames_promised is None
                 else f" ({summary.frames_promised} promised)")
     print(f"summary: {summary.frames_processed} frames processed of {summary.frames_read} "
@@ -131,6 +131,10 @@ def _print_summary(summary: Summary) -> None:
     for stage, s in summary.latency_ms.items():
         print(f"  {stage:10} p50 {s['p50']:8.3f} ms  p95 {s['p95']:8.3f} ms  "
               f"p99 {s['p99']:8.3f} ms  (n={s['n']})")
+    if summary.frames_processed and not summary.frames_with_face and min_face_px:
+        from stream.face import MIN_FACE_FRACTION
+        print(f"  no face found: faces narrower than {min_face_px} px "
+              f"({MIN_FACE_FRACTION:.1%} of the frame's longer side) are not found reliably")
 
 
 class StatusLine:
@@ -169,10 +173,13 @@ class _Watch:
     def __init__(self) -> None:
         self.interrupted_at: int | None = None
         self.summary: Summary | None = None
+        self.min_face_px: int | None = None  # from a no_face status
 
     def __call__(self, record: Record) -> None:
         if isinstance(record, Status) and record.status == "interrupted":
             self.interrupted_at = record.frame
+        elif isinstance(record, Status) and record.status == "no_face":
+            self.min_face_px = record.detail.get("min_face_px")
         elif isinstance(record, Summary):
             self.summary = record
 
@@ -315,7 +322,7 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
                 jsonl.close()
             except OSError as exc:
                 raise UsageError(f"cannot write {jsonl.path}: {exc.strerror or exc}") from None
-    _print_summary(summary)
+    _print_summary(summary, watch.min_face_px)
     if watch.interrupted_at is not None and not getattr(source, "live", False):
         raise Interrupted(signals.code, f"interrupted at frame {watch.interrupted_at}: "
                                         f"{summary.frames_processed} frames processed")

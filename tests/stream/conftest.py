@@ -58,7 +58,8 @@ def shared_engine():
 def cli(shared_engine, monkeypatch, capsys, tmp_path):
     """``run_live`` in-process with ``shared_engine`` (``Engine.load`` hands it out and does
     not close it). ``cli(*args, out=None)`` returns (exit code, stderr, records of
-    ``--events-out`` or None when no file was written, seconds)."""
+    ``--events-out`` or None when no file was written, seconds); ``cli.stdout`` is the
+    last run's standard output."""
     import contextlib
     import json
     import time
@@ -78,8 +79,10 @@ def cli(shared_engine, monkeypatch, capsys, tmp_path):
         code = run_live(["--quiet", "--engine", "onnxruntime", "--events-out", str(out),
                          *args])
         took = time.monotonic() - start
-        err = capsys.readouterr().err
+        captured = capsys.readouterr()
+        err, run.stdout = captured.err, captured.out
         records = ([json.loads(line) for line in Path(out).read_text().splitlines()]
                    if Path(out).is_file() else None)  # not /dev/full: endless zeros
         return code, err, records, took
+    run.stdout = ""
     return run

@@ -99,6 +99,7 @@ def test_1x1_frames(cli, tmp_path):
     assert s["frames_read"] == s["frames_processed"] == s["frames_promised"] == 5
     (no_face,) = _statuses(records, "no_face")
     assert no_face["min_face_px"] == 1  # the documented limit for this frame size
+    assert "no face found: faces narrower than 1 px" in cli.stdout  # and the summary says so
     assert took < 10
 
 

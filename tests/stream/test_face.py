@@ -342,3 +342,21 @@ print(n)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) > 38  # the faces were tracked
     assert "Feedback manager" not in proc.stderr and "W0000" not in proc.stderr, proc.stderr
+
+
+def test_chain_says_face_found_and_lost_per_track(face_bgr, face_scene):
+    """A second face entering and leaving is written, each status with its track_id."""
+    from engine.contracts import Status
+    from stream.chain import StageChain
+    one = face_scene(face_bgr, center=(150, 180), scale=0.95)
+    two = face_scene(face_bgr[:, ::-1].copy(), frame=one, center=(490, 175), scale=0.95)
+    seq = [one] * 5 + [two] * 10 + [one] * 25  # the second face is gone > track_keep_s
+    with StageChain(None, 30.0, StreamConfig(detect_every=5)) as chain:
+        statuses = [r for i, img in enumerate(seq) for r in chain.update(_frame(i, img))
+                    if isinstance(r, Status)]
+    said = [(s.status, s.detail["track_id"]) for s in statuses]
+    assert said[0] == ("face_found", 0)
+    assert ("face_found", 1) in said and ("face_lost", 1) in said
+    assert ("face_lost", 0) not in said  # the first face never left
+    found_1 = next(s for s in statuses if s.detail["track_id"] == 1)
+    assert 5 <= found_1.frame <= 5 + 5 + 2
