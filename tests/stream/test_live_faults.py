@@ -86,7 +86,8 @@ def test_signal_mid_run_finishes_and_summarizes(tmp_path, sig):
     out = tmp_path / "e.jsonl"
     proc = _start(out, "--source", "demo", "--realtime")
     deadline = time.monotonic() + 60
-    while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+    while (proc.poll() is None and not (out.exists() and out.stat().st_size)
+           and time.monotonic() < deadline):
         time.sleep(0.1)  # the first record: frames are flowing
     time.sleep(1.0)
     proc.send_signal(sig)
