@@ -4,9 +4,13 @@
 
 For every backend that can run here (torch on CPU, ONNX Runtime on CPU, and on
 an NVIDIA machine torch CUDA and TensorRT), the same model is timed on the
-same inputs: the encoder per frame (one call, batch 1, as the stream does)
-and the detector per hop (one call on a full window). Numbers are p50 / p99
-in ms from the backends' own per-call timings, after warm-up.
+same inputs: the encoder per frame (one call, batch 1, as the stream does),
+the detector per hop on a full window, and (where the backend has it) the
+incremental detector per hop (``hop`` new frames + carried state: the live
+path). Numbers are p50 / p99 in ms from the backends' own per-call timings,
+after warm-up. :func:`bench_incremental` then puts incremental ÷ full window
+per hop side by side at windows 128 and 256 (ONNX Runtime and torch, 1
+thread, calls interleaved so both see the same load; median of many hops).
 ``python -m bench`` calls :func:`run`, which adds ``report["engine"]``.
 """
 from __future__ import annotations
@@ -35,18 +39,115 @@ def bench_engine(eng, frames: int = 300, hops: int = 60, warmup: int = 10,
     shape = tuple(eng.encoder.inputs[0].shape[1:])
     flow = rng.standard_normal((1,) + shape).astype(np.float16)
     window = rng.standard_normal((eng.window, eng.feat_dim)).astype(np.float32)
+    hop = window[-eng.cfg.hop:]
+    state = eng.initial_state() if eng.can_step else None
     valid = np.ones(1, bool)
     for _ in range(warmup):
         eng.encode(flow, valid)
         eng.detect(window)
-    eng.encoder.timings.clear()
-    eng.detector.timings.clear()
+        if state is not None:
+            eng.detect_step(hop, state)
+    for backend in (eng.encoder, eng.detector, eng.stepper):
+        if backend is not None:
+            backend.timings.clear()
     for _ in range(frames):
         eng.encode(flow, valid)
     for _ in range(hops):
         eng.detect(window)
-    return {"encoder_per_frame_ms": percentiles_ms(eng.encoder.timings),
-            "detector_per_hop_ms": percentiles_ms(eng.detector.timings)}
+        if state is not None:
+            eng.detect_step(hop, state)
+    out = {"encoder_per_frame_ms": percentiles_ms(eng.encoder.timings),
+           "detector_per_hop_ms": percentiles_ms(eng.detector.timings)}
+    if state is not None:
+        out["detector_step_per_hop_ms"] = percentiles_ms(eng.stepper.timings)
+    return out
+
+
+def bench_incremental(windows: tuple[int, ...] = (128, 256), hops: int = 400,
+                      threads: int = 1, log: Callable[[str], None] = print) -> dict:
+    """Per-hop cost of the incremental detector ÷ the full-window one, per window size.
+
+    The shipped weights (the detector's weights do not depend on the window, so
+    the same ones run at every window here), ONNX graphs exported for each window into
+    a temporary directory, and the torch modules; each pair of calls is
+    interleaved over ``hops`` hops and the medians compared.
+    """
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from engine.backends.onnxruntime import OnnxRuntimeBackend
+    from engine.checkpoint import load_model
+    from engine.decode import OUTPUT_KEYS
+    from engine.export import export_onnx
+    from engine.model import FEDN
+    from engine.model.incremental import STEP_OUTPUTS, IncrementalDetector
+
+    torch.set_num_threads(threads)
+    shipped = load_model(None, log=lambda m: None)
+    rng = np.random.default_rng(0)
+    section: dict = {"threads": threads, "hop": shipped.cfg.hop, "hops_timed": hops,
+                     "target_ratio": 1 / 8, "windows": {}}
+    for window in windows:
+        cfg = replace(shipped.cfg, window=window)
+        model = FEDN(cfg).eval()
+        model.load_state_dict(shipped.state_dict())
+        step = IncrementalDetector(model.detector).eval()
+        feats = torch.from_numpy(rng.standard_normal((1, window, cfg.feat_dim))
+                                 .astype(np.float32))
+        hop = feats[:, -cfg.hop:].contiguous()
+        state = step.initial_state(model.encoder.no_face)
+        res: dict = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            full_path = export_onnx(model.detector, {"features": feats},
+                                    Path(tmp) / "detector.onnx", OUTPUT_KEYS)
+            step_path = export_onnx(step, {"features": hop, "state": state},
+                                    Path(tmp) / "detector_step.onnx", STEP_OUTPUTS)
+            with OnnxRuntimeBackend(full_path, threads=threads) as full_b, \
+                    OnnxRuntimeBackend(step_path, threads=threads) as step_b:
+                full_feed = {"features": feats.numpy()}
+                step_feed = {"features": hop.numpy(), "state": state.numpy()}
+                res["onnxruntime"] = _interleaved(lambda: full_b.infer(full_feed),
+                                                  lambda: step_b.infer(step_feed), hops)
+        with torch.inference_mode():
+            res["torch"] = _interleaved(lambda: model.detector(feats), lambda: step(hop, state),
+                                        max(hops // 4, 20))
+        section["windows"][str(window)] = res
+    log(f"detector per hop, incremental vs full window (ms, median; {threads} thread(s); "
+        f"hop {shipped.cfg.hop}; target ratio <= 1/8):")
+    for window, res in section["windows"].items():
+        for name, r in res.items():
+            log(f"  window {window:>4} {name:<12} full {r['full_ms']:7.3f}  incremental "
+                f"{r['incremental_ms']:7.3f}  ratio {r['ratio']:.3f}   (CPU time: "
+                f"{r['full_cpu_ms']:.3f} / {r['incremental_cpu_ms']:.3f} = {r['cpu_ratio']:.3f})")
+    return section
+
+
+def _interleaved(full: Callable[[], object], step: Callable[[], object], n: int,
+                 warmup: int = 20) -> dict:
+    """Median ms of each call over ``n`` alternating calls, and their ratio.
+
+    Both wall-clock and this thread's CPU time (one intra-op thread runs in the
+    calling thread): on a shared, loaded machine the wall clock of a 0.2 ms call
+    is mostly whether the scheduler let it run, while its CPU time is the work.
+    """
+    import time
+    for _ in range(warmup):
+        full()
+        step()
+    wall: tuple[list, list] = ([], [])
+    cpu: tuple[list, list] = ([], [])
+    for _ in range(n):
+        for i, call in enumerate((full, step)):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            call()
+            cpu[i].append(time.thread_time() - c0)
+            wall[i].append(time.perf_counter() - w0)
+    med = lambda xs: float(np.median(xs)) * 1e3  # noqa: E731
+    return {"full_ms": round(med(wall[0]), 4), "incremental_ms": round(med(wall[1]), 4),
+            "ratio": round(med(wall[1]) / med(wall[0]), 4),
+            "full_cpu_ms": round(med(cpu[0]), 4), "incremental_cpu_ms": round(med(cpu[1]), 4),
+            "cpu_ratio": round(med(cpu[1]) / med(cpu[0]), 4)}
 
 
 def candidates() -> list[tuple[str, str, dict]]:
@@ -60,7 +161,7 @@ def candidates() -> list[tuple[str, str, dict]]:
 
 
 def run(report: dict, frames: int = 300, hops: int = 60, threads: int = 2,
-        log: Callable[[str], None] = print) -> None:
+        log: Callable[[str], None] = print, incremental: bool = True) -> None:
     """Time every available backend and add ``report["engine"]`` (also printed as a table).
 
     Each backend loads the model as serving does (``Engine.load``: the shipped weights,
@@ -81,14 +182,18 @@ def run(report: dict, frames: int = 300, hops: int = 60, threads: int = 2,
             section["backends"][label] = {"error": str(exc)}
     report["engine"] = section
     log(f"engine latency (ms, p50 / p99; {threads} threads; window {section['window']}):")
-    log(f"  {'backend':<16} {'encoder/frame':>16} {'detector/hop':>16}")
+    log(f"  {'backend':<16} {'encoder/frame':>16} {'detector/hop':>16} {'incremental/hop':>16}")
     for label, res in section["backends"].items():
         if "error" in res:
             log(f"  {label:<16} unavailable: {res['error']}")
             continue
         enc, det = res["encoder_per_frame_ms"], res["detector_per_hop_ms"]
+        inc = res.get("detector_step_per_hop_ms")
         log(f"  {label:<16} {enc['p50']:>7.3f} / {enc['p99']:<7.3f} "
-            f"{det['p50']:>7.3f} / {det['p99']:<7.3f}")
+            f"{det['p50']:>7.3f} / {det['p99']:<7.3f} "
+            + (f"{inc['p50']:>7.3f} / {inc['p99']:<7.3f}" if inc else f"{'(none)':>16}"))
+    if incremental:
+        section["incremental"] = bench_incremental(log=log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hops", type=int, default=60, help="detector calls timed")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per backend")
     parser.add_argument("--out", default=None, help="also write the section as JSON here")
+    parser.add_argument("--no-incremental", action="store_true",
+                        help="skip the incremental vs full-window comparison (exports graphs)")
     args = parser.parse_args(argv)
     report: dict = {}
-    run(report, args.frames, args.hops, args.threads)
+    run(report, args.frames, args.hops, args.threads, incremental=not args.no_incremental)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(report, fh, indent=2)

@@ -2,14 +2,17 @@
 
     python -m engine.export [--weights engine/weights/fedn.pt] [--out DIR] [--fp16]
 
-Two graphs, both from the dynamo exporter (``torch.onnx.export(..., dynamo=True)``,
+Three graphs, all from the dynamo exporter (``torch.onnx.export(..., dynamo=True)``,
 opset 18, weights in an external ``.onnx.data`` file, checked with
 ``onnx.checker``):
 
 - ``encoder.onnx``: ``flow`` (n, 3, S', S') float32, ``valid`` (n,) float32 →
   ``features`` (n, feat_dim); ``n`` is dynamic (1 per frame when streaming).
 - ``detector.onnx``: ``features`` (1, window, feat_dim) → the detector outputs
-  (:data:`engine.decode.OUTPUT_KEYS`), static window shape.
+  (:data:`engine.decode.OUTPUT_KEYS`), static window shape (the full-window path).
+- ``detector_step.onnx``: ``features`` (1, hop, feat_dim) and ``state``
+  (1, rows, channels) → the detector outputs of those ``hop`` frames and
+  ``next_state`` (:mod:`engine.model.incremental`; the live path).
 
 ``--fp16`` also writes ``*.fp16.onnx`` (FP16 compute, FP32 I/O, LayerNorm and
 softmax in FP32) for TensorRT's strongly typed builds; see
@@ -35,10 +38,11 @@ from engine.backends import BackendError
 
 OPSET = 18
 #: Bump when the export recipe changes; part of the first-use cache key.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: + detector_step.onnx
 ENCODER_INPUTS = ("flow", "valid")
 ENCODER_OUTPUTS = ("features",)
 DETECTOR_INPUTS = ("features",)
+DETECTOR_STEP_INPUTS = ("features", "state")
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,15 @@ class OnnxPair:
     Attributes:
         encoder, detector: FP32 graphs.
         encoder_fp16, detector_fp16: mixed-precision graphs, or None.
+        detector_step: the incremental detector (FP32), or None (an export
+            from before it: every hop then runs the full window).
     """
 
     encoder: Path
     detector: Path
     encoder_fp16: Path | None = None
     detector_fp16: Path | None = None
+    detector_step: Path | None = None
 
 
 def export_onnx(module, example: Mapping[str, "object"], path: str | Path,
@@ -135,24 +142,31 @@ def _quiet():
 
 
 def export_fedn(encoder, detector, cfg, out_dir: str | Path, fp16: bool = False,
-                flow_size: int | None = None, output_keys: Sequence[str] | None = None
-                ) -> OnnxPair:
-    """Export a FEDN encoder + detector pair into ``out_dir``.
+                flow_size: int | None = None, output_keys: Sequence[str] | None = None,
+                step: bool | None = None) -> OnnxPair:
+    """Export a FEDN encoder + detector pair (and the incremental detector) into ``out_dir``.
 
     Args:
         encoder: ``FlowEncoder``-like: ``encoder(flow (n,3,S,S), valid (n,)) -> (n, F)``.
         detector: ``TemporalDetector``-like: ``detector(features (1,T,F)) -> dict``.
-        cfg: ``ModelConfig`` (window, feat_dim).
-        out_dir: where ``encoder.onnx`` / ``detector.onnx`` (+ data) go.
-        fp16: also write the ``*.fp16.onnx`` mixed-precision graphs.
+        cfg: ``ModelConfig`` (window, hop, feat_dim).
+        out_dir: where ``encoder.onnx`` / ``detector.onnx`` / ``detector_step.onnx``
+            (+ data) go.
+        fp16: also write the ``*.fp16.onnx`` mixed-precision graphs (encoder and
+            full-window detector: what TensorRT builds).
         flow_size: S' of the flow maps (default ``StreamConfig().flow_size``).
         output_keys: detector output names (default ``engine.decode.OUTPUT_KEYS``).
+        step: also write ``detector_step.onnx``; default: when ``detector`` is a
+            ``TemporalDetector`` and ``output_keys`` the default.
     """
     import torch
 
     if flow_size is None:
         from engine.config import StreamConfig
         flow_size = StreamConfig().flow_size
+    if step is None:
+        from engine.model import TemporalDetector
+        step = isinstance(detector, TemporalDetector) and output_keys is None
     if output_keys is None:
         from engine.decode import OUTPUT_KEYS as output_keys
     out_dir = Path(out_dir)
@@ -164,7 +178,18 @@ def export_fedn(encoder, detector, cfg, out_dir: str | Path, fp16: bool = False,
     feats = torch.randn(1, cfg.window, cfg.feat_dim, generator=gen)
     det = export_onnx(detector.eval(), {"features": feats}, out_dir / "detector.onnx",
                       tuple(output_keys))
-    pair = OnnxPair(enc, det)
+    step_path = out_dir / "detector_step.onnx"
+    if step:
+        from engine.model.incremental import IncrementalDetector, STEP_OUTPUTS, state_shape
+        hop = torch.randn(1, cfg.hop, cfg.feat_dim, generator=gen)
+        state = torch.randn(*state_shape(cfg), generator=gen)
+        export_onnx(IncrementalDetector(detector.eval()).eval(),
+                    {"features": hop, "state": state}, step_path, STEP_OUTPUTS)
+    else:
+        for path in (step_path, step_path.with_name(step_path.name + ".data")):
+            if path.exists():  # a step graph of other weights must not outlive them
+                path.unlink()
+    pair = OnnxPair(enc, det, detector_step=step_path if step else None)
     for stale in (out_dir / "encoder.fp16.onnx", out_dir / "detector.fp16.onnx"):
         for path in (stale, stale.with_name(stale.name + ".data")):
             if path.exists():  # an FP16 graph of older weights must not outlive them
@@ -172,7 +197,7 @@ def export_fedn(encoder, detector, cfg, out_dir: str | Path, fp16: bool = False,
     if fp16:
         from engine.backends.fp16 import convert_to_fp16
         pair = OnnxPair(enc, det, convert_to_fp16(enc, out_dir / "encoder.fp16.onnx"),
-                        convert_to_fp16(det, out_dir / "detector.fp16.onnx"))
+                        convert_to_fp16(det, out_dir / "detector.fp16.onnx"), pair.detector_step)
     return pair
 
 
@@ -190,7 +215,8 @@ def onnx_inputs(path: str | Path) -> dict[str, tuple]:
 
 def check_pair(pair: OnnxPair, cfg, flow_size: int) -> None:
     """Raise a one-line :class:`BackendError` unless the files exist and fit ``cfg``."""
-    for path in (pair.encoder, pair.detector):
+    for path in (pair.encoder, pair.detector) + ((pair.detector_step,) if pair.detector_step
+                                                 else ()):
         if not Path(path).is_file():
             raise BackendError(f"ONNX file {path} not found; export it with "
                                "`python -m engine.export --out <dir>`")
@@ -212,6 +238,14 @@ def check_pair(pair: OnnxPair, cfg, flow_size: int) -> None:
     if flow is None or tuple(flow[1:]) != (3, flow_size, flow_size):
         raise BackendError(f"{pair.encoder} takes flow {flow}, the stream makes (n, 3, "
                            f"{flow_size}, {flow_size}); re-export with `python -m engine.export`")
+    if pair.detector_step is not None:
+        from engine.model.incremental import state_shape
+        step = onnx_inputs(pair.detector_step)
+        want = {"features": (1, cfg.hop, cfg.feat_dim), "state": state_shape(cfg)}
+        if step != want:
+            raise BackendError(f"{pair.detector_step} takes {step}, the config needs {want} "
+                               "(hop, feat_dim; state rows, channels); re-export with "
+                               "`python -m engine.export` for this config")
 
 
 def model_fingerprint(modules: Sequence, cfg, flow_size: int) -> str:
@@ -234,14 +268,16 @@ def ensure_onnx(encoder, detector, cfg, cache_dir: str | Path, flow_size: int,
                                                                       flow_size)
     pair = OnnxPair(root / "encoder.onnx", root / "detector.onnx",
                     (root / "encoder.fp16.onnx") if fp16 else None,
-                    (root / "detector.fp16.onnx") if fp16 else None)
+                    (root / "detector.fp16.onnx") if fp16 else None,
+                    root / "detector_step.onnx")
     done = root / "complete.json"
     if done.is_file() and all(p is None or p.is_file() for p in (pair.encoder, pair.detector,
                                                                   pair.encoder_fp16,
-                                                                  pair.detector_fp16)):
+                                                                  pair.detector_fp16,
+                                                                  pair.detector_step)):
         return pair
     log(f"engine: exporting the encoder and detector to ONNX in {root} (first use; "
-        "takes ~10 s)")
+        "takes ~30 s)")
     start = time.perf_counter()
     pair = export_fedn(encoder, detector, cfg, root, fp16=fp16, flow_size=flow_size)
     done.write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}))
@@ -261,6 +297,47 @@ def parity(module, onnx_path: str | Path, feed: Mapping[str, np.ndarray],
     if isinstance(ref, torch.Tensor):
         ref = {next(iter(got)): ref}
     return {name: float(np.abs(got[name] - ref[name].numpy()).max()) for name in got}
+
+
+def step_parity(model, step_path: str | Path, hops: int | None = None,
+                threads: int = 2, seed: int = 0) -> dict[str, float]:
+    """Max |ONNX Runtime step graph − torch full window| per output over a random stream.
+
+    Steps ``detector_step.onnx`` from the fresh-stream state over ``hops`` hops of
+    random features (default: two windows' worth) and compares each hop's
+    outputs with the torch full-window detector's at the hop's positions (the
+    last ``hop`` of its window). Also ``"state_fixed_point"``: how far the
+    fresh-stream state is from one more "no face" hop.
+    """
+    import torch
+
+    from engine.backends.onnxruntime import OnnxRuntimeBackend
+    from engine.decode import OUTPUT_KEYS, pyramid_points
+    from engine.model.incremental import STATE_OUTPUT, initial_state
+    cfg = model.cfg
+    hops = hops or 2 * cfg.window // cfg.hop
+    no_face = model.encoder.no_face.detach().numpy()
+    rng = np.random.default_rng(seed)
+    feats = rng.standard_normal((hops * cfg.hop, cfg.feat_dim)).astype(np.float32)
+    ring = np.concatenate([np.repeat(no_face[None], cfg.window, 0), feats])  # pad = window
+    win_rows = pyramid_points(cfg.window, cfg.levels)[:, 0]
+    worst = {k: 0.0 for k in OUTPUT_KEYS}
+    with OnnxRuntimeBackend(step_path, threads=threads) as step:
+        state, drift = initial_state(cfg, no_face, lambda f, s: step.infer(
+            {"features": f, "state": s}))
+        for h in range(hops):
+            out = step.infer({"features": feats[None, h * cfg.hop:(h + 1) * cfg.hop],
+                              "state": state})
+            state = out[STATE_OUTPUT]
+            end = cfg.window + (h + 1) * cfg.hop
+            with torch.inference_mode():
+                full = model.detector.eval()(torch.from_numpy(ring[None, end - cfg.window:end]))
+            for key in OUTPUT_KEYS:
+                per_point = key in ("cls_logits", "emo_logits", "reg")
+                ref = full[key][0].numpy()
+                ref = ref[win_rows >= cfg.window - cfg.hop] if per_point else ref[-cfg.hop:]
+                worst[key] = max(worst[key], float(np.abs(out[key][0] - ref).max()))
+    return {**worst, "state_fixed_point": drift}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "fingerprint": model_fingerprint((model.encoder, model.detector), cfg, flow_size),
         "weights": str(args.weights) if args.weights else "default (engine/weights/*.pt, else "
                    "untrained)", "opset": OPSET, "fp16": args.fp16}, indent=1))
-    print(f"engine.export: wrote {pair.encoder} and {pair.detector}"
+    print(f"engine.export: wrote {pair.encoder}, {pair.detector} and {pair.detector_step}"
           + (" (+ .fp16.onnx)" if args.fp16 else "")
           + f" in {time.perf_counter() - start:.1f} s (opset {OPSET}, onnx.checker OK)")
     if not args.no_parity:
@@ -296,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         feats = rng.standard_normal((1, cfg.window, cfg.feat_dim)).astype(np.float32)
         enc = parity(model.encoder, pair.encoder, {"flow": flow, "valid": valid})
         det = parity(model.detector, pair.detector, {"features": feats})
-        worst = max(list(enc.values()) + list(det.values()))
+        step = step_parity(model, pair.detector_step)
+        worst = max(list(enc.values()) + list(det.values()) + list(step.values()))
         print(f"engine.export: parity ONNX Runtime vs torch, max |diff| = {worst:.2e} "
               f"({'OK' if worst <= 1e-4 else 'FAIL'}, limit 1e-4)")
         if worst > 1e-4:

@@ -5,6 +5,7 @@ The pipeline only sees :class:`Engine`::
     with Engine.load(engine="auto") as eng:          # prints one status line
         feats = eng.encode(flow_batch, valid)         # (n, 3, S', S'), (n,) -> (n, feat_dim)
         out = eng.detect(feature_window)              # (window, feat_dim) -> outputs dict
+        out, state = eng.detect_step(hop_feats, state)  # (hop, feat_dim): the live path
 
 ``auto`` picks TensorRT when TensorRT and a CUDA GPU are present, else ONNX
 Runtime, else torch. A backend asked for by name that cannot run here is a
@@ -97,21 +98,29 @@ def select_backend(requested: str = "auto",
 
 
 class Engine:
-    """Encoder + detector behind two backends of one kind; what the pipeline calls.
+    """Encoder + detector behind backends of one kind; what the pipeline calls.
 
     Args:
         encoder: backend with inputs ``flow`` (n, 3, S', S') float32, ``valid`` (n,)
             float32 and output ``features``.
-        detector: backend with input ``features`` (1, window, feat_dim).
+        detector: backend with input ``features`` (1, window, feat_dim): the
+            full-window detector.
         name: backend name (for the summary / status line).
         cfg: the model's ``ModelConfig`` (its window × feat_dim is the detector's
             static input shape).
+        stepper: backend of the incremental detector (``engine.model.incremental``):
+            inputs ``features`` (1, hop, feat_dim) and ``state``, outputs the
+            detector's plus ``next_state``; None where the backend has none
+            (TensorRT, an older export): the schedule then runs the full window.
     """
 
-    def __init__(self, encoder: Backend, detector: Backend, name: str, cfg) -> None:
+    def __init__(self, encoder: Backend, detector: Backend, name: str, cfg,
+                 stepper: Backend | None = None) -> None:
         self.encoder, self.detector, self.name = encoder, detector, name
+        self.stepper = stepper
         self.cfg = cfg  # the loaded model's ModelConfig (window, hop, labels, decode settings)
         self.window, self.feat_dim = cfg.window, cfg.feat_dim
+        self._state0: np.ndarray | None = None  # fresh-stream state, computed on first use
 
     # --- construction -------------------------------------------------------------------
     @classmethod
@@ -137,20 +146,32 @@ class Engine:
         from engine.config import StreamConfig
         from engine.decode import OUTPUT_KEYS
         from engine.export import OnnxPair, check_pair, ensure_onnx
+        from engine.model.incremental import STEP_OUTPUTS, IncrementalDetector
 
         selection = select_backend(engine, probe=probe, log=log)
         shipped = model is None and weights is None  # only then may the shipped ONNX files fit
         model = model if model is not None else load_model(weights, log=log)
         cfg, flow_size = model.cfg, StreamConfig().flow_size
+        step = None
         if selection.name == "torch":
             enc = _torch_backend(model.encoder, _encoder_specs(flow_size), ("features",), device)
             det = _torch_backend(model.detector, _detector_specs(cfg), OUTPUT_KEYS, device)
+            step = _torch_backend(IncrementalDetector(model.detector.eval()), _step_specs(cfg),
+                                  STEP_OUTPUTS, device)
         else:
             if onnx_dir is None and shipped and (WEIGHTS_DIR / "encoder.onnx").is_file() \
                     and _exported_from(WEIGHTS_DIR, model, cfg, flow_size, log):
                 onnx_dir = WEIGHTS_DIR
             if onnx_dir is not None:
-                pair = OnnxPair(Path(onnx_dir) / "encoder.onnx", Path(onnx_dir) / "detector.onnx")
+                root = Path(onnx_dir)
+                step_path = root / "detector_step.onnx"
+                if not step_path.is_file():
+                    step_path = None
+                    log(f"engine: no detector_step.onnx in {root} (an export from before the "
+                        "incremental detector): every hop runs the full window; re-export "
+                        "with `python -m engine.export` for the incremental one")
+                pair = OnnxPair(root / "encoder.onnx", root / "detector.onnx",
+                                detector_step=step_path)
                 check_pair(pair, cfg, flow_size)
             else:
                 pair = ensure_onnx(model.encoder, model.detector, cfg, cache_dir, flow_size,
@@ -159,23 +180,31 @@ class Engine:
                 from engine.backends.onnxruntime import OnnxRuntimeBackend
                 enc = OnnxRuntimeBackend(pair.encoder, threads=threads)
                 det = OnnxRuntimeBackend(pair.detector, threads=threads)
-            else:
+                if pair.detector_step is not None:  # a hop's few positions: one thread is
+                    step = OnnxRuntimeBackend(pair.detector_step, threads=1)  # faster than two
+            else:  # TensorRT builds the full-window graph only
                 enc, det = _tensorrt_pair(pair, cache_dir, precision, flow_size, log)
-        eng = cls(enc, det, selection.name, cfg)
+        eng = cls(enc, det, selection.name, cfg, stepper=step)
         return eng.activate()
 
+    def _backends(self) -> list[Backend]:
+        return [self.encoder, self.detector] + ([self.stepper] if self.stepper else [])
+
     def activate(self) -> "Engine":
-        self.encoder.activate()
+        done: list[Backend] = []
         try:
-            self.detector.activate()
+            for backend in self._backends():
+                backend.activate()
+                done.append(backend)
         except BaseException:
-            self.encoder.deactivate()
+            for backend in done:
+                backend.deactivate()
             raise
         return self
 
     def close(self) -> None:
-        self.encoder.deactivate()
-        self.detector.deactivate()
+        for backend in self._backends():
+            backend.deactivate()
 
     def __enter__(self) -> "Engine":
         return self.activate()
@@ -218,6 +247,57 @@ class Engine:
             feats = feats[None]  # (T, F) -> (1, T, F)
         return self.detector.infer({"features": np.ascontiguousarray(feats)})
 
+    @property
+    def can_step(self) -> bool:
+        """Whether :meth:`detect_step` runs here (else only :meth:`detect`)."""
+        return self.stepper is not None
+
+    def detect_step(self, features_hop: np.ndarray, state: np.ndarray
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Incremental detector: outputs of ``hop`` new frames, and the state after them.
+
+        Args:
+            features_hop: (hop, feat_dim) or (1, hop, feat_dim): the hop's features.
+            state: (1, rows, channels) from :meth:`initial_state` or the previous call.
+
+        Returns:
+            (``engine.decode.OUTPUT_KEYS`` → arrays with a leading batch of 1 over
+            the hop's frames: its points ``pyramid_points(hop, levels)`` and its
+            ``hop`` frames, next state). Equal to :meth:`detect` on the window
+            ending with these frames, at these frames.
+        """
+        if self.stepper is None:
+            raise BackendError(f"Engine.detect_step: the {self.name} backend has no incremental "
+                               "detector here; use detect() on the full window")
+        feats = np.asarray(features_hop, dtype=np.float32)
+        if feats.ndim == 2:
+            feats = feats[None]  # (hop, F) -> (1, hop, F)
+        out = self.stepper.infer({"features": np.ascontiguousarray(feats),
+                                  "state": np.ascontiguousarray(state, dtype=np.float32)})
+        state = out.pop("next_state")
+        return out, state
+
+    def initial_state(self) -> np.ndarray:
+        """(1, rows, channels): the incremental detector's state for a fresh stream (a copy).
+
+        Computed once per engine through the backend itself ("no face" hops over
+        a zero state until it is a fixed point); raises :class:`BackendError` if
+        it does not settle.
+        """
+        if self._state0 is None:
+            from engine.model.incremental import initial_state
+            if self.stepper is None:
+                raise BackendError(f"Engine.initial_state: the {self.name} backend has no "
+                                   "incremental detector here")
+            state, drift = initial_state(self.cfg, self.padding(1)[0], lambda f, s: {
+                "next_state": self.detect_step(f, s)[1]})
+            if not drift <= 1e-4:
+                raise BackendError(f"Engine.initial_state: the {self.name} incremental detector "
+                                   f"does not settle on 'no face' (changes by {drift:.2e} per "
+                                   "hop); re-export with `python -m engine.export`")
+            self._state0 = state
+        return self._state0.copy()
+
     def padding(self, n: int) -> np.ndarray:
         """(n, feat_dim) features of frames before the stream starts (the no-face feature)."""
         spec = next(s for s in self.encoder.inputs if s.name == "flow")
@@ -256,6 +336,12 @@ def _encoder_specs(flow_size: int) -> tuple[TensorSpec, ...]:
 
 def _detector_specs(cfg) -> tuple[TensorSpec, ...]:
     return (TensorSpec("features", (1, cfg.window, cfg.feat_dim), np.float32),)
+
+
+def _step_specs(cfg) -> tuple[TensorSpec, ...]:
+    from engine.model.incremental import state_shape
+    return (TensorSpec("features", (1, cfg.hop, cfg.feat_dim), np.float32),
+            TensorSpec("state", state_shape(cfg), np.float32))
 
 
 def _torch_backend(module, specs, outputs, device):

@@ -1,8 +1,17 @@
 """Backend-agnostic streaming schedule: encode each frame once, detect every ``hop`` frames.
 
-The feature cache is a *mirrored* ring: each feature is written at ``i`` and
-``i + window`` of a ``(2·window, F)`` array, so the last ``window`` features are
-always one contiguous slice — no copy, no allocation per frame or per hop.
+Two ways to detect, same outputs at the positions a hop is responsible for (its
+last ``hop`` frames):
+
+* **incremental** (the live path, when the engine has it): the hop's ``hop``
+  new features and the detector state carried from the previous hop
+  (``Engine.detect_step``, :mod:`engine.model.incremental`) — the cost of a
+  hop follows ``hop``, not ``window``;
+* **full window** (engines without it, e.g. TensorRT): the last ``window``
+  features every hop (``Engine.detect``). The feature cache is then a
+  *mirrored* ring: each feature is written at ``i`` and ``i + window`` of a
+  ``(2·window, F)`` array, so the last ``window`` features are always one
+  contiguous slice — no copy, no allocation per frame or per hop.
 
 Window positions are counted in frames *pushed* (a live source may drop frames
 before they get here); a parallel ring of stream indices maps positions back to
@@ -35,6 +44,8 @@ class EngineLike(Protocol):
 
     def padding(self, n: int) -> np.ndarray: ...
 
+    # optional, the incremental path (``Engine.can_step`` / ``detect_step`` / ``initial_state``)
+
 
 @dataclass(frozen=True)
 class HopResult:
@@ -43,7 +54,7 @@ class HopResult:
     Attributes:
         frame: stream index of the last frame of the window (the hop's "now").
         candidates: decoded intervals of the points this hop is responsible for
-            (window positions ``window - hop .. window - 1``), stream indices.
+            (its last ``hop`` frames), stream indices.
         active: active-head readout of those same positions, stream indices.
         detect_ms: detector call + decode time.
     """
@@ -60,13 +71,26 @@ class StreamingDetector:
     Args:
         engine: encoder / detector calls (any backend).
         cfg: window, hop and decode settings of the loaded model.
+        incremental: detect with the engine's incremental detector (carried state)
+            instead of the full window; default: whenever the engine has one
+            (``engine.can_step``). True on an engine without one is a ValueError.
     """
 
-    def __init__(self, engine: EngineLike, cfg: ModelConfig) -> None:
+    def __init__(self, engine: EngineLike, cfg: ModelConfig,
+                 incremental: bool | None = None) -> None:
         self.engine, self.cfg = engine, cfg
         w = cfg.window
+        can_step = bool(getattr(engine, "can_step", False))
+        if incremental and not can_step:
+            raise ValueError("StreamingDetector: incremental=True but the engine has no "
+                             "incremental detector (Engine.can_step is False)")
+        self.incremental = can_step if incremental is None else bool(incremental)
         self._no_face = np.asarray(engine.padding(1), np.float32)[0]  # (F,): "no face"
-        self._feats = np.repeat(self._no_face[None], 2 * w, axis=0)  # (2W, F) mirrored ring
+        if self.incremental:
+            self._feats = np.empty((cfg.hop, self._no_face.shape[0]), np.float32)  # this hop's
+            self._state = engine.initial_state()  # (1, rows, C): a fresh stream
+        else:
+            self._feats = np.repeat(self._no_face[None], 2 * w, axis=0)  # (2W, F) mirrored ring
         self._frames = np.zeros(2 * w, np.int64)  # stream index of each position (mirrored)
         self.pushed = 0  # frames pushed so far
         self.encode_ms = 0.0  # last encoder call
@@ -100,17 +124,24 @@ class StreamingDetector:
     def _write(self, feat: np.ndarray, index: int) -> None:
         w = self.cfg.window
         slot = self.pushed % w
-        self._feats[slot] = self._feats[slot + w] = feat
+        if self.incremental:
+            self._feats[self.pushed % self.cfg.hop] = feat
+        else:
+            self._feats[slot] = self._feats[slot + w] = feat
         self._frames[slot] = self._frames[slot + w] = index
         self.pushed += 1
 
     def _detect(self, n_real: int, last_frame: int | None = None) -> HopResult:
         w, hop = self.cfg.window, self.cfg.hop
         t1 = time.perf_counter()
-        start = self.pushed % w  # oldest position of the window in the mirrored ring
-        outputs = self.engine.detect(self._feats[start:start + w])  # (W, F) contiguous view
-        base = self.pushed - w  # virtual position of window slot 0 (negative at start)
-        responsible = (w - hop, w - hop + n_real)
+        if self.incremental:  # outputs of the hop's frames only; positions from the hop start
+            outputs, self._state = self.engine.detect_step(self._feats, self._state)
+            base, responsible = self.pushed - hop, (0, n_real)
+        else:
+            start = self.pushed % w  # oldest position of the window in the mirrored ring
+            outputs = self.engine.detect(self._feats[start:start + w])  # (W, F) contiguous view
+            base = self.pushed - w  # virtual position of window slot 0 (negative at start)
+            responsible = (w - hop, w - hop + n_real)
         candidates = decode_window(outputs, self.cfg, frame_offset=base,
                                    frame_range=responsible)
         active = decode_active(outputs, self.cfg, frame_offset=base, frame_range=responsible)

@@ -1,0 +1,384 @@
+"""The incremental detector: one hop of new frames in, the state the next hop needs carried along.
+
+The full-window detector recomputes all ``window`` positions at every hop. Every
+output is causal with a bounded span (``ModelConfig.lookback``), so a hop's
+outputs need, besides its ``hop`` new features, only what each layer's causal
+span still reaches back to:
+
+* the segment fusion: the keys and values of its attention's last ``segment - 1``
+  positions, and its last ``segment - 1`` attention outputs (the causal mean's inputs);
+* every transformer block of every level: the keys and values of its last
+  ``attn_window - 1`` positions (in that level's positions);
+* the active head: the latest point of each coarser level (the frames before a
+  level's first new point read it).
+
+The stride-2 downsamples need nothing: a hop starts on a multiple of the
+coarsest stride, so each pair lies inside one hop. All of it is one fixed-shape
+tensor ``state`` (1, rows, channels), laid out by :func:`state_layout`, that the
+step graph (``detector_step.onnx``) takes and returns; the schedule keeps one
+per track.
+
+Stepped hop by hop, a stream gets what one pass over the whole stream computes
+(frames before the stream are "no face"): equal, within float rounding, to the
+full-window detector at the positions a hop is responsible for (its last
+``hop`` frames). A fresh stream's state is what "no face" frames leave behind:
+:func:`initial_state` steps a zero state over :func:`warmup_hops` hops of them,
+after which no zero is within any output's reach.
+
+The step is the detector's arithmetic regrouped for a few positions at a time,
+where the number of operations, not arithmetic, is the cost (each graph node
+costs about a microsecond whatever its size): positions are rows of 2-D
+tensors (no batch reshapes around every matrix product); the weights are read
+once, at construction, into fused matrices (the three branches of each head
+as one hidden layer and one block-diagonal output layer; the fusion's score
+and value as one; each downsample as one matrix over the pair; the active
+head's spreading of the levels onto frames as one 0/1 matrix); the state is
+split and joined once per step. Build a new one after changing the detector's
+weights. (Spreading each head's query over its own rows would save a few
+reshapes per attention but read 1.6× the weights, which costs more when a hop's
+weights come from memory, as they do between hops of a live stream.)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from engine.config import ModelConfig
+from engine.decode import OUTPUT_KEYS
+
+#: Name of the step graph's state input, and of the updated state among its outputs.
+STATE_INPUT, STATE_OUTPUT = "state", "next_state"
+#: The step graph's outputs: the detector's (for the hop's frames), then the new state.
+STEP_OUTPUTS: tuple[str, ...] = OUTPUT_KEYS + (STATE_OUTPUT,)
+
+
+@dataclass(frozen=True)
+class StatePart:
+    """One cache inside the state tensor: rows ``row .. row + rows - 1`` of (1, rows, C).
+
+    A part holds what its layer computed at the last step, oldest position first
+    — the ``keep`` positions its span still reaches, after ``rows - keep`` that
+    it no longer needs (the step returns whole concatenations; the next one
+    skips the stale rows when it splits the state, so no step slices its caches).
+    Names: ``fusion.k`` / ``fusion.v`` (keys, values), ``fusion.mean`` (attention
+    outputs, the causal mean's inputs), ``level{l}.block{i}.k`` / ``.v``,
+    ``level{l}.last`` (that level's points: the last one is read).
+    """
+
+    name: str
+    row: int
+    rows: int
+    keep: int
+
+
+def state_layout(cfg: ModelConfig) -> tuple[StatePart, ...]:
+    """The parts of the state tensor of ``cfg``'s detector (with its ``hop``), in row order."""
+    sizes: list[tuple[str, int, int]] = []  # name, rows, keep
+    n = cfg.hop
+    if cfg.segment > 1:
+        sizes += [(f"fusion.{p}", cfg.segment - 1 + n, cfg.segment - 1)
+                  for p in ("k", "v", "mean")]
+    if cfg.attn_window > 1:
+        for level in range(cfg.levels):
+            n_l = n // 2 ** level
+            for i in range(cfg.blocks_per_level):
+                sizes += [(f"level{level}.block{i}.{p}", cfg.attn_window - 1 + n_l,
+                           cfg.attn_window - 1) for p in "kv"]
+    sizes += [(f"level{level}.last", n // 2 ** level, 1) for level in range(1, cfg.levels)]
+    parts, row = [], 0
+    for name, rows, keep in sizes:
+        parts.append(StatePart(name, row, rows, keep))
+        row += rows
+    return tuple(parts)
+
+
+def state_shape(cfg: ModelConfig) -> tuple[int, int, int]:
+    """(1, rows, channels) of the state tensor."""
+    return (1, sum(p.rows for p in state_layout(cfg)), cfg.channels)
+
+
+def warmup_hops(cfg: ModelConfig) -> int:
+    """Hops of "no face" after which a zero state has become the fresh-stream state.
+
+    Each state entry is a function of frames within the reach of the coarsest
+    output plus the longest cache, both < window: two windows of frames leave
+    no trace of the zeros.
+    """
+    return math.ceil(2 * cfg.window / cfg.hop)
+
+
+def _exporting() -> bool:
+    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU, as ``nn.GELU``; exported in the form ONNX Runtime fuses into one node."""
+    if _exporting():
+        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    return F.gelu(x)
+
+
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    """``F.softplus``; exported as the one ONNX Softplus node (torch's threshold-20 branch
+    returns x where log(1 + e^x) already rounds to x in float32)."""
+    if _exporting():
+        return torch.onnx.ops.symbolic("Softplus", (x,), {}, dtype=x.dtype, shape=x.shape,
+                                       version=1)
+    return F.softplus(x)
+
+
+def _band(n: int, span: int) -> torch.Tensor:
+    """(n, span-1+n) bool: new query i (at key index span-1+i) sees keys i .. span-1+i."""
+    i = torch.arange(n).reshape(-1, 1)  # (n,) -> (n, 1)
+    j = torch.arange(span - 1 + n).reshape(1, -1)  # -> (1, span-1+n)
+    return (j >= i) & (j <= i + span - 1)
+
+
+def _append(cache: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """(span-1, C) cached positions ++ (n, C) new ones → (span-1+n, C) (no cache: span 1)."""
+    return x if cache is None else torch.cat([cache, x], dim=0)
+
+
+class StepAttention(nn.Module):
+    """A ``CausalSelfAttention`` for ``n`` new positions given its last ``span - 1`` keys/values.
+
+    The same per-head arithmetic as the full model on (n, C) rows, with the
+    query's 1/sqrt(d) folded into its projection and the band mask of ``n``
+    queries over ``span - 1 + n`` keys precomputed.
+    """
+
+    def __init__(self, attn: nn.Module, n: int) -> None:
+        super().__init__()
+        c = attn.qkv.in_features
+        self.span, self.heads, self.channels, self.n = attn.span, attn.heads, c, n
+        d = c // attn.heads
+        with torch.no_grad():
+            w, b = attn.qkv.weight.detach().clone(), attn.qkv.bias.detach().clone()
+            w[:c] /= math.sqrt(d)  # (q / sqrt(d)) · k, as the full model's (q · k) / sqrt(d)
+            b[:c] /= math.sqrt(d)
+            self.register_buffer("w_in", w, persistent=False)  # (3C, C): q | k | v
+            self.register_buffer("b_in", b, persistent=False)
+            allowed = _band(n, self.span)  # (n, m)
+            self.register_buffer("bias", torch.zeros(allowed.shape).masked_fill(
+                ~allowed, float("-inf")), persistent=False)
+        self.out = attn.out
+
+    def forward(self, x: torch.Tensor, k_cache: torch.Tensor | None,
+                v_cache: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(n, C) new positions, (span-1, C) caches → (n, C), and all (span-1+n, C) keys / values."""
+        c, h, n = self.channels, self.heads, self.n
+        d = c // h
+        q, k, v = F.linear(x, self.w_in, self.b_in).split(c, dim=1)  # 3 × (n, C)
+        k, v = _append(k_cache, k), _append(v_cache, v)  # (m, C), m = span-1+n
+        m = k.shape[0]
+        att = q.reshape(n, h, d).transpose(0, 1) @ k.reshape(m, h, d).permute(1, 2, 0)
+        if n > 1:  # (H, n, D) @ (H, D, m) -> (H, n, m); one new query sees every key
+            att = att + self.bias
+        y = att.softmax(dim=-1) @ v.reshape(m, h, d).transpose(0, 1)  # -> (H, n, D)
+        return self.out(y.transpose(0, 1).reshape(n, c)), k, v  # (n, H, D) -> (n, C)
+
+
+def _fused_mlps(mlps: list[nn.Sequential]) -> tuple[torch.Tensor, ...]:
+    """Branches ``Linear(C, C) → GELU → Linear(C, o_i)`` on one input as one hidden layer
+    (ΣC wide) and one block-diagonal output layer: (w1, b1, w2, b2)."""
+    with torch.no_grad():
+        w1 = torch.cat([m[0].weight.detach() for m in mlps])
+        b1 = torch.cat([m[0].bias.detach() for m in mlps])
+        w2 = torch.block_diag(*[m[-1].weight.detach() for m in mlps])
+        b2 = torch.cat([m[-1].bias.detach() for m in mlps])
+    return w1.clone(), b1.clone(), w2.clone(), b2.clone()
+
+
+def _spread(n: int, levels: int) -> torch.Tensor:
+    """(n, n + Σ_l n/2**l) 0/1: the active head's sum of every level spread onto frames.
+
+    Multiplies [level 0's n points; each coarser level's previous point, then its
+    new points]; frame t takes level l's latest point at or before t.
+    """
+    cols = [torch.eye(n)]
+    t = torch.arange(n).reshape(-1, 1)
+    for level in range(1, levels):
+        stride = 2 ** level
+        idx = (t + 1) // stride  # 0: the previous point; j: new point j-1 (its frame ≤ t)
+        cols.append((idx == torch.arange(n // stride + 1).reshape(1, -1)).float())
+    return torch.cat(cols, dim=1)
+
+
+class IncrementalDetector(nn.Module):
+    """A ``TemporalDetector`` stepped one hop at a time (its weights read at construction).
+
+    ``forward(feats, state)`` with feats (1, hop, feat_dim) — a hop's features,
+    the frames before it a multiple of ``hop`` — and state (1, rows, C)
+    (:func:`state_shape`) returns the detector's outputs for these ``hop``
+    frames: ``cls_logits`` / ``emo_logits`` / ``reg`` (1, P, ·) over
+    ``engine.decode.pyramid_points(hop, levels)``, ``act_*`` (1, hop, ·); and
+    ``next_state``. Batch 1 (a stream); inference only (no dropout).
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        cfg = self.cfg = detector.cfg
+        pyr, head, active = detector.pyramid, detector.head, detector.active
+        self.layout = state_layout(cfg)
+        if not self.layout:
+            raise ValueError("IncrementalDetector: this config carries nothing from hop to hop "
+                             "(levels=1, segment=1, attn_window=1); use the detector itself")
+        c, n = cfg.channels, cfg.hop
+        split = []  # (name or None for stale rows, rows) in state order; no empty pieces
+        for p in self.layout:
+            split += [(None, p.rows - p.keep)] if p.rows > p.keep else []
+            split.append((p.name, p.keep))
+        self.split_names = tuple(name for name, _ in split)
+        self.split_sizes = tuple(rows for _, rows in split)
+        # segment fusion
+        self.embed = pyr.embed
+        self.fusion_ln = pyr.fusion.ln
+        self.fusion_attn = StepAttention(pyr.fusion.attn, n)
+        self.mean_span = pyr.fusion.pool.span
+        with torch.no_grad():
+            self.register_buffer("mean", _band(n, self.mean_span).float() / self.mean_span,
+                                 persistent=False)  # (n, span-1+n)
+            self.register_buffer("w_gate", torch.cat([pyr.fusion.score.weight,
+                                                      pyr.fusion.value.weight]).detach().clone(),
+                                 persistent=False)  # (2C, 2C): score | value
+            self.register_buffer("b_gate", torch.cat([pyr.fusion.score.bias,
+                                                      pyr.fusion.value.bias]).detach().clone(),
+                                 persistent=False)
+        # levels: downsample (l ≥ 1) as one (C, 2C) matrix over each pair, then the blocks
+        self.downs, self.blocks, self.norms = nn.ModuleList(), nn.ModuleList(), pyr.norms
+        for level in range(cfg.levels):
+            down = nn.Module()
+            if level:
+                conv = pyr.down[level].conv
+                with torch.no_grad():  # (C_out, C_in, 2) -> (C_out, 2·C_in): [x_2j | x_2j+1]
+                    down.register_buffer("w", conv.weight.detach().permute(0, 2, 1)
+                                         .reshape(c, 2 * c).clone(), persistent=False)
+                    down.register_buffer("b", conv.bias.detach().clone(), persistent=False)
+                down.ln = pyr.down[level].ln
+            self.downs.append(down)
+            steps = nn.ModuleList()
+            for block in pyr.blocks[level]:
+                s = nn.Module()
+                s.ln1, s.ln2, s.fc1, s.fc2 = block.ln1, block.ln2, block.mlp[0], block.mlp[2]
+                s.attn = StepAttention(block.attn, n // 2 ** level)
+                steps.append(s)
+            self.blocks.append(steps)
+        # interval head: cls | emo | reg branches fused; reg's per-point unit = scale·stride
+        self.head_dims = (len(cfg.kinds), len(cfg.emotions), 2)
+        for name, t in zip(("h_w1", "h_b1", "h_w2", "h_b2"),
+                           _fused_mlps([head.cls, head.emo, head.reg])):
+            self.register_buffer(name, t, persistent=False)
+        with torch.no_grad():
+            unit = head.scale.detach() * 2.0 ** torch.arange(cfg.levels)  # (L,)
+            self.register_buffer("unit", torch.cat([unit[lv].expand(n // 2 ** lv) for lv in
+                                                    range(cfg.levels)]).reshape(-1, 1).clone(),
+                                 persistent=False)  # (P, 1)
+            # relu'd (d_off, dur) -> (d_on, d_off) = (d_off + dur, d_off)
+            self.register_buffer("to_on_off", torch.tensor([[1.0, 1.0], [1.0, 0.0]]),
+                                 persistent=False)
+            # active head
+            self.register_buffer("spread", _spread(n, cfg.levels), persistent=False)
+        self.act_ln = active.ln
+        self.act_dims = (len(cfg.kinds), len(cfg.emotions), 1)
+        for name, t in zip(("a_w1", "a_b1", "a_w2", "a_b2"),
+                           _fused_mlps([active.act, active.emo, active.since])):
+            self.register_buffer(name, t, persistent=False)
+        self.since_unit = active.since_unit
+
+    def forward(self, feats: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        n, c = cfg.hop, cfg.channels
+        if tuple(feats.shape) != (1, n, cfg.feat_dim):
+            raise ValueError(f"IncrementalDetector: feats must be (1, hop={n}, "
+                             f"{cfg.feat_dim}), got {tuple(feats.shape)}")
+        if tuple(state.shape) != state_shape(cfg):
+            raise ValueError(f"IncrementalDetector: state must be {state_shape(cfg)}, got "
+                             f"{tuple(state.shape)}")
+        parts = dict(zip(self.split_names, state.reshape(-1, c).split(self.split_sizes)))
+        new: dict[str, torch.Tensor] = {}  # part name -> what this step leaves (rows, C)
+
+        def attend(name: str, attn: StepAttention, x: torch.Tensor) -> torch.Tensor:
+            y, k, v = attn(x, parts.get(f"{name}.k"), parts.get(f"{name}.v"))
+            if attn.span > 1:
+                new[f"{name}.k"], new[f"{name}.v"] = k, v
+            return y
+
+        # segment fusion: attention, causal mean of its outputs, gated residual
+        x = self.embed(feats.reshape(n, cfg.feat_dim))  # (1, n, F) -> (n, C)
+        a = attend("fusion", self.fusion_attn, self.fusion_ln(x))
+        if self.mean_span > 1:
+            a = new["fusion.mean"] = _append(parts["fusion.mean"], a)  # (span-1+n, C)
+        g = self.mean @ a  # (n, m) @ (m, C) -> (n, C)
+        gate, value = F.linear(torch.cat([x, g], dim=1), self.w_gate, self.b_gate).split(c, 1)
+        x = x + torch.sigmoid(gate) * value
+        # pyramid
+        levels = []  # (n_l, C) per level
+        for level in range(cfg.levels):
+            if level:  # (n_l-1, C) -> pairs (n_l, 2C) -> (n_l, C)
+                down = self.downs[level]
+                x = down.ln(F.linear(x.reshape(-1, 2 * c), down.w, down.b))
+            for i, blk in enumerate(self.blocks[level]):
+                x = x + attend(f"level{level}.block{i}", blk.attn, blk.ln1(x))
+                x = x + blk.fc2(_gelu(blk.fc1(blk.ln2(x))))
+            levels.append(self.norms[level](x))
+        # interval head, over all points at once
+        hid = _gelu(F.linear(torch.cat(levels), self.h_w1, self.h_b1))  # (P, C) -> (P, ΣC)
+        cls, emo, reg = F.linear(hid, self.h_w2, self.h_b2).unsqueeze(0).split(self.head_dims,
+                                                                                dim=-1)
+        reg = (F.relu(reg) * self.unit) @ self.to_on_off.t()  # (1, P, 2): (d_on, d_off)
+        # active head: every level spread onto the frames, summed
+        seq = [levels[0]]
+        for level in range(1, cfg.levels):
+            seq += [parts[f"level{level}.last"], levels[level]]
+            new[f"level{level}.last"] = levels[level]
+        x = self.spread @ torch.cat(seq)  # (n, ·) @ (·, C) -> (n, C)
+        hid = _gelu(F.linear(self.act_ln(x), self.a_w1, self.a_b1))
+        act, act_emo, since = F.linear(hid, self.a_w2, self.a_b2).unsqueeze(0).split(
+            self.act_dims, dim=-1)
+        out = {"cls_logits": cls, "emo_logits": emo, "reg": reg, "act_logits": act,
+               "act_emo_logits": act_emo,
+               "act_since": _softplus(since).reshape(1, n) * self.since_unit}
+        out[STATE_OUTPUT] = torch.cat([new[p.name] for p in self.layout]).unsqueeze(0)
+        return out
+
+    @torch.no_grad()
+    def initial_state(self, no_face: torch.Tensor) -> torch.Tensor:
+        """(1, rows, C): the state of a fresh stream; ``no_face`` is the (feat_dim,) feature."""
+        def step(f: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
+            out = self(torch.from_numpy(f), torch.from_numpy(s))
+            return {STATE_OUTPUT: out[STATE_OUTPUT].numpy()}
+        state, _ = initial_state(self.cfg, no_face.detach().cpu().numpy(), step)
+        return torch.from_numpy(state)
+
+
+def initial_state(cfg: ModelConfig, no_face: np.ndarray,
+                  step: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+                  ) -> tuple[np.ndarray, float]:
+    """A fresh stream's state through any backend's step, and how far it is from a fixed point.
+
+    Args:
+        cfg: the model's config.
+        no_face: (feat_dim,) the "no face" feature (what frames before the stream are).
+        step: (features (1, hop, F), state) → outputs including ``next_state``.
+
+    Returns:
+        state (1, rows, C) float32, and the max |change| one more "no face"
+        hop makes to it (0 up to rounding: the zeros are flushed out).
+    """
+    feats = np.broadcast_to(np.asarray(no_face, np.float32).reshape(1, 1, -1),
+                            (1, cfg.hop, cfg.feat_dim)).copy()
+    state = np.zeros(state_shape(cfg), np.float32)
+    for _ in range(warmup_hops(cfg)):
+        state = step(feats, state)[STATE_OUTPUT]
+    again = step(feats, state)[STATE_OUTPUT]
+    return np.ascontiguousarray(state, np.float32), float(np.abs(again - state).max())
+
+
+__all__ = ["IncrementalDetector", "StepAttention", "StatePart", "state_layout", "state_shape",
+           "warmup_hops", "initial_state", "STATE_INPUT", "STATE_OUTPUT", "STEP_OUTPUTS"]
