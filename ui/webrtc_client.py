@@ -56,28 +56,36 @@ def clip_track_class():
             max_frames: stop after this many (default: the whole file).
             loop: start over at the end of the file (until ``max_frames``).
             stamp: paint the frame number (:mod:`ui.frame_marker`).
+            start: an ``asyncio.Event`` the first frame waits for (to start several at once).
+
+        A sender that falls behind (a busy machine) skips frames like a camera
+        would, so the clip keeps its real-time pace and frame numbers; the pts
+        is always the frame's time in the clip.
 
         Attributes:
             sent_at: frame number → ``time.monotonic()`` when it was handed to the encoder.
+            skipped: frames skipped because the sender was late.
             done: set once the last frame was sent.
         """
 
         kind = "video"
 
         def __init__(self, path: str | Path, fps: float = 30.0, max_frames: int | None = None,
-                     loop: bool = False, stamp: bool = True) -> None:
+                     loop: bool = False, stamp: bool = True,
+                     start: asyncio.Event | None = None) -> None:
             super().__init__()
             if not fps > 0:
                 raise ValueError(f"fps must be > 0, got {fps!r}")
             if max_frames is not None and max_frames < 1:
                 raise ValueError(f"max_frames must be >= 1, got {max_frames!r}")
             self.path, self.fps, self.max_frames = str(path), fps, max_frames
-            self.loop, self.stamp = loop, stamp
+            self.loop, self.stamp, self.start = loop, stamp, start
             self._cap = cv2.VideoCapture(self.path)
             if not self._cap.isOpened():
                 raise ValueError(f"cannot open video {self.path}")
             self.sent_at: dict[int, float] = {}
-            self.count = 0
+            self.count = 0  # index of the next frame of the clip (skipped ones included)
+            self.skipped = 0
             self.done = asyncio.Event()
             self._t0: float | None = None
 
@@ -95,11 +103,19 @@ def clip_track_class():
                 self._end()
                 raise MediaStreamError
             if self._t0 is None:
+                if self.start is not None:
+                    await self.start.wait()
                 self._t0 = time.monotonic()
             else:  # real-time pacing from the first frame (no drift)
                 wait = self._t0 + self.count / self.fps - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                # like a camera, a late sender skips to the frame that is due now
+                due = int((time.monotonic() - self._t0) * self.fps)
+                while self.count < due and not (self.max_frames and
+                                                 self.count + 1 >= self.max_frames):
+                    if not self._skip():
+                        break
             image = self._read()
             if image is None:
                 self._end()
@@ -108,11 +124,21 @@ def clip_track_class():
             if self.stamp:
                 frame_marker.stamp(image, n)
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts = int(round(n * VIDEO_CLOCK / self.fps))
+            frame.pts = int(round(n * VIDEO_CLOCK / self.fps))  # the clip's own time
             frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
             self.sent_at[n] = time.monotonic()
             self.count += 1
             return frame
+
+        def _skip(self) -> bool:
+            ok = self._cap.grab()
+            if not ok and self.loop:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok = self._cap.grab()
+            if ok:
+                self.count += 1
+                self.skipped += 1
+            return ok
 
         def _end(self) -> None:
             self.done.set()
@@ -242,7 +268,14 @@ class ClientPeer:
         await asyncio.wait_for(self.track.done.wait(), timeout)
 
     async def finish(self, timeout: float = 15.0) -> dict:
-        """Sends ``finish`` and waits for the summary record; returns it."""
+        """Sends ``finish`` and waits for the summary record; returns it.
+
+        Raises:
+            ConnectionError: the channel is closed (the server ended this peer).
+        """
+        if self.channel.readyState != "open":
+            raise ConnectionError(f"the events channel is {self.channel.readyState}: the server "
+                                  "closed this peer (see its log)")
         self.channel.send("finish")
         await asyncio.wait_for(self._got_summary.wait(), timeout)
         return self._summary

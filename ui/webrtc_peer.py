@@ -163,18 +163,24 @@ class Peer:
         on_closed: called (event loop) once the peer is closed and its pipeline freed.
         log: one line per peer event (connect, close).
         make_drawer: ``() -> draw(frame, chain, records) -> image`` (default: :func:`default_drawer`).
+        budget: shared by all peers: at most that many chains run at once (None: no limit).
+            Python threads share one GIL, so more chains running than cores only slows
+            the event loop (RTP, DTLS, data channels) and makes every peer late.
     """
 
     def __init__(self, peer_id: int, pc, open_chain: Callable[[], Any], engine_name: str,
                  fps: float, idle_timeout_s: float, connect_timeout_s: float,
                  on_closed: Callable[["Peer"], None], log: Callable[[str], None] = print,
-                 make_drawer: Callable[[], Callable] = default_drawer) -> None:
+                 make_drawer: Callable[[], Callable] = default_drawer,
+                 budget: threading.Semaphore | None = None) -> None:
         self.id, self.pc, self.fps = peer_id, pc, fps
         self.engine_name = engine_name
         self._open_chain, self._make_drawer = open_chain, make_drawer
+        self._budget = budget
         self.idle_timeout_s, self.connect_timeout_s = idle_timeout_s, connect_timeout_s
         self._on_closed, self._log = on_closed, log
         self.slot = LatestSlot()
+        self.gate = None  # ui.webrtc_ingest.KeyframeGate on the decoder's input, when installed
         self.out = annotated_track_class()()
         self.channel = None
         self._pending: deque[str] = deque(maxlen=PENDING_RECORDS)
@@ -182,6 +188,8 @@ class Peer:
         self.frames_in = 0
         self.frames_processed = 0
         self.frames_with_face = 0
+        self.frames_superseded = 0  # a newer frame arrived while this one waited for the budget
+        self.ingest_lag_s = 0.0  # arrival time − sender time of the last frame, from the first
         self.t_start = time.monotonic()
         self.t_first: float | None = None
         self._loop = asyncio.get_running_loop()
@@ -226,6 +234,7 @@ class Peer:
         from aiortc.mediastreams import MediaStreamError
 
         t0 = None
+        last = -1
         reason = "track ended"
         try:
             while True:
@@ -240,8 +249,14 @@ class Peer:
                     self.t_first = now
                 pts_s = float(frame.pts * frame.time_base) if frame.pts is not None else now
                 t0 = pts_s if t0 is None else t0
-                # index counts every frame received (slot drops leave gaps); time is the sender's
-                self.slot.put((frame, self.frames_in, pts_s - t0, now))
+                # The index is the frame's place on the nominal fps grid of the sender's clock,
+                # so frames the sender skipped or the network lost leave gaps (reported as
+                # drops) and a clip's frame numbers survive; strictly increasing on jitter.
+                index = max(last + 1, round((pts_s - t0) * self.fps))
+                last = index
+                # how far arrivals trail the sender's clock (network + decoding backlog)
+                self.ingest_lag_s = (now - self.t_first) - (pts_s - t0)
+                self.slot.put((frame, index, pts_s - t0, now))
                 self.frames_in += 1
         except MediaStreamError:
             pass
@@ -258,11 +273,24 @@ class Peer:
         batch: list = []  # records of the frame in flight (then the tail: finish, summary)
         images: dict[int, Any] = {}
 
+        held = [False]  # this worker holds a slot of the shared CPU budget
+
         def frames():
             while (item := self.slot.get()) is not None:
+                if self._budget is not None:  # wait for a CPU slot, then take the newest frame
+                    self._budget.acquire()
+                    held[0] = True
+                    while (newer := self.slot.get(timeout=0)) is not None:
+                        self.frames_superseded += 1
+                        item = newer
                 av_frame, index, t_capture, t_arrival = item
                 images[index] = av_frame
                 yield Frame(index, t_capture, av_frame.to_ndarray(format="bgr24"), t_arrival)
+
+        def release() -> None:
+            if held[0]:
+                held[0] = False
+                self._budget.release()
 
         def on_frame(frame) -> None:
             records = batch[:]
@@ -270,6 +298,7 @@ class Peer:
             self.frames_processed += 1
             self.frames_with_face = chain.frames_with_face
             out = frame_marker.keep_strip(draw(frame, chain, records), frame.image)
+            release()
             self._post(records, self._video_frame(out, images.pop(frame.index)))
 
         try:
@@ -279,8 +308,8 @@ class Peer:
             # the one run loop: dropped statuses on index gaps, finish, source_ended, summary
             summary = run_frames(frames(), chain, batch.append, source=f"webrtc:peer-{self.id}",
                                  policy=LatestSlot.policy, on_frame=on_frame,
-                                 frames_read=lambda: self.frames_in,
-                                 frames_dropped=lambda: self.slot.dropped)
+                                 frames_read=lambda: self.frames_in + self.gate_dropped,
+                                 frames_dropped=lambda: self.frames_dropped)
             self.summary = summary
             self._post(batch[:], None)
             self._log(f"peer {self.id}: {summary.frames_processed} of {summary.frames_read} "
@@ -290,6 +319,7 @@ class Peer:
             self._log(f"peer {self.id}: pipeline failed: {self.error}")
             self._call(lambda: asyncio.ensure_future(self.close("pipeline failed")))
         finally:
+            release()
             if chain is not None:
                 chain.close()
             self._call(lambda: self._worker_done.done() or self._worker_done.set_result(None))
@@ -376,14 +406,34 @@ class Peer:
         self._log(f"peer {self.id} closed ({reason})")
         self._on_closed(self)
 
+    @property
+    def frames_dropped(self) -> int:
+        """Frames never processed: replaced in the slot, superseded while waiting for the CPU
+        budget, or skipped at the decoder's gate."""
+        return self.slot.dropped + self.frames_superseded + self.gate_dropped
+
+    @property
+    def gate_dropped(self) -> int:
+        """Encoded frames the decoder gate skipped (never decoded)."""
+        return self.gate.dropped if self.gate is not None else 0
+
     def stats(self) -> dict:
-        """This peer's counters for ``GET /stats``."""
+        """This peer's counters for ``GET /stats``.
+
+        ``frames_dropped`` counts every drop: in the latest-frame slot and while
+        waiting for the CPU budget (decoded, not processed), and at the decoder's
+        gate (skipped to a keyframe).
+        """
         age = time.monotonic() - self.t_start
         run = time.monotonic() - self.t_first if self.t_first else 0.0
         return {"id": self.id, "state": self.pc.connectionState, "age_s": round(age, 2),
                 "frames_in": self.frames_in, "frames_processed": self.frames_processed,
-                "frames_dropped": self.slot.dropped, "frames_sent": self.out.sent,
+                "frames_dropped": self.frames_dropped,
+                "dropped_at_decoder": self.gate_dropped,
+                "decoder_waiting": self.gate.qsize() if self.gate is not None else None,
+                "frames_sent": self.out.sent,
                 "fps_in": round(self.frames_in / run, 2) if run > 0 else 0.0,
                 "fps_processed": round(self.frames_processed / run, 2) if run > 0 else 0.0,
+                "ingest_lag_ms": round(1e3 * self.ingest_lag_s, 1),
                 "records_lost": self.records_lost, "finished": self.finished,
                 "error": self.error}

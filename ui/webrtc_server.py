@@ -6,7 +6,9 @@
 It follows aiortc's ``examples/server``: the page makes an offer (video track
 plus a data channel named ``events``), ``POST /offer`` answers it. Each peer
 gets its own stage chain on its own worker thread, fed from a latest-frame
-slot (:mod:`ui.webrtc_peer`); one loaded engine is shared by all peers. The
+slot (:mod:`ui.webrtc_peer`); one loaded engine is shared by all peers.
+aiortc's decoder input is bounded too (:mod:`ui.webrtc_ingest`: skip to the
+next keyframe when it falls behind), so no queue grows with load. The
 returned track carries the overlay (:mod:`ui.overlay`) with the incoming
 frame's ``pts`` / ``time_base``; the ``events`` channel carries one JSON
 record per message in the JSONL schema of ``--events-out``
@@ -32,12 +34,15 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ui.webrtc_ingest import install as install_gate
 from ui.webrtc_peer import Peer
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -58,6 +63,8 @@ class ServerConfig:
         idle_timeout_s: a peer that sends no frame for this long is closed.
         connect_timeout_s: a peer whose first frame has not arrived after this is closed.
         max_body_bytes: larger ``POST /offer`` bodies get 413.
+        max_active: chains that may run at the same moment, over all peers (None: one
+            less than the CPU cores, at least 1), so the event loop keeps a core.
     """
 
     max_peers: int = DEFAULT_MAX_PEERS
@@ -67,8 +74,12 @@ class ServerConfig:
     idle_timeout_s: float = 5.0
     connect_timeout_s: float = 20.0
     max_body_bytes: int = MAX_BODY_BYTES
+    max_active: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_active is not None and not (isinstance(self.max_active, int)
+                                                and self.max_active >= 1):
+            raise ValueError(f"max_active must be an integer >= 1, got {self.max_active!r}")
         if not (isinstance(self.max_peers, int) and self.max_peers >= 1):
             raise ValueError(f"max_peers must be an integer >= 1, got {self.max_peers!r}")
         if not 0 < self.fps <= 240:
@@ -141,6 +152,11 @@ class WebRTCServer:
         self._ids = itertools.count(1)
         self._pending = 0  # offers being answered (count against max_peers)
         self.counters = {"offers": 0, "refused_busy": 0, "refused_bad": 0, "closed": 0}
+        active = config.max_active or max(1, (os.cpu_count() or 2) - 1)
+        self.budget = threading.BoundedSemaphore(active)
+        self.max_active = active
+        self.loop_lag_ms = 0.0  # how late the event loop runs a 100 ms timer (recent max)
+        self._lag_task: asyncio.Task | None = None
         if config.ice_loopback:
             restrict_ice_to_loopback()
 
@@ -167,6 +183,7 @@ class WebRTCServer:
 
         return web.json_response({
             "peers": len(self.peers), "max_peers": self.config.max_peers,
+            "max_active": self.max_active, "loop_lag_ms": round(self.loop_lag_ms, 1),
             "engine": getattr(self.engine, "name", str(self.engine)),
             **self.counters, "per_peer": [p.stats() for p in self.peers.values()]})
 
@@ -208,7 +225,7 @@ class WebRTCServer:
         peer = Peer(next(self._ids), pc, lambda: self._open_chain(self.engine, self.config.fps),
                     getattr(self.engine, "name", str(self.engine)), self.config.fps,
                     self.config.idle_timeout_s, self.config.connect_timeout_s,
-                    on_closed=self._forget, log=self.log)
+                    on_closed=self._forget, log=self.log, budget=self.budget)
         video = []
         prepared = asyncio.ensure_future(peer.prepare())  # the chain builds while SDP is handled
 
@@ -222,6 +239,9 @@ class WebRTCServer:
             if track.kind == "video" and not video:
                 video.append(track)
                 pc.addTrack(peer.out)
+                receiver = next(t.receiver for t in pc.getTransceivers()
+                                if t.receiver.track is track)
+                peer.gate = install_gate(receiver, log=self.log)  # bounded decoder input
             else:  # audio or a second video: drained, never buffered without bound
                 asyncio.ensure_future(_drain(track))
 
@@ -269,7 +289,19 @@ class WebRTCServer:
                              return_exceptions=True)
 
     async def _on_shutdown(self, app) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         await self.close_all()
+
+    async def _watch_loop(self) -> None:
+        """Keeps ``loop_lag_ms``: a busy loop (or a GIL held by the workers) delays everything."""
+        loop = asyncio.get_running_loop()
+        recent: list[float] = []
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.1)
+            recent = (recent + [(loop.time() - t - 0.1) * 1e3])[-20:]
+            self.loop_lag_ms = max(recent)
 
     # -- running ---------------------------------------------------------------------------
     async def start(self, host: str, port: int):
@@ -278,6 +310,7 @@ class WebRTCServer:
 
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
+        self._lag_task = asyncio.ensure_future(self._watch_loop())
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # the port 0 picked
@@ -332,7 +365,8 @@ async def _serve(server: WebRTCServer, host: str, port: int, ready: Callable[[in
 def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
           max_peers: int = DEFAULT_MAX_PEERS, ice_loopback: bool = False, *,
           fps: float = 30.0, idle_timeout_s: float = 5.0, ice_servers: Sequence[str] = (),
-          engine=None, log: Callable[[str], None] = print) -> int:
+          max_active: int | None = None, engine=None,
+          log: Callable[[str], None] = print) -> int:
     """Loads the engine once and serves until SIGINT / SIGTERM; returns the exit code (0).
 
     Args:
@@ -340,7 +374,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
         engine_name: ``auto`` | ``torch`` | ``onnxruntime`` | ``cuda`` | ``tensorrt``.
         max_peers: peers served at once.
         ice_loopback: ICE host candidates on 127.0.0.1 only.
-        fps, idle_timeout_s, ice_servers: see :class:`ServerConfig`.
+        fps, idle_timeout_s, ice_servers, max_active: see :class:`ServerConfig`.
         engine: an already loaded engine to use (then ``engine_name`` is ignored).
         log: where status lines go.
 
@@ -349,7 +383,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
         OSError: the port cannot be bound.
     """
     config = ServerConfig(max_peers=max_peers, ice_loopback=ice_loopback,
-                          ice_servers=tuple(ice_servers), fps=fps, idle_timeout_s=idle_timeout_s)
+                          ice_servers=tuple(ice_servers), fps=fps, idle_timeout_s=idle_timeout_s,
+                          max_active=max_active)
     _check_port(host, port)  # before the engine loads: a port in use fails at once
     owned = None
     if engine is None:
@@ -359,7 +394,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
         warm_up(engine, fps)
         server = WebRTCServer(engine, config, log=log)
         ready = lambda bound: log(f"serving on http://{host}:{bound}/ "  # noqa: E731
-                                  f"(max {max_peers} peers{', ICE loopback' if ice_loopback else ''})")
+                                  f"(max {max_peers} peers, {server.max_active} running at once"
+                                  f"{', ICE loopback' if ice_loopback else ''})")
         asyncio.run(_serve(server, host, port, ready))
     finally:
         if owned is not None:
@@ -393,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0, help="nominal frame rate of peers")
     p.add_argument("--idle-timeout", type=float, default=5.0,
                    help="close a peer that sends no frame for this many seconds")
+    p.add_argument("--max-active", type=int, default=None, metavar="N",
+                   help="chains running at the same moment over all peers "
+                        "(default: CPU cores - 1, at least 1)")
     return p
 
 
@@ -403,13 +442,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --port must be in 0..65535, got {args.port}", file=sys.stderr)
         return 2
     try:
-        ServerConfig(max_peers=args.max_peers, fps=args.fps, idle_timeout_s=args.idle_timeout)
+        ServerConfig(max_peers=args.max_peers, fps=args.fps, idle_timeout_s=args.idle_timeout,
+                     max_active=args.max_active)
     except ValueError as exc:
-        print(f"error: {str(exc).replace('_', '-', 1)}", file=sys.stderr)
+        flag = {"max_peers": "--max-peers", "fps": "--fps", "idle_timeout_s": "--idle-timeout",
+                "max_active": "--max-active"}
+        name = str(exc).split(" ", 1)[0]
+        print(f"error: {flag.get(name, name)} {str(exc).split(' ', 1)[1]}", file=sys.stderr)
         return 2
     try:
         return serve(args.host, args.port, args.engine, args.max_peers, args.ice_loopback,
-                     fps=args.fps, idle_timeout_s=args.idle_timeout, ice_servers=args.ice_server)
+                     fps=args.fps, idle_timeout_s=args.idle_timeout, ice_servers=args.ice_server,
+                     max_active=args.max_active)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)

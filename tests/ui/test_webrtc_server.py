@@ -80,7 +80,8 @@ def test_parse_offer_names_what_is_wrong(body, reason):
 @pytest.mark.parametrize("kwargs, name", [({"max_peers": 0}, "max_peers"),
                                           ({"fps": 0}, "fps"),
                                           ({"idle_timeout_s": 0}, "idle_timeout_s"),
-                                          ({"max_body_bytes": 10}, "max_body_bytes")])
+                                          ({"max_body_bytes": 10}, "max_body_bytes"),
+                                          ({"max_active": 0}, "max_active")])
 def test_server_config_checks_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ServerConfig(**kwargs)
@@ -88,7 +89,8 @@ def test_server_config_checks_arguments(kwargs, name):
 
 @pytest.mark.parametrize("argv, message", [(["--max-peers", "0"], "max-peers"),
                                            (["--port", "70000"], "--port"),
-                                           (["--idle-timeout", "-1"], "idle-timeout")])
+                                           (["--idle-timeout", "-1"], "--idle-timeout"),
+                                           (["--max-active", "0"], "--max-active")])
 def test_cli_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
