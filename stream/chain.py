@@ -187,7 +187,9 @@ def run_frames(frames: Iterable[Frame | Tracked], chain: StageChain, sink: Sink,
     (``source_statuses``, e.g. :meth:`FrameSource.take_statuses`) are written when
     the stream reaches the frame they refer to, the rest before ``source_ended``.
     Ctrl-C stops the loop cleanly: ``interrupted``, then the chain is finished
-    and the summary written as usual.
+    and the summary written as usual. A source that fails mid-stream (``frames``
+    raises) is said as ``source_short`` (``reason: error``); the chain is finished
+    and the summary written, then its error is raised again.
 
     Args:
         frames: the stream's frames, in order (or frames whose face stage ran already,
@@ -222,8 +224,19 @@ def run_frames(frames: Iterable[Frame | Tracked], chain: StageChain, sink: Sink,
         return sum(int(s.detail.get("count", 0)) for s in due
                    if s.status == "source_short" and s.frame > last)
 
+    failure: Exception | None = None  # the source's, raised again once the summary is out
+    items = iter(frames)
     try:
-        for item in frames:
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except Exception as exc:  # noqa: BLE001 - the source broke mid-stream
+                failure = exc
+                sink(Status("source_short", last + 1,
+                            {"reason": "error", "error": f"{type(exc).__name__}: {exc}"}))
+                break
             frame = item.frame if isinstance(item, Tracked) else item
             lost = said_up_to(frame.index)
             if frame.index - last - 1 > lost:  # sources count from 0
@@ -251,4 +264,6 @@ def run_frames(frames: Iterable[Frame | Tracked], chain: StageChain, sink: Sink,
                       fps=round(processed / wall, 2) if wall > 0 else 0.0, wall_s=round(wall, 3),
                       missing_stages=chain.missing_stages, latency_ms=chain.latency.summary())
     sink(summary)
+    if failure is not None:
+        raise failure
     return summary

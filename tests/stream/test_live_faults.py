@@ -188,3 +188,31 @@ def test_slow_consumer_drops_are_counted_and_memory_is_bounded(shared_engine, mo
     assert summary.frames_dropped > 0 and dropped == summary.frames_dropped
     assert summary.frames_read == 1500 == summary.frames_processed + summary.frames_dropped
     assert len(rss) >= 2 and max(rss) - rss[0] < 80 * 2**20  # the ring is preallocated
+
+
+# --- a source that breaks mid-stream ---------------------------------------------------------
+@pytest.mark.parametrize("threaded", [True, False], ids=["pipeline", "in-thread"])
+def test_source_error_mid_stream_still_finishes_and_summarizes(shared_engine, threaded):
+    from stream.chain import StageChain, run_frames, stamped
+    from stream.pipeline import Pipeline
+    from stream.sources import ArraySource
+
+    class Breaks(ArraySource):
+        def read(self):
+            if self._next_index == 5:
+                raise OSError(5, "Input/output error")  # the disk went away
+            return super().read()
+
+    source = Breaks(np.zeros((9, 48, 64, 3), np.uint8))
+    records = RecordList()
+    with pytest.raises(OSError, match="Input/output error"):
+        if threaded:
+            Pipeline(source, records, shared_engine).run()
+        else:
+            with source, StageChain(shared_engine, 30.0) as chain:
+                run_frames(stamped(source), chain, records, source="x", policy="block")
+    tail = records[-3:]
+    assert tail[0].status == "source_short" and tail[0].detail["reason"] == "error"
+    assert "Input/output error" in tail[0].detail["error"] and tail[0].frame == 5
+    assert tail[1].status == "source_ended" and isinstance(tail[2], Summary)
+    assert tail[2].frames_processed == 5
