@@ -58,6 +58,7 @@ def test_webrtc_page_streams_the_camera_and_lists_events(server, page, tmp_path)
     state = wait_until(page, lambda s: s["finals"] >= 2, 40)
     stats = server.stats()
     assert stats["peers"] == 1 and stats["per_peer"][0]["frames_sent"] > 30
+    page.set_viewport_size({"width": 1280, "height": 650})  # the page without empty space
     shot = save_screenshot(page, "webrtc.png", tmp_path, docs_name="webrtc.png")
     assert shot.stat().st_size > 20_000
     assert 0 < float(state["latency"]) < 2000 and float(state["fps"]) > 0
