@@ -198,19 +198,20 @@ def test_an_offer_without_video_is_refused_and_audio_beside_video_is_drained(ser
     wait_for_peers(server, 0, 10)
 
 
-def test_demo_clip_over_webrtc_gives_the_labelled_events_and_annotated_frames(server):
+@pytest.mark.parametrize("seconds", [STREAM_S, pytest.param(25.0, marks=pytest.mark.slow)])
+def test_demo_clip_over_webrtc_gives_the_labelled_events_and_annotated_frames(server, seconds):
     from stream.events import from_json
     from stream.megc_csv import Spot, read_megc_csv
     from stream.metrics import match
     from ui.webrtc_client import ClientPeer
 
-    n_frames = int(STREAM_S * 30)
+    n_frames = int(seconds * 30)
 
     async def go():
         track = clip(fps=30, max_frames=n_frames)
         peer = ClientPeer(server.url, track, keep_every=15)
         await peer.connect()
-        await peer.wait_sent(STREAM_S + 20)
+        await peer.wait_sent(seconds + 20)
         await asyncio.sleep(0.3)
         summary = await peer.finish()
         await peer.close()
@@ -219,7 +220,8 @@ def test_demo_clip_over_webrtc_gives_the_labelled_events_and_annotated_frames(se
     track, peer, summary = asyncio.run(go())
     records = [from_json(r) for r in peer.records]  # every message is a JSONL record
     assert peer.records[-1]["type"] == "summary" and summary["source"].startswith("webrtc:")
-    assert summary["frames_read"] >= 0.95 * n_frames
+    # every frame the client sent reached the server (a late client skips frames, as a camera)
+    assert summary["frames_read"] + track.skipped >= 0.95 * n_frames, (summary, track.skipped)
     events = [r for r in peer.records if r["type"] == "event"]
     starts = [r for r in peer.records if r["type"] == "event_start"]
     assert starts, "no provisional event_start record came over the channel"
@@ -297,7 +299,7 @@ def test_concurrent_offers_never_exceed_the_limit(server):
     from aiortc import RTCSessionDescription
 
     async def go():
-        offers = [await make_offer("video") for _ in range(6)]
+        offers = [await make_offer("video") for _ in range(20)]  # 20 at once, limit 2
         answers = await asyncio.gather(*(asyncio.to_thread(
             post, server.url + "/offer", json.dumps(o).encode()) for _, o in offers))
         peak = (await asyncio.to_thread(server.stats))["peers"]
@@ -313,7 +315,7 @@ def test_concurrent_offers_never_exceed_the_limit(server):
         return [code for code, _ in answers], peak
 
     codes, peak = asyncio.run(go())
-    assert sorted(codes) == [200, 200, 503, 503, 503, 503] and peak <= 2
+    assert sorted(codes) == [200] * 2 + [503] * 18 and peak <= 2
     wait_for_peers(server, 0, 6)
 
 
