@@ -133,7 +133,7 @@ def soak_pipeline(seconds: float, every: float, warmup: float, limit: float) -> 
     old_hook = threading.excepthook
     threading.excepthook = lambda a: errors.append(  # exceptions of any thread
         "".join(traceback.format_exception(a.exc_type, a.exc_value, a.exc_traceback)))
-    counts = {"events": 0, "dropped_statuses": 0, "statuses": {}}
+    counts = {"events": 0, "statuses": {}}
 
     def sink(record) -> None:
         if isinstance(record, Event):
