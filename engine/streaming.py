@@ -34,7 +34,12 @@ from engine.gain import FlowGain
 
 
 class EngineLike(Protocol):
-    """What the schedule needs from ``engine.runtime.Engine``."""
+    """What the schedule needs from ``engine.runtime.Engine``.
+
+    The incremental path also uses ``can_step`` (bool), ``initial_state()`` and
+    ``detect_step(features_hop, state) -> (outputs, state)`` where the engine
+    has them; an engine without ``can_step`` gets the full-window path.
+    """
 
     cfg: ModelConfig  # the loaded model's window, hop, labels and decode settings
 
@@ -43,8 +48,6 @@ class EngineLike(Protocol):
     def detect(self, features_window: np.ndarray) -> dict[str, np.ndarray]: ...
 
     def padding(self, n: int) -> np.ndarray: ...
-
-    # optional, the incremental path (``Engine.can_step`` / ``detect_step`` / ``initial_state``)
 
 
 @dataclass(frozen=True)
