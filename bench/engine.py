@@ -191,7 +191,8 @@ def run(report: dict, frames: int = 300, hops: int = 60, threads: int = 2,
         inc = res.get("detector_step_per_hop_ms")
         log(f"  {label:<16} {enc['p50']:>7.3f} / {enc['p99']:<7.3f} "
             f"{det['p50']:>7.3f} / {det['p99']:<7.3f} "
-            + (f"{inc['p50']:>7.3f} / {inc['p99']:<7.3f}" if inc else f"{'(none)':>16}"))
+            + (f"{inc['p50']:>7.3f} / {inc['p99']:<7.3f} (p50 ratio {inc['p50'] / det['p50']:.3f})"
+               if inc else f"{'(none)':>16}"))
     if incremental:
         section["incremental"] = bench_incremental(log=log)
 
