@@ -1,6 +1,8 @@
 """bench.engine: every backend available here timed side by side (report["engine"])."""
 from __future__ import annotations
 
+import pytest
+
 import engine.runtime as runtime
 from bench import engine as bench_engine
 
@@ -10,7 +12,7 @@ def test_section_side_by_side_on_the_served_model(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "DEFAULT_CACHE", tmp_path)
     report: dict = {}
     lines: list[str] = []
-    bench_engine.run(report, frames=20, hops=5, threads=1, log=lines.append)
+    bench_engine.run(report, frames=20, hops=5, threads=1, log=lines.append, incremental=False)
     sec = report["engine"]
     assert sec["window"] == runtime.load_model(None, log=lambda m: None).cfg.window
     assert sec["threads"] == 1
@@ -20,6 +22,8 @@ def test_section_side_by_side_on_the_served_model(tmp_path, monkeypatch):
         enc, det = backends[label]["encoder_per_frame_ms"], backends[label]["detector_per_hop_ms"]
         assert enc["n"] == 20 and det["n"] == 5
         assert 0 < enc["p50"] <= enc["p99"] and 0 < det["p50"] <= det["p99"]
+        step = backends[label]["detector_step_per_hop_ms"]  # the live path: incremental
+        assert step["n"] == 5 and 0 < step["p50"] <= step["p99"]
         assert any(line.strip().startswith(label) for line in lines)
     assert not list(tmp_path.rglob("*.onnx"))  # nothing was exported
 
@@ -27,3 +31,16 @@ def test_section_side_by_side_on_the_served_model(tmp_path, monkeypatch):
 def test_candidates_always_include_the_cpu_backends():
     labels = [label for label, _, _ in bench_engine.candidates()]
     assert labels[:2] == ["torch-cpu", "onnxruntime-cpu"]
+
+
+@pytest.mark.slow
+def test_incremental_versus_full_window_per_hop():
+    lines: list[str] = []
+    sec = bench_engine.bench_incremental(windows=(128,), hops=20, threads=1, log=lines.append)
+    assert sec["threads"] == 1 and sec["hop"] == 8 and sec["target_ratio"] == 0.125
+    for name in ("onnxruntime", "torch"):
+        r = sec["windows"]["128"][name]
+        assert 0 < r["incremental_ms"] and 0 < r["full_ms"]
+        assert abs(r["ratio"] - r["incremental_ms"] / r["full_ms"]) < 1e-2
+        assert 0 < r["cpu_ratio"] < 1  # a hop of new frames costs less than a window
+    assert sum("window  128" in line for line in lines) == 2
