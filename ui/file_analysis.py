@@ -140,7 +140,7 @@ def analyze_file(path: str | Path, engine, out_dir: str | Path, *,
     Raises:
         AnalysisError: unreadable file, no frame, no face, or a bad labels CSV (one line).
     """
-    from stream.chain import StageChain, run_frames, stamped
+    from stream.chain import StageChain, run_frames, source_hooks, stamped
     from stream.events import JsonlSink, RecordList, fan_out
     from stream.sources import SourceError, open_source
     from stream.megc_csv import Spot, write_megc_csv
@@ -183,7 +183,8 @@ def analyze_file(path: str | Path, engine, out_dir: str | Path, *,
     try:
         with StageChain(engine, fps) as chain:
             summary = run_frames(stamped(source), chain, fan_out([records, pending, jsonl]),
-                                 source=name, policy="block", on_frame=on_frame)
+                                 source=name, policy="block", on_frame=on_frame,
+                                 **source_hooks(source))
     except SourceError as exc:
         raise AnalysisError(f"cannot read {name}: {str(exc).replace(str(path), name)}") from None
     finally:
