@@ -176,11 +176,13 @@ def test_slow_consumer_drops_are_counted_and_memory_is_bounded(shared_engine, mo
             from engine.contracts import Frame
             return Frame(i, i / 30.0, frames[i % 8].copy())
 
-    rss = []
+    rss = []  # sampled while running, after the ring and the chain are allocated
     records = RecordList()
 
     def progress(_):
         rss.append(psutil.Process().memory_info().rss)
+    # sample often: how long the run takes depends on the machine (the face stage has a thread)
+    monkeypatch.setattr("stream.pipeline.PROGRESS_EVERY_S", 0.02)
     pipe = Pipeline(Camera(), records, shared_engine, progress=progress)
     summary = pipe.run()
     dropped = sum(r.detail["count"] for r in records
