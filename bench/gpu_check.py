@@ -208,25 +208,12 @@ def prepare_demo(work: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def demo_flow_maps(clip: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 3, S', S') float16 flow maps and (N,) valid of ``clip``'s primary face.
+    """(N, 3, S', S') float16 flow maps and (N,) valid of ``clip``'s primary face: training's
+    feature extraction (the stage chain without an engine), so the check sees what training sees."""
+    from training.features import extract_video
 
-    The live stage chain without an engine (face → flow), the primary face of each
-    frame as in training's feature extraction; a frame without one is invalid.
-    """
-    from engine.config import StreamConfig
-    from stream.chain import StageChain, stamped
-    from stream.sources import VideoFileSource
-
-    cfg = StreamConfig()
-    no_flow = np.zeros((3, cfg.flow_size, cfg.flow_size), np.float16)
-    flows, valid = [], []
-    with VideoFileSource(clip) as src, StageChain(None, src.fps, cfg) as chain:
-        for frame in stamped(src):
-            chain.update(frame)
-            ff = chain.flows.get(chain.primary.track_id) if chain.primary.found else None
-            flows.append(no_flow if ff is None else np.asarray(ff.flow, np.float16))
-            valid.append(ff is not None and bool(ff.valid))
-    return np.stack(flows), np.asarray(valid, bool)
+    flow, valid, _ = extract_video(clip)
+    return flow, valid
 
 
 def demo_candidates(eng, cfg, flow: np.ndarray, valid: np.ndarray) -> list[list]:
