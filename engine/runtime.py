@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 
 from engine.backends import BACKEND_NAMES, Backend, BackendError, BackendUnavailable, TensorSpec
-from engine.checkpoint import WEIGHTS_DIR, load_model, shipped_weights  # noqa: F401 (re-exported)
+from engine.checkpoint import WEIGHTS_DIR, load_model
 
 ENGINE_CHOICES = ("auto",) + BACKEND_NAMES
 #: First-use exports and TensorRT engines go here (override with FEDN_LIVE_CACHE).

@@ -538,7 +538,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
                                              args.address):
             raise ValueError(f"--address must be auto, ray://HOST:PORT or HOST:PORT, "
                              f"got {args.address!r}")
-        from engine.runtime import select_backend, shipped_weights
+        from engine.checkpoint import shipped_weights
+        from engine.runtime import select_backend
 
         if shipped_weights() is None:
             raise ValueError("no trained weights in engine/weights/: nothing to analyze with")

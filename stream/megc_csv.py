@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from engine.config import EMOTIONS, KINDS
+from engine.config import KINDS
 from stream.events import read_events
 
 BASE_COLUMNS: tuple[str, ...] = ("subject", "video", "onset", "offset", "emotion")

@@ -86,3 +86,45 @@ def cli(shared_engine, monkeypatch, capsys, tmp_path):
         return code, err, records, took
     run.stdout = ""
     return run
+
+
+class FakeCamera:
+    """Stands in for cv2.VideoCapture(index): gives ``frames`` frames per connection, then
+    fails; reopening works once ``down_for`` further open attempts have failed."""
+
+    plan = {"frames": 5, "down_for": 0}
+    opens = 0
+
+    def __init__(self, index):
+        FakeCamera.opens += 1
+        self.ok = FakeCamera.opens == 1 or FakeCamera.opens > 1 + self.plan["down_for"]
+        self.left = self.plan["frames"]
+
+    def isOpened(self):
+        return self.ok
+
+    def set(self, *a):
+        return True
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self):
+        if not self.ok or self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def release(self):
+        self.ok = False
+
+
+@pytest.fixture
+def fake_camera(monkeypatch):
+    """cv2.VideoCapture replaced by :class:`FakeCamera`, reconnect retries fast."""
+    from stream.sources import WebcamSource
+
+    FakeCamera.opens = 0
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCamera)
+    monkeypatch.setattr(WebcamSource, "RETRY_EVERY_S", 0.01)
+    return FakeCamera

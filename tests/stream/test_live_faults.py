@@ -3,8 +3,6 @@ goes away, a consumer that falls behind — nothing computed is lost, and the JS
 ends in a summary."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +15,6 @@ import pytest
 from engine.contracts import Status, Summary
 from stream.events import RecordList, read_jsonl
 from tests.stream import media
-from tests.stream.test_sources import FakeCamera
 
 ROOT = Path(__file__).resolve().parents[2]
 pytest.importorskip("mediapipe")
@@ -102,17 +99,6 @@ def test_signal_mid_run_finishes_and_summarizes(tmp_path, sig):
 
 
 # --- a camera that goes away, through the pipeline -----------------------------------------
-@pytest.fixture
-def fake_camera(monkeypatch):
-    import cv2
-
-    from stream.sources import WebcamSource
-    FakeCamera.opens = 0
-    monkeypatch.setattr(cv2, "VideoCapture", FakeCamera)
-    monkeypatch.setattr(WebcamSource, "RETRY_EVERY_S", 0.01)
-    return FakeCamera
-
-
 def _camera_run(engine, reconnect_s):
     from stream.pipeline import Pipeline
     from stream.sources import WebcamSource

@@ -342,45 +342,6 @@ def test_more_bad_video_files(tmp_path, make, match):
 
 
 # --- a camera that goes away ---------------------------------------------------------------
-class FakeCamera:
-    """Stands in for cv2.VideoCapture(index): gives ``frames`` frames per connection, then
-    fails; reopening works once ``down_for`` further open attempts have failed."""
-
-    plan = {"frames": 5, "down_for": 0}
-    opens = 0
-
-    def __init__(self, index):
-        FakeCamera.opens += 1
-        self.ok = FakeCamera.opens == 1 or FakeCamera.opens > 1 + self.plan["down_for"]
-        self.left = self.plan["frames"]
-
-    def isOpened(self):
-        return self.ok
-
-    def set(self, *a):
-        return True
-
-    def get(self, prop):
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def read(self):
-        if not self.ok or self.left <= 0:
-            return False, None
-        self.left -= 1
-        return True, np.zeros((8, 8, 3), np.uint8)
-
-    def release(self):
-        self.ok = False
-
-
-@pytest.fixture
-def fake_camera(monkeypatch):
-    FakeCamera.opens = 0
-    monkeypatch.setattr(cv2, "VideoCapture", FakeCamera)
-    monkeypatch.setattr(WebcamSource, "RETRY_EVERY_S", 0.01)
-    return FakeCamera
-
-
 def test_camera_lost_without_reconnect_ends_and_says_so(fake_camera):
     fake_camera.plan = {"frames": 5, "down_for": 0}
     with WebcamSource(0, open_timeout_s=0.1) as src:

@@ -12,6 +12,7 @@ clear reason when either is missing.
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -132,6 +133,29 @@ def page(browser) -> Iterator[object]:
     tab.console_errors = errors  # type: ignore[attr-defined]
     yield tab
     tab.close()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served_gradio(engine) -> Iterator[tuple[object, str]]:
+    """(app, url): the Gradio page of ``engine`` on a free loopback port, closed after."""
+    from ui.gradio_app import build_app, serve
+
+    app = build_app(engine)
+    port = free_port()
+    serve(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield app, f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
 
 
 def save_screenshot(page, name: str, tmp_dir: Path, docs_name: str | None = None) -> Path:

@@ -13,8 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.ui.conftest import save_screenshot
-from tests.ui.test_gradio_app import free_port
+from tests.ui.conftest import save_screenshot, served_gradio
 
 pytestmark = pytest.mark.browser
 
@@ -23,16 +22,9 @@ pytestmark = pytest.mark.browser
 def served():
     """(app, url): the page on a free loopback port with the shipped engine."""
     from engine.runtime import Engine
-    from ui.gradio_app import build_app, serve
 
-    with Engine.load("auto", log=lambda _: None) as engine:
-        app = build_app(engine)
-        port = free_port()
-        serve(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield app, f"http://127.0.0.1:{port}/"
-        finally:
-            app.close()
+    with Engine.load("auto", log=lambda _: None) as engine, served_gradio(engine) as app_url:
+        yield app_url
 
 
 def _png(data: bytes) -> np.ndarray:

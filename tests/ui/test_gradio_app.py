@@ -13,15 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.ui.conftest import DEMO_CLIP, ROOT
+from tests.ui.conftest import DEMO_CLIP, ROOT, served_gradio
 
 DEMO_LABELS = ROOT / "stream" / "demo" / "demo_labels.csv"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +29,8 @@ def engine():
 @pytest.fixture(scope="module")
 def served(engine):
     """(app, url): the page on a free loopback port, closed after the module."""
-    from ui.gradio_app import build_app, serve
-
-    app = build_app(engine)
-    port = free_port()
-    serve(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield app, f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    with served_gradio(engine) as app_url:
+        yield app_url
 
 
 @pytest.fixture(scope="module")
