@@ -99,13 +99,29 @@ class StreamingDetector:
         self.encode_ms = 0.0  # last encoder call
         self.gain = FlowGain(cfg)  # this track's input gain (engine/gain.py)
 
-    def update(self, flow: FlowFrame) -> HopResult | None:
-        """Encode one frame; every ``hop``-th frame also detect and decode."""
-        t0 = time.perf_counter()
-        x = self.gain.apply(flow.flow, flow.valid)[None]  # (3, S, S) -> (1, 3, S, S)
-        feat = self.engine.encode(x, np.array([float(flow.valid)], np.float32))
-        self.encode_ms = (time.perf_counter() - t0) * 1e3
-        self._write(feat[0], flow.index)
+    def prepare(self, flow: FlowFrame) -> np.ndarray:
+        """This track's input gain applied to one frame's flow: (3, S, S) float32 for the encoder.
+
+        Call it once per frame (the gain keeps a running floor), then pass the encoder's
+        output for it to :meth:`update` — so a caller can encode the faces of a frame in
+        one batch.
+        """
+        return self.gain.apply(flow.flow, flow.valid)
+
+    def update(self, flow: FlowFrame, feature: np.ndarray | None = None) -> HopResult | None:
+        """One frame; every ``hop``-th frame also detect and decode.
+
+        Args:
+            flow: the frame's flow map of this track.
+            feature: its (F,) encoder output when the caller encoded it (from
+                :meth:`prepare`, e.g. batched with other faces); None: encoded here.
+        """
+        if feature is None:
+            t0 = time.perf_counter()
+            x = self.prepare(flow)[None]  # (3, S, S) -> (1, 3, S, S)
+            feature = self.engine.encode(x, np.array([float(flow.valid)], np.float32))[0]
+            self.encode_ms = (time.perf_counter() - t0) * 1e3
+        self._write(feature, flow.index)
         if self.pushed % self.cfg.hop:
             return None
         return self._detect(self.cfg.hop)

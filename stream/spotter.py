@@ -72,7 +72,11 @@ class Spotter:
 
     def update(self, index: int, t_capture: float, t_arrival: float,
                flows: dict[int, FlowFrame]) -> list[Record]:
-        """One frame: its times, and the flow frame of each visible track id."""
+        """One frame: its times, and the flow frame of each visible track id.
+
+        The faces of the frame (and the "no face" frames of tracks out of sight) go
+        through the encoder in one batch; each track's detector then runs on its hop.
+        """
         self.times.add(index, t_capture, t_arrival)
         self.last_frame = index
         records: list[Record] = []
@@ -83,6 +87,7 @@ class Spotter:
                     IntervalTracker(self.model, self.tracker_cfg, self.times, track_id), index)
             self._tracks[track_id].last_seen = index
             self._tracks[track_id].left = False
+        due: list[tuple[int, _Track, FlowFrame]] = []
         for track_id, track in list(self._tracks.items()):
             flow = flows.get(track_id)
             if flow is None:  # out of sight: the model sees "no face" for this track
@@ -90,7 +95,9 @@ class Spotter:
                     records += self._drop(track_id, index)
                     continue
                 flow = FlowFrame(index, self.times.seconds(index), self._no_face, False, track_id)
-            records += self._push(track_id, track, flow)
+            due.append((track_id, track, flow))
+        for (track_id, track, flow), feature in zip(due, self._encode(due)):
+            records += self._push(track_id, track, flow, feature)
             if flow.valid or track.left or self.leave_after is None:
                 continue
             if index - track.last_seen >= self.leave_after:  # the face has left for good
@@ -105,9 +112,19 @@ class Spotter:
             records += self._drop(track_id, self.last_frame)
         return records
 
-    def _push(self, track_id: int, track: _Track, flow: FlowFrame) -> list[Record]:
-        hop = track.detector.update(flow)
-        self.latency.add("encoder", track.detector.encode_ms)
+    def _encode(self, due: list[tuple[int, _Track, FlowFrame]]) -> np.ndarray:
+        """(n, F) features of this frame's tracks: one encoder call for all faces."""
+        if not due:
+            return np.zeros((0, 0), np.float32)
+        with self.latency.time("encoder"):
+            batch = np.stack([track.detector.prepare(flow)
+                              for _, track, flow in due])  # n × (3, S, S) -> (n, 3, S, S)
+            valid = np.array([float(flow.valid) for _, _, flow in due], np.float32)  # (n,)
+            return self.engine.encode(batch, valid)
+
+    def _push(self, track_id: int, track: _Track, flow: FlowFrame,
+              feature: np.ndarray) -> list[Record]:
+        hop = track.detector.update(flow, feature)
         if hop is None:
             return []
         self.latency.add("detector", hop.detect_ms)

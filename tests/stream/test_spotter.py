@@ -1,6 +1,8 @@
 """The per-track spotter: a face that leaves mid-expression gives a truncated event."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,46 @@ def test_a_face_that_stays_is_cut_only_by_the_stream_end():
 def test_leave_after_is_checked():
     with pytest.raises(ValueError, match="leave_after"):
         Spotter(ActiveOnlyEngine(), 30.0, S, leave_after=0)
+
+
+def _two_faces(spotter, frames=160):
+    """Face 0 expresses from frame 40 to 70, face 1 from 90 to 130; both always visible."""
+    records = []
+    for i in range(frames):
+        flows = {}
+        for tid, (on, off) in ((0, (40, 70)), (1, (90, 130))):
+            flow = np.zeros((3, S, S), np.float16)
+            flow[0, 0, 0] = 1.0 if on <= i < off else 0.0
+            flows[tid] = FlowFrame(i, i / 30, flow, True, tid)
+        records += spotter.update(i, i / 30, i / 30, flows)
+    return records + spotter.finish()
+
+
+class _CountingEngine(ActiveOnlyEngine):
+    def __init__(self):
+        self.batches = []
+
+    def encode(self, flow, valid):
+        self.batches.append(len(valid))
+        return super().encode(flow, valid)
+
+
+def test_the_faces_of_a_frame_are_encoded_in_one_batch_with_the_same_events():
+    engine = _CountingEngine()
+    records = _two_faces(Spotter(engine, 30.0, S, leave_after=16))
+    assert engine.batches == [2] * 160  # one encoder call per frame, both faces in it
+    by_track = {tid: [r for r in records if getattr(r, "track_id", None) == tid] for tid in (0, 1)}
+    for tid, (on, off) in ((0, (40, 70)), (1, (90, 130))):
+        alone = Spotter(ActiveOnlyEngine(), 30.0, S, leave_after=16)
+        ref = []
+        for i in range(160):
+            flow = np.zeros((3, S, S), np.float16)
+            flow[0, 0, 0] = 1.0 if on <= i < off else 0.0
+            ref += alone.update(i, i / 30, i / 30, {tid: FlowFrame(i, i / 30, flow, True, tid)})
+        ref += alone.finish()
+        assert ref and _no_latency(by_track[tid]) == _no_latency(ref)
+
+
+def _no_latency(records):
+    """Records with the wall-clock latency zeroed (two runs differ only there)."""
+    return [replace(r, latency_ms=0.0) if isinstance(r, Event) else r for r in records]
