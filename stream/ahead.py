@@ -16,10 +16,10 @@ is kept; the end of the stream and an error of the face stage reach the consumer
 from __future__ import annotations
 
 import threading
-from collections import deque
 from typing import Iterable, Iterator
 
 from stream.chain import StageChain, Tracked
+from stream.handoff import Handoff
 from stream.ring import Policy
 
 #: Frames the face thread may be ahead of the rest of the chain.
@@ -34,25 +34,25 @@ class FaceAhead:
         chain: the stream's chain (its :meth:`~StageChain.track` runs on the thread).
         policy: ``block`` or ``drop_oldest`` when the consumer falls behind.
         capacity: tracked frames waiting at most.
-
-    Attributes:
-        dropped: frames dropped by ``drop_oldest`` (never under ``block``).
-        high_water: most frames ever waiting at once.
     """
 
     def __init__(self, frames: Iterable, chain: StageChain, policy: Policy | str = Policy.BLOCK,
                  capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
             raise ValueError(f"FaceAhead: capacity must be >= 1, got {capacity}")
-        self.policy, self.capacity = Policy(policy), capacity
         self._frames, self._chain = frames, chain
-        self._queue: deque[Tracked] = deque()
-        self._cond = threading.Condition()
-        self._done = False
-        self._stop = False
-        self._error: BaseException | None = None
-        self.dropped = self.high_water = 0
+        self._handoff = Handoff(capacity, policy)
         self._thread = threading.Thread(target=self._run, name="face-ahead", daemon=True)
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped by ``drop_oldest`` (never under ``block``)."""
+        return self._handoff.dropped
+
+    @property
+    def high_water(self) -> int:
+        """Most tracked frames ever waiting at once."""
+        return self._handoff.high_water
 
     def __enter__(self) -> "FaceAhead":
         self._thread.start()
@@ -63,47 +63,22 @@ class FaceAhead:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the face thread (it finishes the frame it is on) and wait for it."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
+        self._handoff.close()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        error = None
         try:
             for frame in self._frames:
-                if self._stop:
+                if self._handoff.closed:  # the consumer has gone
                     break
-                tracked = self._chain.track(frame)
-                with self._cond:
-                    while (self.policy is Policy.BLOCK and len(self._queue) >= self.capacity
-                           and not self._stop):
-                        self._cond.wait()
-                    if self._stop:
-                        break
-                    if len(self._queue) >= self.capacity:  # drop_oldest: the camera wins
-                        self._queue.popleft()
-                        self.dropped += 1
-                    self._queue.append(tracked)
-                    self.high_water = max(self.high_water, len(self._queue))
-                    self._cond.notify_all()
+                self._handoff.put(self._chain.track(frame))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            self._error = exc
+            error = exc
         finally:  # the end marker is always sent
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
+            self._handoff.close(error)
 
     def __iter__(self) -> Iterator[Tracked]:
-        while True:
-            with self._cond:
-                while not self._queue and not self._done:
-                    self._cond.wait()
-                if self._queue:
-                    item = self._queue.popleft()
-                    self._cond.notify_all()
-                elif self._error is not None:
-                    raise self._error
-                else:
-                    return
+        while (item := self._handoff.get()) is not None:
             yield item

@@ -26,6 +26,8 @@ from collections import deque
 from typing import Any, Callable
 
 from engine.contracts import Summary
+from stream.handoff import Handoff
+from stream.ring import Policy
 from ui import frame_marker
 
 #: Records kept for a data channel that is not open yet (older ones are dropped and counted).
@@ -34,7 +36,7 @@ PENDING_RECORDS = 256
 WORKER_JOIN_S = 10.0
 
 
-class LatestSlot:
+class LatestSlot(Handoff):
     """A one-item hand-off between the event loop and a worker: policy ``drop_oldest``, counted.
 
     ``put`` never blocks: an item still waiting is replaced (and counted in
@@ -45,44 +47,7 @@ class LatestSlot:
     policy = "drop_oldest"
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Any = None
-        self._has = False
-        self._closed = False
-        self.put_count = 0
-        self.got = 0
-        self.dropped = 0
-
-    def put(self, item: Any) -> bool:
-        """Offers ``item``; returns True when it replaced one that was still waiting."""
-        with self._cond:
-            if self._closed:
-                self.dropped += 1
-                return True
-            replaced = self._has
-            self.dropped += replaced
-            self._item, self._has = item, True
-            self.put_count += 1
-            self._cond.notify()
-            return replaced
-
-    def get(self, timeout: float | None = None) -> Any:
-        """The newest item, or ``None`` once closed (or when ``timeout`` s pass with nothing)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._has or self._closed, timeout)
-            if self._closed or not self._has:
-                return None
-            item, self._item, self._has = self._item, None, False
-            self.got += 1
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            if not self._closed and self._has:
-                self.dropped += 1
-                self._item, self._has = None, False
-            self._closed = True
-            self._cond.notify_all()
+        super().__init__(1, Policy.DROP_OLDEST, drain_on_close=False)
 
 
 def annotated_track_class():
