@@ -208,11 +208,11 @@ def prepare_demo(work: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def demo_flow_maps(clip: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 3, S', S') float16 flow maps and (N,) valid of ``clip``'s primary face: training's
-    feature extraction (the stage chain without an engine), so the check sees what training sees."""
-    from training.features import extract_video
+    """(N, 3, S', S') float16 flow maps and (N,) valid of ``clip``'s primary face: the stage
+    chain without an engine, as training's features, so the check sees what training sees."""
+    from stream.chain import primary_face_flows
 
-    flow, valid, _ = extract_video(clip)
+    flow, valid, _ = primary_face_flows(clip)
     return flow, valid
 
 

@@ -5,20 +5,24 @@
 decode → interval tracker. It is synchronous and thread-free; what differs
 between entry points is only what feeds it and where its records go:
 
-* ``run_live.py`` / :class:`stream.pipeline.Pipeline`: a capture thread and a ring
-  around :func:`run_frames`;
+* ``run_live.py`` / :class:`stream.pipeline.Pipeline`: a capture thread, a ring and
+  a face thread (:meth:`StageChain.track` one frame ahead) around :func:`run_frames`;
 * :class:`stream.api.Detector`, ``stream.analyze``, ``stream.batch``: :func:`run_frames`
   over :func:`stamped` frames of a source, in the calling thread;
 * the front ends: one chain per browser session / WebRTC peer, fed frame by frame;
-* training's feature extraction: a chain without an engine (face → flow only),
-  reading :attr:`StageChain.flows`.
+* training's feature extraction and the GPU check: :func:`primary_face_flows`, a chain
+  without an engine (face → flow only) reading :attr:`StageChain.flows`.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from tqdm import tqdm
 
 from engine.config import StreamConfig, TrackerConfig
 from engine.contracts import FaceObs, FlowFrame, Frame, Record, Status, Summary
@@ -27,7 +31,7 @@ from stream.events import Sink
 from stream.face import FaceTracker, FaceUpdate, min_face_px
 from stream.flow import FlowStage
 from stream.latency import LatencyStats
-from stream.sources import FrameSource
+from stream.sources import FrameSource, VideoFileSource
 from stream.spotter import FrameScores, Spotter
 
 
@@ -267,3 +271,40 @@ def run_frames(frames: Iterable[Frame | Tracked], chain: StageChain, sink: Sink,
     if failure is not None:
         raise failure
     return summary
+
+
+def primary_face_flows(path: str | Path, cfg: StreamConfig | None = None,
+                       progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """The flow maps of a video file's primary face: the chain without an engine (face → flow).
+
+    What training learns from (``training.features``) and the GPU check replays. The
+    track of each frame is its **primary face** (``cfg.primary_face``,
+    the largest by default, the face the chain lists first): a SynthME or
+    dataset video shows one subject, and a frame without a face gives
+    ``valid=False`` (the model sees "no face", as live for a track out of sight).
+    Frames the file promised but that do not decode (``source_short``) are rows
+    with ``valid=False`` too, so row ``i`` stays frame ``i`` of the labels.
+
+    Returns:
+        flow (N, 3, S', S') float16, valid (N,) bool, fps.
+    """
+    cfg = cfg or StreamConfig()
+    n = cfg.flow_size
+    no_flow = np.zeros((3, n, n), np.float16)
+    flows: list[np.ndarray] = []
+    valid: list[bool] = []
+    with VideoFileSource(path) as src, StageChain(None, src.fps, cfg) as chain, \
+            tqdm(total=src.frame_count, desc=Path(path).name, unit="f", leave=False,
+                 disable=not progress) as bar:
+        for frame in stamped(src):
+            while len(flows) < frame.index:  # an undecodable frame: no face seen there
+                flows.append(no_flow)
+                valid.append(False)
+            chain.update(frame)
+            ff = chain.flows.get(chain.primary.track_id) if chain.primary.found else None
+            flows.append(no_flow if ff is None else np.asarray(ff.flow, np.float16))
+            valid.append(ff is not None and bool(ff.valid))
+            bar.update(1)
+        fps = src.fps
+    flow = np.stack(flows) if flows else np.zeros((0, 3, n, n), np.float16)
+    return flow, np.asarray(valid, bool), float(fps)

@@ -32,8 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.config import StreamConfig
-from stream.chain import StageChain, stamped
-from stream.sources import VideoFileSource
+from stream.chain import primary_face_flows
 
 #: Bump when the extraction code changes in a way that changes its output.
 FEATURE_VERSION = 1
@@ -71,38 +70,13 @@ def config_hash(cfg: StreamConfig) -> str:
 
 def extract_video(path: str | Path, cfg: StreamConfig | None = None,
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
-    """Run the live stage chain (no engine: face → flow) over a video file.
-
-    The training track of each frame is its **primary face** (``cfg.primary_face``,
-    the largest by default, the face the chain lists first): a SynthME or
-    dataset video shows one subject, and a frame without a face gives
-    ``valid=False`` (the model sees "no face", as live for a track out of sight).
-    Frames the file promised but that do not decode (``source_short``) are rows
-    with ``valid=False`` too, so row ``i`` stays frame ``i`` of the labels.
+    """Training features of one video: :func:`stream.chain.primary_face_flows` (the live
+    chain without an engine; the primary face of each frame, ``valid=False`` where none).
 
     Returns:
         flow (N, 3, S', S') float16, valid (N,) bool, fps.
     """
-    cfg = cfg or StreamConfig()
-    n = cfg.flow_size
-    no_flow = np.zeros((3, n, n), np.float16)
-    flows: list[np.ndarray] = []
-    valid: list[bool] = []
-    with VideoFileSource(path) as src, StageChain(None, src.fps, cfg) as chain, \
-            tqdm(total=src.frame_count, desc=Path(path).name, unit="f", leave=False,
-                 disable=not progress) as bar:
-        for frame in stamped(src):
-            while len(flows) < frame.index:  # an undecodable frame: no face seen there
-                flows.append(no_flow)
-                valid.append(False)
-            chain.update(frame)
-            ff = chain.flows.get(chain.primary.track_id) if chain.primary.found else None
-            flows.append(no_flow if ff is None else np.asarray(ff.flow, np.float16))
-            valid.append(ff is not None and bool(ff.valid))
-            bar.update(1)
-        fps = src.fps
-    flow = np.stack(flows) if flows else np.zeros((0, 3, n, n), np.float16)
-    return flow, np.asarray(valid, bool), float(fps)
+    return primary_face_flows(path, cfg, progress)
 
 
 def _entry(cache: Path, key: str) -> tuple[Path, Path, Path]:

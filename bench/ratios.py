@@ -1,0 +1,178 @@
+"""The performance budgets of design §7 as ratios measured in one run (issue 17 item 6).
+
+Absolute times drift between runs here, so ``make bench`` ends with the ratios
+its own sections measured, each with the load average at the time:
+
+* pipeline fps ÷ the face stage alone on the same clip (target ≥ 0.9);
+* pipeline fps ÷ 30 (real time; target ≥ 4);
+* pipeline ÷ the MEGC-style peer (target ≥ 20);
+* incremental ÷ full-window detector per hop, windows 128 and 256 (target ≤ 1/8);
+* cost per frame at 1, 2 and 4 faces (face stage and the rest of the chain).
+
+Also ``python -m bench.ratios`` alone (it then measures the pipeline itself).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench.face import _portrait
+from engine.config import StreamConfig
+from engine.contracts import Frame
+from engine.runtime import Engine
+from stream.chain import StageChain
+from stream.face import FaceTracker
+from stream.sources import DEMO_CLIP, VideoFileSource
+
+#: Targets of issue 17 / design §7: (ratio name, comparison, value).
+TARGETS = {"pipeline_over_face_alone": (">=", 0.9), "pipeline_over_realtime": (">=", 4.0),
+           "pipeline_over_peer": (">=", 20.0), "incremental_over_full_w128": ("<=", 1 / 8),
+           "incremental_over_full_w256": ("<=", 1 / 8)}
+
+
+def load() -> float:
+    """The 1-minute load average (how busy the machine was while measuring)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def face_alone_fps(path: Path = DEMO_CLIP, max_frames: int | None = None) -> float:
+    """Frames per second of the face stage alone over ``path`` (decoded up front)."""
+    with VideoFileSource(path) as src:
+        frames = []
+        while (max_frames is None or len(frames) < max_frames) and (f := src.read()) is not None:
+            frames.append(f)
+    with FaceTracker(StreamConfig()) as faces:
+        start = time.perf_counter()
+        for f in frames:
+            faces.update(f)
+        return len(frames) / (time.perf_counter() - start)
+
+
+def faces_scene(n: int, i: int, face: np.ndarray) -> np.ndarray:
+    """A 1280×720 frame with ``n`` copies of ``face`` side by side, moving slightly."""
+    out = np.full((720, 1280, 3), 90, np.uint8)
+    h, w = face.shape[:2]
+    for k in range(n):
+        x = 60 + k * (1160 // max(n, 1)) + int(3 * np.sin(i / 7 + k))
+        y = 250 + int(3 * np.cos(i / 5 + k))
+        out[y:y + h, x:x + w] = face
+    return out
+
+
+def per_face_cost(engine: Engine, counts: tuple[int, ...] = (1, 2, 4),
+                  frames: int = 90) -> dict[str, dict]:
+    """Per face count: faces tracked, face stage and rest-of-chain ms per frame (means)."""
+    face = cv2.resize(_portrait(), (150, 175))
+    out = {}
+    for n in counts:
+        images = [faces_scene(n, i, face) for i in range(frames)]
+        with StageChain(engine, 30.0, StreamConfig()) as chain:
+            tracked = 0
+            for i, image in enumerate(images):
+                chain.update(Frame(i, i / 30, image, time.monotonic()))
+                tracked = max(tracked, len(chain.faces))
+            lat = chain.latency.summary()
+        rest = sum(lat[k]["mean"] for k in ("flow", "encoder", "tracker") if k in lat)
+        rest += lat.get("detector", {"mean": 0.0})["mean"] * tracked / engine.cfg.hop
+        out[str(n)] = {"faces_tracked": tracked, "face_stage_ms": lat["face"]["mean"],
+                       "rest_ms": round(rest, 3), "load": load()}
+    return out
+
+
+def run(report: dict, clip: str | Path | None = None, max_frames: int | None = None,
+        face_frames: int = 90) -> None:
+    """Add ``report["ratios"]`` from the other sections (measuring what they lack).
+
+    Args:
+        report: the benchmark report (its pipeline, peer and engine sections are read).
+        clip: the clip of the face-stage-alone run (default: the demo clip).
+        max_frames: at most this many frames of it (tests).
+        face_frames: frames of each 1 / 2 / 4-face scene.
+    """
+    path = Path(clip) if clip else DEMO_CLIP
+    section: dict = {"values": {}, "load": {}, "targets": {k: list(v) for k, v in TARGETS.items()}}
+    pipe = report.get("pipeline", {})
+    fps = pipe.get("file_mode", {}).get("fps")
+    if fps is None:
+        from bench.pipeline import run_pipeline
+        with Engine.load("auto", log=lambda _: None) as eng:
+            fps = run_pipeline(path, eng)[0].fps
+    section["load"]["pipeline"] = load()
+    alone = face_alone_fps(path, max_frames)
+    section["load"]["face_alone"] = load()
+    values = section["values"]
+    values["pipeline_fps"], values["face_alone_fps"] = round(fps, 1), round(alone, 1)
+    values["pipeline_over_face_alone"] = round(fps / alone, 3)
+    values["pipeline_over_realtime"] = round(fps / 30.0, 2)
+    if "speedup_vs_peer" in pipe:
+        values["pipeline_over_peer"] = pipe["speedup_vs_peer"]
+    inc = report.get("engine", {}).get("incremental", {}).get("windows", {})
+    for w in ("128", "256"):
+        if "onnxruntime" in inc.get(w, {}):
+            values[f"incremental_over_full_w{w}"] = inc[w]["onnxruntime"]["ratio"]
+    with Engine.load("auto", log=lambda _: None) as eng:
+        section["per_face"] = per_face_cost(eng, frames=face_frames)
+    report["ratios"] = section
+    print("ratios (one run; load average in brackets):")
+    for name, value in values.items():
+        target = TARGETS.get(name)
+        mark = ""
+        if target is not None:
+            ok = value >= target[1] if target[0] == ">=" else value <= target[1]
+            mark = f"  target {target[0]} {target[1]:.3g}: {'met' if ok else 'MISSED'}"
+        print(f"  {name:28} {value:>9}{mark}")
+    for n, c in section["per_face"].items():
+        print(f"  {n} faces ({c['faces_tracked']} tracked): face stage {c['face_stage_ms']:.2f} "
+              f"ms, rest {c['rest_ms']:.2f} ms per frame  [load {c['load']}]")
+    print(f"  [load: {section['load']}]")
+
+
+def save_png(section: dict, path: Path) -> None:
+    """Each ratio against its target (bars), and the per-face cost (stacked bars)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    names = [n for n in TARGETS if n in section["values"]]
+    got = [section["values"][n] / TARGETS[n][1] for n in names]
+    colours = ["tab:green" if (g >= 1 if TARGETS[n][0] == ">=" else g <= 1) else "tab:red"
+               for n, g in zip(names, got)]
+    a.barh(names, got, color=colours)
+    a.axvline(1.0, color="0.3", ls="--")
+    a.set_xlabel("measured ÷ target (green: met)")
+    per = section["per_face"]
+    counts = list(per)
+    face = [per[n]["face_stage_ms"] for n in counts]
+    rest = [per[n]["rest_ms"] for n in counts]
+    b.bar(counts, face, label="face stage")
+    b.bar(counts, rest, bottom=face, label="flow + engine + tracker")
+    b.set_xlabel("faces in the frame")
+    b.set_ylabel("ms per frame")
+    b.legend(fontsize=8)
+    fig.suptitle(f"fedn-live budgets, one run (load {section['load']})", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", default=None, help="video (default: the demo clip)")
+    parser.add_argument("--png", default="bench/ratios.png")
+    args = parser.parse_args(argv)
+    report: dict = {}
+    run(report, args.clip)
+    save_png(report["ratios"], Path(args.png))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The budget ratios of one bench run: read from the other sections, targets marked."""
+from __future__ import annotations
+
+from bench import ratios
+
+
+def test_ratios_from_one_report_with_targets_and_load(tmp_path, capsys):
+    report = {"pipeline": {"file_mode": {"fps": 120.0}, "speedup_vs_peer": 25.0},
+              "engine": {"incremental": {"windows": {
+                  "128": {"onnxruntime": {"ratio": 0.2}},
+                  "256": {"onnxruntime": {"ratio": 0.1}}}}}}
+    ratios.run(report, max_frames=40, face_frames=12)
+    sec = report["ratios"]
+    v = sec["values"]
+    assert v["pipeline_fps"] == 120.0 and v["pipeline_over_realtime"] == 4.0
+    assert v["face_alone_fps"] > 0 and v["pipeline_over_face_alone"] == round(
+        120.0 / v["face_alone_fps"], 3)
+    assert v["pipeline_over_peer"] == 25.0 and v["incremental_over_full_w128"] == 0.2
+    assert {"pipeline", "face_alone"} <= set(sec["load"])
+    assert set(sec["per_face"]) == {"1", "2", "4"}
+    assert sec["per_face"]["1"]["faces_tracked"] == 1
+    assert all(c["face_stage_ms"] > 0 and c["rest_ms"] > 0 for c in sec["per_face"].values())
+    out = capsys.readouterr().out
+    assert "incremental_over_full_w128" in out and "MISSED" in out  # 0.2 > 1/8
+    assert "incremental_over_full_w256" in out
+    ratios.save_png(sec, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 5000
