@@ -29,6 +29,8 @@ class StreamConfig:
     detect_every: int = 30  # re-run full face detection at least this often, frames
     max_faces: int = 8  # faces tracked at once (--max-faces); the primary drives one-face outputs
     stop_timeout_s: float = 1.0  # capture.stop() returns within this
+    face_max_side: int = 640  # MediaPipe sees the frame scaled to this longer side at most, px
+    # (the resolution the model was trained on; keeps the face stage flat with resolution)
     face_landmarks: int = 468  # MediaPipe face mesh points: 468, or 478 (+ iris, ~1 ms more)
     face_confidence: float = 0.5  # MediaPipe detection / tracking confidence threshold, (0, 1)
     primary_face: str = "largest"  # which face drives single-face outputs: "largest" | "central"
@@ -39,7 +41,7 @@ class StreamConfig:
     flow_dt_tol: float = 0.5  # reference frame accepted if |gap − Δ| ≤ tol·Δ, else valid=False
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("fps", "ring_capacity", "crop_size", "flow_size",
+        _check_positive(self, ("fps", "ring_capacity", "crop_size", "flow_size", "face_max_side",
                                "flow_dt_s", "detect_every", "max_faces", "stop_timeout_s",
                                "face_confidence", "track_keep_s", "smooth_min_cutoff",
                                "flow_dt_tol"))

@@ -230,7 +230,13 @@ class FaceTracker:
         h, w = img.shape[:2]
         t = float(frame.t_capture)
         t0 = time.perf_counter()
-        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        # MediaPipe runs on the frame scaled to face_max_side at most: its cost then stays
+        # flat with resolution (landmarks come back normalized, so in frame pixels as before;
+        # the aligned crop below is still cut from the full-resolution frame).
+        scale = min(1.0, self.cfg.face_max_side / max(h, w))
+        small = img if scale == 1.0 else cv2.resize(
+            img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         # While crop graphs follow every face and the main graph tracks none, the main
         # graph (its detector, ~4 ms) runs on check frames only: a new large face is then
         # found by the check, within detect_every frames.
@@ -247,7 +253,7 @@ class FaceTracker:
             # A small face the main graph now tracks itself needs no crop graph any more.
             self._rois.stop_where(lambda b: all(_iou(b, m) < self.DUPLICATE_IOU
                                                 for m in main_boxes))
-            raw += self._rois.update(rgb)
+            raw += self._rois.update(rgb, scale)
             # A crop where no face was ever found (a false detection): not again for a while.
             self._roi_failed += [(b, 10 * self.cfg.detect_every) for b in self._rois.failed]
         t1 = time.perf_counter()

@@ -87,17 +87,19 @@ class RoiMeshes:
         box = np.asarray(box, np.float64)
         self._rois.append(_Roi(graph, box, box))
 
-    def update(self, rgb: np.ndarray) -> list[np.ndarray]:
+    def update(self, rgb: np.ndarray, scale: float = 1.0) -> list[np.ndarray]:
         """Landmarks (N×2 frame pixels) of each followed face still found in this frame.
 
-        Regions whose face was not found are stopped.
+        ``rgb`` is the frame scaled by ``scale`` (boxes and landmarks stay in the
+        full frame's pixels). Regions whose face was not found are stopped.
         """
         found: list[np.ndarray] = []
         kept: list[_Roi] = []
         self.failed = []
         for roi in self._rois:
-            m = _crop_transform(roi.crop, self.MARGIN, self.CROP)
-            crop = cv2.warpAffine(rgb, m, (self.CROP, self.CROP), flags=cv2.INTER_LINEAR,
+            m = _crop_transform(roi.crop, self.MARGIN, self.CROP)  # frame px -> crop px
+            m_rgb = np.hstack([m[:, :2] / scale, m[:, 2:]])  # scaled frame px -> crop px
+            crop = cv2.warpAffine(rgb, m_rgb, (self.CROP, self.CROP), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT)
             res = roi.graph.process(crop)
             if not res.multi_face_landmarks:

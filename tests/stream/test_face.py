@@ -360,3 +360,36 @@ def test_chain_says_face_found_and_lost_per_track(face_bgr, face_scene):
     assert ("face_lost", 0) not in said  # the first face never left
     found_1 = next(s for s in statuses if s.detail["track_id"] == 1)
     assert 5 <= found_1.frame <= 5 + 5 + 2
+
+
+def _scaled_group(face_bgr, face_scene, factor):
+    """The 640×360 group photo of ``_group`` upscaled ``factor`` times (same content)."""
+    import cv2
+    small = _group(face_bgr, face_scene)
+    return cv2.resize(small, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("factor", [2, 3])  # 1280×720 and 1920×1080
+def test_large_frames_are_tracked_at_the_working_size_in_frame_pixels(face_bgr, face_scene,
+                                                                     factor):
+    """MediaPipe sees a frame scaled to face_max_side (its cost stays flat); boxes and
+    landmarks still come back in the frame's own pixels, for every face (crop graphs too)."""
+    small = _group(face_bgr, face_scene)
+    big = _scaled_group(face_bgr, face_scene, factor)
+    with FaceTracker(StreamConfig()) as a, FaceTracker(StreamConfig()) as b:
+        ups_small = [a.update(_frame(i, small)) for i in range(15)]
+        ups_big = [b.update(_frame(i, big)) for i in range(15)]
+    assert [len(u.faces) for u in ups_big] == [len(u.faces) for u in ups_small]
+    by_x = lambda faces: sorted(faces, key=lambda f: f.bbox[0] + f.bbox[2])  # noqa: E731
+    for fs, fb in zip(by_x(ups_small[-1].faces), by_x(ups_big[-1].faces)):
+        assert np.allclose(np.array(fb.bbox) / factor, fs.bbox, atol=1.0)
+        assert np.allclose(fb.landmarks / factor, fs.landmarks, atol=1.0)
+        assert fb.crop.shape == fs.crop.shape  # cut from the full-resolution frame
+
+
+def test_frames_up_to_the_working_size_are_not_rescaled(face_bgr, face_scene):
+    img = face_scene(face_bgr)
+    with FaceTracker(StreamConfig()) as a, FaceTracker(StreamConfig(face_max_side=4000)) as b:
+        ua = [a.update(_frame(i, img)) for i in range(3)][-1]
+        ub = [b.update(_frame(i, img)) for i in range(3)][-1]
+    assert np.array_equal(ua.primary.landmarks, ub.primary.landmarks)
