@@ -106,7 +106,7 @@ class StageChain:
         """Run every stage on one frame; returns the records it produced.
 
         ``item`` is a frame, or a frame whose face stage already ran (:meth:`track`,
-        e.g. on the face thread of :class:`stream.pipeline.FaceAhead`).
+        e.g. on the face thread of :class:`stream.ahead.FaceAhead`).
         """
         tracked = item if isinstance(item, Tracked) else self.track(item)
         frame, seen = tracked.frame, tracked.faces
