@@ -33,13 +33,18 @@ from stream.ring import Policy
 from stream.sources import SourceError, check_fps, open_source
 
 
+def unique_names(items: Sequence[tuple[Path, str]]) -> list[str]:
+    """One output name per (path, base name): the base where no other item shares it, else
+    ``<base>-<8 hex of the absolute path>`` (``a/clip.mp4`` and ``b/clip.mp4`` stay apart)."""
+    counts = Counter(base for _, base in items)
+    return [base if counts[base] == 1 else
+            f"{base}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
+            for p, base in items]
+
+
 def output_names(paths: Sequence[Path]) -> dict[Path, str]:
-    """A distinct output name per input: the stem, or ``<stem>-<8 hex of the absolute path>``
-    where two inputs share a stem (``a/clip.mp4`` and ``b/clip.mp4``)."""
-    stems = Counter(p.stem for p in paths)
-    return {p: p.stem if stems[p.stem] == 1 else
-            f"{p.stem}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
-            for p in paths}
+    """A distinct output name per input file, from its stem (:func:`unique_names`)."""
+    return dict(zip(paths, unique_names([(p, p.stem) for p in paths])))
 
 
 def analyze_video(path: Path, out_path: Path, engine: Engine, fps: float | None = None,

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import importlib
 import json
 import logging
@@ -161,11 +160,9 @@ def output_names(items: Sequence[tuple[Path, str]]) -> list[str]:
     """One output name per (path, base name): the base where it is unique in the batch, else
     base + a short hash of the resolved path, so same-named videos of different folders
     never share an output file. The same inputs always give the same names."""
-    bases = [_safe(b) for _, b in items]
-    counts = {b: bases.count(b) for b in bases}
-    return [b if counts[b] == 1 else
-            f"{b}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
-            for (p, _), b in zip(items, bases)]
+    from stream.analyze import unique_names
+
+    return unique_names([(p, _safe(b)) for p, b in items])
 
 
 def plan(inputs: Sequence[str], labels: str | Path | None = None, fps: float | None = None
