@@ -96,7 +96,6 @@ class StreamingDetector:
             self._feats = np.repeat(self._no_face[None], 2 * w, axis=0)  # (2W, F) mirrored ring
         self._frames = np.zeros(2 * w, np.int64)  # stream index of each position (mirrored)
         self.pushed = 0  # frames pushed so far
-        self.encode_ms = 0.0  # last encoder call
         self.gain = FlowGain(cfg)  # this track's input gain (engine/gain.py)
 
     def prepare(self, flow: FlowFrame) -> np.ndarray:
@@ -117,10 +116,8 @@ class StreamingDetector:
                 :meth:`prepare`, e.g. batched with other faces); None: encoded here.
         """
         if feature is None:
-            t0 = time.perf_counter()
             x = self.prepare(flow)[None]  # (3, S, S) -> (1, 3, S, S)
             feature = self.engine.encode(x, np.array([float(flow.valid)], np.float32))[0]
-            self.encode_ms = (time.perf_counter() - t0) * 1e3
         self._write(feature, flow.index)
         if self.pushed % self.cfg.hop:
             return None
