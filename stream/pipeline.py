@@ -85,9 +85,8 @@ class Pipeline:
     def _frames(ring: RingBuffer, chain: StageChain) -> Iterator[Frame]:
         """The ring's frames until it is closed and drained; the wait is timed."""
         while True:
-            t_wait = time.perf_counter()
-            frame = ring.get()
-            chain.latency.add("ring_wait", (time.perf_counter() - t_wait) * 1e3)
+            with chain.latency.time("ring_wait"):
+                frame = ring.get()
             if frame is None:
                 return
             yield frame
