@@ -20,6 +20,8 @@ import math
 import signal
 import sys
 import traceback
+from contextlib import contextmanager
+from typing import Iterator
 
 from engine.backends import BACKEND_NAMES
 from engine.config import StreamConfig
@@ -219,6 +221,18 @@ class _Signals:
     def code(self) -> int:
         return 128 + (self.signum or signal.SIGINT)
 
+    @contextmanager
+    def as_interrupt(self) -> Iterator[None]:
+        """An error raised once a signal came is that signal's interruption, not a failure:
+        a signal that lands in an extension module's import surfaces as ImportError
+        ("initialization failed"), not as KeyboardInterrupt."""
+        try:
+            yield
+        except Exception:
+            if self.signum is not None:
+                raise KeyboardInterrupt from None
+            raise
+
 
 def _write_stopped(emit, watch: "_Watch", source_name: str, engine_name: str,
                    policy: str, promised: int | None) -> None:
@@ -277,23 +291,26 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
     source_name, engine_name, source = args.source, args.engine, None
     status = StatusLine()
     try:
-        from engine.runtime import Engine  # heavy imports (torch): a signal may come now
-        from stream.pipeline import Pipeline
-        from stream.sources import SourceError, open_source
+        with signals.as_interrupt():  # an error a signal caused is that signal's stop
+            from engine.runtime import Engine  # heavy imports (torch): a signal may come now
+            from stream.pipeline import Pipeline
+            from stream.sources import SourceError, open_source
 
-        try:  # opened before the engine is loaded: bad input fails fast
-            source = open_source(args.source, fps=args.fps, reconnect_s=args.reconnect).open()
-        except SourceError as exc:
-            raise UsageError(str(exc)) from None
-        source_name = str(getattr(source, "name", args.source))
-        if not args.quiet:
-            sinks.insert(1, ConsoleSink())
-            emit = fan_out(sinks)
-        with Engine.load(args.engine) as engine:
-            engine_name = engine.name
-            summary = Pipeline(source, emit, engine, cfg=StreamConfig(max_faces=args.max_faces),
-                               max_frames=args.max_frames, realtime=args.realtime,
-                               progress=status).run()
+            try:  # opened before the engine is loaded: bad input fails fast
+                source = open_source(args.source, fps=args.fps,
+                                     reconnect_s=args.reconnect).open()
+            except SourceError as exc:
+                raise UsageError(str(exc)) from None
+            source_name = str(getattr(source, "name", args.source))
+            if not args.quiet:
+                sinks.insert(1, ConsoleSink())
+                emit = fan_out(sinks)
+            with Engine.load(args.engine) as engine:
+                engine_name = engine.name
+                summary = Pipeline(source, emit, engine,
+                                   cfg=StreamConfig(max_faces=args.max_faces),
+                                   max_frames=args.max_frames, realtime=args.realtime,
+                                   progress=status).run()
     except KeyboardInterrupt:  # start-up, or a second signal while finishing
         status.clear()
         policy = ("drop_oldest" if args.realtime or getattr(source, "live", False)

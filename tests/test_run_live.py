@@ -78,3 +78,21 @@ def test_bad_input_is_one_line_exit_2(tmp_path, make_args, needle):
 def test_console_entry_point_matches_script():
     import run_live
     assert run_live.main(["--max-frames", "-1"]) == 2
+
+
+def test_an_error_after_a_signal_counts_as_that_signal():
+    """A signal landing in an extension module's import surfaces as ImportError
+    ("initialization failed"); once a signal came, that is the stop, not a failure."""
+    import signal
+
+    import run_live
+
+    sigs = run_live._Signals()
+    with pytest.raises(ImportError):  # no signal: a real error stays one
+        with sigs.as_interrupt():
+            raise ImportError("no such module")
+    sigs.signum = signal.SIGTERM
+    with pytest.raises(KeyboardInterrupt):
+        with sigs.as_interrupt():
+            raise ImportError("initialization failed")
+    assert sigs.code == 128 + signal.SIGTERM
