@@ -15,6 +15,10 @@ KINDS: tuple[str, ...] = ("micro", "macro")
 EMOTIONS: tuple[str, ...] = ("negative", "positive", "surprise", "others")
 #: Micro-expressions last at most this long (the usual definition, seconds).
 MICRO_MAX_S: float = 0.5
+#: Appearance input of the encoder (``stream/appearance.py``): the real-face expression
+#: classifier's 7 class probabilities ‖ their difference from the track's resting baseline.
+APPEARANCE_CLASSES: int = 7
+APPEARANCE_DIM: int = 2 * APPEARANCE_CLASSES
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,10 @@ class ModelConfig:
     enc_stem: int = 4  # first conv: stem×stem kernel, stride stem (patchify; flow is smooth)
     enc_channels: tuple[int, ...] = (8, 16, 32, 64)  # conv widths: the stem, then stride-2 3×3s
     enc_grid: int = 4  # the last conv map is average-pooled to enc_grid × enc_grid, then flattened
+    # appearance fusion: 0 = flow only (the shipped model); APPEARANCE_DIM = the per-frame
+    # feature also sees the real-face classifier's probabilities and their baseline delta
+    appearance_dim: int = 0
+    appearance_hidden: int = 32  # width of the small MLP that maps them into feat_dim
     # --- input gain (engine/gain.py): flow of faces with a high motion-noise floor is scaled
     # down to this floor before encoding; 0 switches it off (checkpoints from before it)
     gain_ref: float = 0.2  # reference noise floor, px of cell-mean |(u, v)| per Δ (0: off)
@@ -118,7 +126,8 @@ class ModelConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check_positive(self, ("window", "hop", "segment", "attn_window", "blocks_per_level",
                                "levels", "channels", "feat_dim", "heads", "mlp_ratio",
-                               "enc_stem", "enc_grid", "range_base", "nms_sigma", "gain_grid",
+                               "enc_stem", "enc_grid", "appearance_hidden", "range_base",
+                               "nms_sigma", "gain_grid",
                                "gain_window", "gain_min_frames", "max_candidates"))
         for name in ("end_margin", "focal_gamma", "loss_cls", "loss_reg", "loss_emo", "loss_act",
                      "gain_ref"):
@@ -129,6 +138,7 @@ class ModelConfig:
             if not lo <= getattr(self, name) <= hi:
                 raise ValueError(f"ModelConfig.{name} must be in [{lo}, {hi}], "
                                  f"got {getattr(self, name)!r}")
+        _check_choice(self, "appearance_dim", (0, APPEARANCE_DIM))
         if self.gain_min_frames > self.gain_window:
             raise ValueError(f"ModelConfig.gain_min_frames={self.gain_min_frames} must be <= "
                              f"gain_window={self.gain_window}")

@@ -39,7 +39,7 @@ from engine.backends import BackendError
 OPSET = 18
 #: Bump when the export recipe changes; part of the first-use cache key.
 EXPORT_VERSION = 2  # 2: + detector_step.onnx
-ENCODER_INPUTS = ("flow", "valid")
+ENCODER_INPUTS = ("flow", "valid")  # + "appearance" for a model with appearance fusion
 ENCODER_OUTPUTS = ("features",)
 DETECTOR_INPUTS = ("features",)
 DETECTOR_STEP_INPUTS = ("features", "state")
@@ -147,7 +147,8 @@ def export_fedn(encoder, detector, cfg, out_dir: str | Path, fp16: bool = False,
     """Export a FEDN encoder + detector pair (and the incremental detector) into ``out_dir``.
 
     Args:
-        encoder: ``FlowEncoder``-like: ``encoder(flow (n,3,S,S), valid (n,)) -> (n, F)``.
+        encoder: ``FlowEncoder``-like: ``encoder(flow (n,3,S,S), valid (n,)) -> (n, F)``
+            (and ``appearance (n, A)`` third when ``cfg.appearance_dim`` = A > 0).
         detector: ``TemporalDetector``-like: ``detector(features (1,T,F)) -> dict``.
         cfg: ``ModelConfig`` (window, hop, feat_dim).
         out_dir: where ``encoder.onnx`` / ``detector.onnx`` / ``detector_step.onnx``
@@ -173,8 +174,11 @@ def export_fedn(encoder, detector, cfg, out_dir: str | Path, fp16: bool = False,
     gen = torch.Generator().manual_seed(0)
     flow = torch.randn(2, 3, flow_size, flow_size, generator=gen)
     valid = torch.ones(2)
-    enc = export_onnx(encoder.eval(), {"flow": flow, "valid": valid}, out_dir / "encoder.onnx",
-                      ENCODER_OUTPUTS, dynamic_dims={"flow": 0, "valid": 0})
+    enc_inputs = {"flow": flow, "valid": valid}
+    if getattr(cfg, "appearance_dim", 0):  # appearance fusion: a third encoder input
+        enc_inputs["appearance"] = torch.rand(2, cfg.appearance_dim, generator=gen)
+    enc = export_onnx(encoder.eval(), enc_inputs, out_dir / "encoder.onnx",
+                      ENCODER_OUTPUTS, dynamic_dims={name: 0 for name in enc_inputs})
     feats = torch.randn(1, cfg.window, cfg.feat_dim, generator=gen)
     det = export_onnx(detector.eval(), {"features": feats}, out_dir / "detector.onnx",
                       tuple(output_keys))
@@ -238,6 +242,12 @@ def check_pair(pair: OnnxPair, cfg, flow_size: int) -> None:
     if flow is None or tuple(flow[1:]) != (3, flow_size, flow_size):
         raise BackendError(f"{pair.encoder} takes flow {flow}, the stream makes (n, 3, "
                            f"{flow_size}, {flow_size}); re-export with `python -m engine.export`")
+    want_app = getattr(cfg, "appearance_dim", 0)
+    app = enc.get("appearance")
+    if (app[1] if app else 0) != want_app:
+        raise BackendError(f"{pair.encoder} takes appearance {app}, the model needs "
+                           f"(n, {want_app}) (ModelConfig.appearance_dim); re-export with "
+                           "`python -m engine.export` for these weights")
     if pair.detector_step is not None:
         from engine.model.incremental import state_shape
         step = onnx_inputs(pair.detector_step)

@@ -1,4 +1,4 @@
-"""Backend selection (``--engine auto|torch|onnxruntime|tensorrt``) and the ``Engine`` facade.
+"""Backend selection (``--engine auto|tensorrt|cuda|onnxruntime|torch``) and the ``Engine`` facade.
 
 The pipeline only sees :class:`Engine`::
 
@@ -7,7 +7,8 @@ The pipeline only sees :class:`Engine`::
         out = eng.detect(feature_window)              # (window, feat_dim) -> outputs dict
         out, state = eng.detect_step(hop_feats, state)  # (hop, feat_dim): the live path
 
-``auto`` picks TensorRT when TensorRT and a CUDA GPU are present, else ONNX
+``auto`` picks TensorRT when TensorRT and a CUDA GPU are present, else the
+``cuda`` backend (torch CUDA graphs) when torch sees a CUDA GPU, else ONNX
 Runtime, else torch. A backend asked for by name that cannot run here is a
 one-line :class:`BackendUnavailable` saying what to do.
 """
@@ -30,7 +31,9 @@ DEFAULT_CACHE = Path(os.environ.get("FEDN_LIVE_CACHE", "~/.cache/fedn-live")).ex
 MAX_ENCODE_BATCH = 32
 
 _HINTS = {"tensorrt": "install the `gpu` extra on an NVIDIA machine (`pip install -e .[gpu]`) "
-                      "or use --engine onnxruntime",
+                      "or use --engine cuda / onnxruntime",
+          "cuda": "needs an NVIDIA GPU and a CUDA build of torch (the CPU wheel has none); "
+                  "use --engine onnxruntime",
           "onnxruntime": "`pip install onnxruntime==1.32.0` or use --engine torch",
           "torch": "`pip install torch==2.13.0`"}
 
@@ -38,6 +41,9 @@ _HINTS = {"tensorrt": "install the `gpu` extra on an NVIDIA machine (`pip instal
 def _probe(name: str) -> tuple[bool, str]:
     if name == "tensorrt":
         from engine.backends.tensorrt import available
+        return available()
+    if name == "cuda":
+        from engine.backends.cuda import available
         return available()
     if name == "onnxruntime":
         from engine.backends.onnxruntime import available
@@ -63,7 +69,7 @@ def select_backend(requested: str = "auto",
     """Pick the backend for ``--engine requested`` and print one status line.
 
     Args:
-        requested: "auto", "tensorrt", "onnxruntime" or "torch".
+        requested: "auto", "tensorrt", "cuda", "onnxruntime" or "torch".
         probe: name → (available, why); tests pass fakes.
         log: where the status line goes (None: nowhere).
 
@@ -126,9 +132,10 @@ class Engine:
     @classmethod
     def load(cls, engine: str = "auto", weights: str | Path | None = None,
              onnx_dir: str | Path | None = None, cache_dir: str | Path = DEFAULT_CACHE,
-             threads: int = 2, precision: str = "fp16", device: str = "cpu",
+             threads: int = 2, precision: str = "fp16", device: str | None = None,
              model=None, log: Callable[[str], None] = print,
-             probe: Callable[[str], tuple[bool, str]] = _probe) -> "Engine":
+             probe: Callable[[str], tuple[bool, str]] = _probe,
+             cuda_graphs: bool = True) -> "Engine":
         """Select a backend, find (or export) the graphs it needs, and activate it.
 
         Args:
@@ -140,8 +147,12 @@ class Engine:
             cache_dir: first-use exports and TensorRT engines.
             threads: ONNX Runtime intra-op threads.
             precision: TensorRT precision, "fp16" or "fp32".
-            device: torch backend device.
+            device: where the torch / cuda backend runs; default "cpu" / "cuda" ("cpu"
+                with ``cuda_graphs=False`` runs the cuda backend's bucketing eagerly).
             model: a FEDN instance to use instead of loading ``weights``.
+            probe: name → (available, why), as :func:`select_backend`'s.
+            cuda_graphs: cuda backend: replay CUDA graphs (False: eager on the same
+                bucketed buffers, to measure what the graphs save).
         """
         from engine.config import StreamConfig
         from engine.decode import OUTPUT_KEYS
@@ -153,11 +164,13 @@ class Engine:
         model = model if model is not None else load_model(weights, log=log)
         cfg, flow_size = model.cfg, StreamConfig().flow_size
         step = None
-        if selection.name == "torch":
-            enc = _torch_backend(model.encoder, _encoder_specs(flow_size), ("features",), device)
-            det = _torch_backend(model.detector, _detector_specs(cfg), OUTPUT_KEYS, device)
-            step = _torch_backend(IncrementalDetector(model.detector.eval()), _step_specs(cfg),
-                                  STEP_OUTPUTS, device)
+        if selection.name in ("torch", "cuda"):  # the torch modules: eager, or CUDA graphs
+            make = _torch_maker(selection.name, device, cuda_graphs)
+            enc = make(model.encoder, _encoder_specs(flow_size, cfg.appearance_dim),
+                       ("features",))
+            det = make(model.detector, _detector_specs(cfg), OUTPUT_KEYS)
+            step = make(IncrementalDetector(model.detector.eval()), _step_specs(cfg),
+                        STEP_OUTPUTS)
         else:
             if onnx_dir is None and shipped and (WEIGHTS_DIR / "encoder.onnx").is_file() \
                     and _exported_from(WEIGHTS_DIR, model, cfg, flow_size, log):
@@ -183,7 +196,8 @@ class Engine:
                 if pair.detector_step is not None:  # a hop's few positions: one thread is
                     step = OnnxRuntimeBackend(pair.detector_step, threads=1)  # faster than two
             else:  # TensorRT builds the full-window graph only
-                enc, det = _tensorrt_pair(pair, cache_dir, precision, flow_size, log)
+                enc, det = _tensorrt_pair(pair, cache_dir, precision, flow_size, log,
+                                          cfg.appearance_dim)
         eng = cls(enc, det, selection.name, cfg, stepper=step)
         return eng.activate()
 
@@ -213,12 +227,20 @@ class Engine:
         self.close()
 
     # --- the two calls ------------------------------------------------------------------
-    def encode(self, flow_batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    @property
+    def appearance_dim(self) -> int:
+        """Width of the appearance input the encoder takes (0: flow only)."""
+        return getattr(self.cfg, "appearance_dim", 0)
+
+    def encode(self, flow_batch: np.ndarray, valid: np.ndarray,
+               appearance: np.ndarray | None = None) -> np.ndarray:
         """Per-frame features.
 
         Args:
             flow_batch: (n, 3, S', S') float16/float32 flow maps (one per frame).
             valid: (n,) bool/float; 0 where no face (those rows get the no-face feature).
+            appearance: (n, appearance_dim) float32 for a model with appearance fusion
+                (``stream.appearance.model_input``), else None.
 
         Returns:
             (n, feat_dim) float32.
@@ -228,8 +250,19 @@ class Engine:
         if flow.ndim != 4 or flow.shape[0] != mask.shape[0]:
             raise BackendError(f"Engine.encode: flow_batch {flow.shape} and valid {mask.shape} "
                                "must be (n, 3, S, S) and (n,)")
-        parts = [self.encoder.infer({"flow": flow[i:i + MAX_ENCODE_BATCH],
-                                     "valid": mask[i:i + MAX_ENCODE_BATCH]})["features"]
+        inputs = {"flow": flow, "valid": mask}
+        if self.appearance_dim:
+            app = None if appearance is None else np.asarray(appearance, np.float32)
+            if app is None or app.shape != (len(mask), self.appearance_dim):
+                raise BackendError(f"Engine.encode: this model fuses appearance and needs "
+                                   f"appearance (n={len(mask)}, {self.appearance_dim}), got "
+                                   f"{None if app is None else app.shape}")
+            inputs["appearance"] = app
+        elif appearance is not None:
+            raise BackendError("Engine.encode: this model is flow only "
+                               "(ModelConfig.appearance_dim = 0); pass appearance=None")
+        parts = [self.encoder.infer({k: v[i:i + MAX_ENCODE_BATCH]
+                                     for k, v in inputs.items()})["features"]
                  for i in range(0, max(len(mask), 1), MAX_ENCODE_BATCH)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
@@ -302,7 +335,8 @@ class Engine:
         """(n, feat_dim) features of frames before the stream starts (the no-face feature)."""
         spec = next(s for s in self.encoder.inputs if s.name == "flow")
         flow = np.zeros((1,) + tuple(spec.shape[1:]), np.float32)
-        no_face = self.encode(flow, np.zeros(1, np.float32))
+        app = np.zeros((1, self.appearance_dim), np.float32) if self.appearance_dim else None
+        no_face = self.encode(flow, np.zeros(1, np.float32), app)
         return np.repeat(no_face, n, axis=0)
 
 
@@ -329,9 +363,11 @@ def _exported_from(onnx_dir: Path, model, cfg, flow_size: int, log) -> bool:
     return False
 
 
-def _encoder_specs(flow_size: int) -> tuple[TensorSpec, ...]:
-    return (TensorSpec("flow", (None, 3, flow_size, flow_size), np.float32),
-            TensorSpec("valid", (None,), np.float32))
+def _encoder_specs(flow_size: int, appearance_dim: int = 0) -> tuple[TensorSpec, ...]:
+    specs = (TensorSpec("flow", (None, 3, flow_size, flow_size), np.float32),
+             TensorSpec("valid", (None,), np.float32))
+    return specs + ((TensorSpec("appearance", (None, appearance_dim), np.float32),)
+                    if appearance_dim else ())
 
 
 def _detector_specs(cfg) -> tuple[TensorSpec, ...]:
@@ -344,12 +380,19 @@ def _step_specs(cfg) -> tuple[TensorSpec, ...]:
             TensorSpec("state", state_shape(cfg), np.float32))
 
 
-def _torch_backend(module, specs, outputs, device):
-    from engine.backends.torch import TorchBackend
-    return TorchBackend(module, specs, outputs, device=device)
+def _torch_maker(name: str, device: str | None, cuda_graphs: bool) -> Callable[..., Backend]:
+    """(module, specs, outputs) → the torch backend, or the cuda backend, on ``device``."""
+    if name == "torch":
+        from engine.backends.torch import TorchBackend
+        where = device or "cpu"
+        return lambda module, specs, outputs: TorchBackend(module, specs, outputs, device=where)
+    from engine.backends.cuda import CudaGraphBackend
+    where = device or "cuda"
+    return lambda module, specs, outputs: CudaGraphBackend(module, specs, outputs, device=where,
+                                                           graphs=cuda_graphs)
 
 
-def _tensorrt_pair(pair, cache_dir, precision, flow_size, log):
+def _tensorrt_pair(pair, cache_dir, precision, flow_size, log, appearance_dim: int = 0):
     from engine.backends.cache import onnx_sha256
     from engine.backends.fp16 import convert_to_fp16
     from engine.backends.tensorrt import TensorRTBackend
@@ -370,6 +413,9 @@ def _tensorrt_pair(pair, cache_dir, precision, flow_size, log):
     profile = {"flow": ((1, 3, flow_size, flow_size), (1, 3, flow_size, flow_size),
                         (MAX_ENCODE_BATCH, 3, flow_size, flow_size)),
                "valid": ((1,), (1,), (MAX_ENCODE_BATCH,))}
+    if appearance_dim:  # appearance fusion: the encoder's third input, same batch
+        profile["appearance"] = ((1, appearance_dim), (1, appearance_dim),
+                                 (MAX_ENCODE_BATCH, appearance_dim))
     engines = Path(cache_dir).expanduser() / "tensorrt"
     return (TensorRTBackend(enc_path, engines, precision, profile=profile, log=log),
             TensorRTBackend(det_path, engines, precision, log=log))

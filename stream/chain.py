@@ -27,6 +27,7 @@ from tqdm import tqdm
 from engine.config import StreamConfig, TrackerConfig
 from engine.contracts import FaceObs, FlowFrame, Frame, Record, Status, Summary
 from engine.runtime import Engine
+from stream.appearance import AppearanceConfig, AppearanceFrame, AppearanceStage
 from stream.events import Sink
 from stream.face import FaceTracker, FaceUpdate, min_face_px
 from stream.flow import FlowStage
@@ -48,6 +49,7 @@ class Tracked:
     frame: Frame
     faces: FaceUpdate
     records: tuple[Record, ...] = ()
+    crops: np.ndarray | None = None  # (n, S, S) uint8 appearance crops of faces.faces, or None
 
 
 class StageChain:
@@ -60,10 +62,15 @@ class StageChain:
         cfg: stream settings.
         tracker_cfg: interval-tracker thresholds.
         latency: per-stage timings go here (``face``, ``flow``, ``encoder``, ...).
+        appearance: run the appearance stage (``stream/appearance.py``) on every face;
+            None (default): when the engine's model fuses appearance
+            (``ModelConfig.appearance_dim``), which then reads it next to the flow.
 
     Attributes:
         faces: the faces of the last frame (primary first), for overlays.
         flows: flow frame of each visible track in the last frame.
+        appearances: appearance reading of each visible track in the last frame (empty
+            when the stage is off).
         primary: the primary face of the last frame (``found=False`` when none).
         scores: track id → latest active-head readout (:class:`FrameScores`).
         frames_with_face: frames in which any face was visible.
@@ -71,13 +78,21 @@ class StageChain:
 
     def __init__(self, engine: Engine | None, fps: float, cfg: StreamConfig = StreamConfig(),
                  tracker_cfg: TrackerConfig = TrackerConfig(),
-                 latency: LatencyStats | None = None) -> None:
+                 latency: LatencyStats | None = None, appearance: bool | None = None) -> None:
         if not fps > 0:
             raise ValueError(f"StageChain: fps must be > 0, got {fps!r}")
         self.cfg, self.engine = cfg, engine
         self.latency = latency or LatencyStats()
         self.face = FaceTracker(cfg)
         self.flow = FlowStage(cfg)
+        fuses = engine is not None and getattr(engine.cfg, "appearance_dim", 0) > 0
+        if appearance is False and fuses:
+            raise ValueError("StageChain: appearance=False, but the engine's model fuses "
+                             "appearance (ModelConfig.appearance_dim > 0); leave it on")
+        self.appearance: AppearanceStage | None = None
+        if appearance or fuses:
+            self.appearance = AppearanceStage(AppearanceConfig(fps=fps))
+        self.appearances: dict[int, AppearanceFrame] = {}
         # a face out of sight longer than the face tracker keeps its id has left
         leave_after = int(math.ceil(cfg.track_keep_s * fps)) + 1
         self.spotter = (Spotter(engine, fps, cfg.flow_size, tracker_cfg, latency=self.latency,
@@ -119,10 +134,23 @@ class StageChain:
                               for face in seen.faces}
         else:  # no flow call for a frame without faces (it would only build a zero map)
             self.flows = {}
+        self.appearances = {}
+        if self.appearance is not None and seen.found:
+            crops = tracked.crops if tracked.crops is not None else self._crops(frame, seen)
+            with self.latency.time("appearance"):
+                read = self.appearance.update_crops([f.track_id for f in seen.faces], crops,
+                                                    frame.index)
+            self.appearances = {a.track_id: a for a in read}
         if self.spotter is not None:
+            app = ({i: a.model_input() for i, a in self.appearances.items()}
+                   if self.spotter.appearance_dim else None)
             records += self.spotter.update(frame.index, frame.t_capture, frame.t_arrival,
-                                           self.flows)
+                                           self.flows, app)
         return records
+
+    def _crops(self, frame: Frame, seen: FaceUpdate) -> np.ndarray:
+        """(n, S, S) uint8 appearance crops of the frame's faces (while its image exists)."""
+        return self.appearance.crops(seen.faces, frame.image)
 
     def track(self, frame: Frame) -> Tracked:
         """The face stage alone (and its status records); the rest runs in :meth:`update`.
@@ -144,7 +172,10 @@ class StageChain:
             records.append(Status("no_face", frame.index,
                                   {"t_s": t_s, "min_face_px": min_face_px(w, h)}))
         self._first = False
-        return Tracked(frame, seen, tuple(records))
+        # the appearance crops are cut here: the frame image may be reused after this call
+        crops = (self._crops(frame, seen) if self.appearance is not None and seen.found
+                 else None)
+        return Tracked(frame, seen, tuple(records), crops)
 
     def finish(self) -> list[Record]:
         """End of stream: what the trackers still hold (truncated expressions included)."""

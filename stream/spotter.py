@@ -68,15 +68,32 @@ class Spotter:
         self.scores: dict[int, FrameScores] = {}  # track id -> latest active-head readout
         self._tracks: dict[int, _Track] = {}
         self._no_face = np.zeros((3, flow_size, flow_size), np.float16)
+        self._no_appearance = np.zeros(self.appearance_dim, np.float32)
+        self._appearance: dict[int, np.ndarray] = {}  # this frame's, track id -> (A,)
         self.last_frame = -1
 
+    @property
+    def appearance_dim(self) -> int:
+        """Width of the appearance input the model reads per face (0: flow only)."""
+        return getattr(self.model, "appearance_dim", 0)
+
     def update(self, index: int, t_capture: float, t_arrival: float,
-               flows: dict[int, FlowFrame]) -> list[Record]:
-        """One frame: its times, and the flow frame of each visible track id.
+               flows: dict[int, FlowFrame],
+               appearance: dict[int, np.ndarray] | None = None) -> list[Record]:
+        """One frame: its times, the flow frame of each visible track id, and (for a model
+        with appearance fusion) each visible track's (appearance_dim,) appearance input
+        (``AppearanceFrame.model_input``).
 
         The faces of the frame (and the "no face" frames of tracks out of sight) go
         through the encoder in one batch; each track's detector then runs on its hop.
         """
+        if self.appearance_dim:
+            missing = sorted(set(flows) - set(appearance or {}))
+            if missing:
+                raise ValueError(f"Spotter.update: the model fuses appearance but tracks "
+                                 f"{missing} of frame {index} have none; run the chain's "
+                                 "appearance stage on every face")
+        self._appearance = appearance or {}
         self.times.add(index, t_capture, t_arrival)
         self.last_frame = index
         records: list[Record] = []
@@ -120,7 +137,12 @@ class Spotter:
             batch = np.stack([track.detector.prepare(flow)
                               for _, track, flow in due])  # n × (3, S, S) -> (n, 3, S, S)
             valid = np.array([float(flow.valid) for _, _, flow in due], np.float32)  # (n,)
-            return self.engine.encode(batch, valid)
+            if not self.appearance_dim:
+                return self.engine.encode(batch, valid)
+            # a track out of sight reads zeros (its valid = 0 masks them anyway)
+            app = np.stack([self._appearance.get(track_id, self._no_appearance)
+                            for track_id, _, _ in due])  # n × (A,) -> (n, A)
+            return self.engine.encode(batch, valid, app)
 
     def _push(self, track_id: int, track: _Track, flow: FlowFrame,
               feature: np.ndarray) -> list[Record]:

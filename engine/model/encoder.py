@@ -19,6 +19,12 @@ class FlowEncoder(nn.Module):
     stride-2 3×3 conv per further ``enc_channels`` entry (each conv + BN + ReLU);
     the map is average-pooled to ``enc_grid × enc_grid`` (keeps *where* on the face
     the motion is) and flattened into a linear layer.
+
+    With ``cfg.appearance_dim`` > 0 the feature of a valid frame also sees the
+    real-face expression classifier's reading of that face (class probabilities ‖
+    their delta from the track's resting baseline, ``stream/appearance.py``) through a
+    small MLP whose output is added to the flow feature: flow sees motion (onsets,
+    releases), appearance sees the held expression between them.
     """
 
     def __init__(self, cfg: ModelConfig, in_channels: int = 3) -> None:
@@ -34,28 +40,50 @@ class FlowEncoder(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(cfg.enc_grid)
         self.proj = nn.Linear(c_in * cfg.enc_grid ** 2, cfg.feat_dim)
         self.no_face = nn.Parameter(torch.zeros(cfg.feat_dim))  # learned "no face" embedding
+        self.appearance_dim = cfg.appearance_dim
+        self.appearance = (nn.Sequential(nn.Linear(cfg.appearance_dim, cfg.appearance_hidden),
+                                         nn.GELU(),
+                                         nn.Linear(cfg.appearance_hidden, cfg.feat_dim))
+                           if cfg.appearance_dim else None)
         self.in_channels = in_channels
         self.feat_dim = cfg.feat_dim
 
-    def embed(self, flow: torch.Tensor) -> torch.Tensor:
-        """Encode valid flow maps only: (N, 3, S, S) float → (N, feat_dim)."""
+    def _check_appearance(self, flow: torch.Tensor, appearance: torch.Tensor | None) -> None:
+        if self.appearance is None:
+            if appearance is not None:
+                raise ValueError("FlowEncoder: this model takes no appearance input "
+                                 "(ModelConfig.appearance_dim = 0); pass appearance=None")
+            return
+        if appearance is None or tuple(appearance.shape) != (flow.shape[0], self.appearance_dim):
+            got = None if appearance is None else tuple(appearance.shape)
+            raise ValueError(f"FlowEncoder: appearance must be (N={flow.shape[0]}, "
+                             f"{self.appearance_dim}) for this model, got {got}")
+
+    def embed(self, flow: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode valid frames only: (N, 3, S, S) flow [+ (N, A) appearance] → (N, feat_dim)."""
+        self._check_appearance(flow, appearance)
         x = self.convs(flow.float())  # (N, 3, S, S) -> (N, C, h, w), h = S / stem / 2**(n-1)
         x = self.pool(x)  # (N, C, h, w) -> (N, C, g, g)
-        return self.proj(x.flatten(1))  # (N, C, g, g) -> (N, C*g*g) -> (N, F)
+        out = self.proj(x.flatten(1))  # (N, C, g, g) -> (N, C*g*g) -> (N, F)
+        if self.appearance is not None:
+            out = out + self.appearance(appearance.float())  # (N, A) -> (N, F)
+        return out
 
-    def forward(self, flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, flow: torch.Tensor, valid: torch.Tensor,
+                appearance: torch.Tensor | None = None) -> torch.Tensor:
         """Encode frames.
 
         Args:
             flow: (N, 3, S, S) flow maps (float16 or float32; u, v in pixels, strain).
             valid: (N,) bool or float; 0 where no face was found.
+            appearance: (N, appearance_dim) when the model has appearance fusion, else None.
 
         Returns:
             (N, feat_dim) float32 features; rows with ``valid == 0`` equal ``no_face``
             exactly (no data-dependent branching, so it exports to ONNX).
         """
         v = valid.to(torch.float32).reshape(-1, 1)  # (N,) -> (N, 1)
-        return v * self.embed(flow) + (1.0 - v) * self.no_face  # (N, F)
+        return v * self.embed(flow, appearance) + (1.0 - v) * self.no_face  # (N, F)
 
     def padding(self, n: int) -> torch.Tensor:
         """(n, feat_dim) features of frames before the stream starts (= no face)."""

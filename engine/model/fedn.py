@@ -75,19 +75,24 @@ class FEDN(nn.Module):
         self.encoder = FlowEncoder(self.cfg)
         self.detector = TemporalDetector(self.cfg)
 
-    def encode(self, flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, S, S), (B, T) → (B, T, feat_dim); runs the CNN on valid frames only."""
+    def encode(self, flow: torch.Tensor, valid: torch.Tensor,
+               appearance: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, 3, S, S), (B, T) [, (B, T, A)] → (B, T, feat_dim); the CNN runs on valid
+        frames only."""
         b, t = valid.shape
         flat_flow = flow.reshape(b * t, *flow.shape[2:])  # (B, T, 3, S, S) -> (B·T, 3, S, S)
         flat_valid = valid.reshape(b * t).bool()  # (B, T) -> (B·T,)
+        flat_app = (None if appearance is None
+                    else appearance.reshape(b * t, -1))  # (B, T, A) -> (B·T, A)
         feats = self.encoder.no_face.reshape(1, -1).expand(b * t, -1)  # (F,) -> (B·T, F)
         idx = flat_valid.nonzero().squeeze(1)
         if idx.numel():
-            feats = feats.index_copy(0, idx, self.encoder.embed(flat_flow[idx]))
+            feats = feats.index_copy(0, idx, self.encoder.embed(
+                flat_flow[idx], None if flat_app is None else flat_app[idx]))
         return feats.reshape(b, t, -1)  # (B·T, F) -> (B, T, F)
 
-    def forward(self, flow: torch.Tensor, valid: torch.Tensor,
-                pad: int = 0) -> dict[str, torch.Tensor]:
+    def forward(self, flow: torch.Tensor, valid: torch.Tensor, pad: int = 0,
+                appearance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Detector outputs for whole clips.
 
         Args:
@@ -95,8 +100,9 @@ class FEDN(nn.Module):
             valid: (B, T) bool/float, 0 where no face.
             pad: prepend this many "no face" frames (the state of a fresh stream);
                 output frame positions then start at -pad.
+            appearance: (B, T, appearance_dim) for a model with appearance fusion.
         """
-        feats = self.encode(flow, valid)  # (B, T, F)
+        feats = self.encode(flow, valid, appearance)  # (B, T, F)
         if pad:
             b = feats.shape[0]
             front = self.encoder.no_face.reshape(1, 1, -1).expand(b, pad, -1)  # -> (B, pad, F)
