@@ -1,4 +1,4 @@
-"""One interface for every inference backend: ``torch``, ``onnxruntime``, ``tensorrt``.
+"""One interface for every inference backend: ``tensorrt``, ``cuda``, ``onnxruntime``, ``torch``.
 
 A backend is a context manager (Polygraphy's runner pattern)::
 
@@ -23,7 +23,7 @@ from typing import Mapping
 import numpy as np
 
 #: Backend names, in the order ``--engine auto`` prefers them.
-BACKEND_NAMES: tuple[str, ...] = ("tensorrt", "onnxruntime", "torch")
+BACKEND_NAMES: tuple[str, ...] = ("tensorrt", "cuda", "onnxruntime", "torch")
 
 
 class BackendError(ValueError):
