@@ -14,11 +14,13 @@ offline GPU box any Python whose torch sees the GPU will do:
    system interpreter (the project venv's torch is the CPU wheel).
 4. Here (any torch): exports encoder + detector to ONNX (FP32 and FP16), runs
    the CPU reference (torch) and ONNX Runtime CPU (parity ≤ 1e-4, latency).
-5. On the GPU (a worker process under the Python of step 3): torch CUDA (eager
-   and CUDA graph), ONNX Runtime CUDA EP if installed, TensorRT FP16 when it
+5. On the GPU (a worker process under the Python of step 3): the ``cuda``
+   backend (CUDA graphs, and eager on the same buffers; raw outputs, features and
+   incremental steps ≤ 1e-4 from torch CPU), torch CUDA (eager, and a CUDA graph of
+   the detector alone), ONNX Runtime CUDA EP if installed, TensorRT FP16 when it
    imports — engine build, cached reload time, parity (≤ 1e-2 on scores, same
    decoded candidates on fixed windows and, streamed hop by hop, on the shipped
-   demo clip) and latency p50 / p99 per backend.
+   demo clip) and latency p50 / p99 per backend, then one table of them all.
 
 Exit code: 0 unless a parity check that ran failed (1).
 """
@@ -46,7 +48,13 @@ ROOT = Path(__file__).resolve().parents[1]
 #: model rarely reaches the shipped threshold; more candidates make a stricter check).
 DEMO_THRESH = 0.05
 LIMITS = {"onnxruntime-cpu": ("parity_max_abs", 1e-4), "onnxruntime-cuda": ("score_max_abs", 1e-3),
-          "torch-cuda": ("score_max_abs", 1e-3), "tensorrt-fp16": ("score_max_abs", 1e-2)}
+          "torch-cuda": ("score_max_abs", 1e-3), "tensorrt-fp16": ("score_max_abs", 1e-2),
+          "cuda-graph": ("parity_max_abs", 1e-4), "cuda-eager": ("parity_max_abs", 1e-4),
+          "cuda-eager-cpu": ("parity_max_abs", 1e-4)}
+#: Faces per frame of the encoder batch timing (the cuda backend pads 5 to its bucket 8).
+BATCH_FACES = 5
+#: Hops of the incremental detector compared with torch CPU (fixed inputs).
+STEP_HOPS = 4
 PROBE = ("import json, torch; ok = torch.cuda.is_available(); "
          "print(json.dumps([torch.__version__, ok, torch.cuda.get_device_name(0) if ok else '']))")
 
@@ -238,11 +246,14 @@ def _cfg_dict(cfg) -> dict:
 
 
 def worker(work: Path, device: str = "cuda") -> dict:
-    """GPU side: torch CUDA, ORT CUDA EP, TensorRT FP16; returns per-backend results.
+    """GPU side: the cuda backend, torch CUDA, ORT CUDA EP, TensorRT FP16; per-backend results.
 
     ``device="cpu"`` runs the same steps with torch on CPU (the tests use it to
-    exercise this code without a GPU); the results then say "torch-cpu".
+    exercise this code without a GPU); the results then say "torch-cpu" and
+    "cuda-eager-cpu" (the cuda backend's buffers and padding; no graphs on a CPU).
     """
+    import copy
+
     import torch
 
     from engine.backends import percentiles_ms
@@ -262,6 +273,8 @@ def worker(work: Path, device: str = "cuda") -> dict:
         demo_ref = json.loads((work / "demo_reference.json").read_text())
         demo_flow, demo_valid = np.load(work / "demo_flow.npy"), np.load(work / "demo_valid.npy")
     quiet = lambda m: None  # noqa: E731
+    with Engine.load("torch", model=copy.deepcopy(model), device="cpu", log=quiet) as ref_eng:
+        ref_steps = step_outputs(ref_eng, data["windows"][0])  # torch CPU, incremental
 
     def measure(label: str, eng) -> None:
         feat = eng.encode(data["flow"], data["valid"])
@@ -270,11 +283,20 @@ def worker(work: Path, device: str = "cuda") -> dict:
                "score_max_abs": max(_score_diff(o, r) for o, r in zip(outs, refs)),
                "same_candidates": all(_same_candidates(o, r, model.cfg)
                                       for o, r in zip(outs, refs))}
+        raw = [res["feature_max_abs"], max(float(np.abs(o[k] - r[k]).max())
+                                           for o, r in zip(outs, refs) for k in r)]
+        if eng.can_step:
+            res["step_max_abs"] = max(float(np.abs(o[k] - r[k]).max()) for o, r in zip(
+                step_outputs(eng, data["windows"][0]), ref_steps) for k in r)
+            raw.append(res["step_max_abs"])
+        res["parity_max_abs"] = max(raw)  # raw outputs, features and steps vs torch CPU
         if demo_ref is not None:
             got = demo_candidates(eng, model.cfg, demo_flow, demo_valid)
             res["demo_same_candidates"] = got == demo_ref
             res["demo_candidates"] = [len(got), len(demo_ref)]
         res.update(bench_engine(eng, frames=300, hops=100))
+        res["encoder_batch_ms"] = _batch_ms(eng, data["flow"][:BATCH_FACES],
+                                            data["valid"][:BATCH_FACES])
         results[label] = res
         print(f"gpu-check: {label}: {_fmt(res)}", flush=True)
 
@@ -296,6 +318,19 @@ def worker(work: Path, device: str = "cuda") -> dict:
         results[label] = {"score_max_abs": max(_score_diff(o, r) for o, r in zip(outs, refs)),
                           "detector_per_hop_ms": percentiles_ms(graph.timings)}
         print(f"gpu-check: {label}: {_fmt(results[label])}", flush=True)
+
+    def cuda_backend() -> None:  # graphs on a GPU; eager on the same buffers, both devices
+        fake = {} if gpu else {"probe": lambda name: (True, "gpu-check worker on CPU")}
+        for graphs in ((True, False) if gpu else (False,)):
+            label = ("cuda-graph" if graphs else "cuda-eager") + ("" if gpu else "-cpu")
+            with Engine.load("cuda", model=copy.deepcopy(model), device=device, log=quiet,
+                             cuda_graphs=graphs, **fake) as eng:
+                measure(label, eng)
+                if graphs:
+                    results[label]["graphs_captured"] = sum(
+                        len(b.runner.captures) for b in (eng.encoder, eng.detector, eng.stepper))
+        if not gpu:
+            print("gpu-check: cuda-graph: skipped (CUDA graphs need a GPU)", flush=True)
 
     def onnxruntime_cuda() -> None:
         import onnxruntime as ort
@@ -334,8 +369,8 @@ def worker(work: Path, device: str = "cuda") -> dict:
                 eng.close()
         results["tensorrt-fp16"].update(build_s=timings["build"], cached_load_s=timings["cached"])
 
-    for name, step in (("torch", torch_eager_and_graph), ("onnxruntime-cuda", onnxruntime_cuda),
-                       ("tensorrt-fp16", tensorrt_fp16)):
+    for name, step in (("cuda", cuda_backend), ("torch", torch_eager_and_graph),
+                       ("onnxruntime-cuda", onnxruntime_cuda), ("tensorrt-fp16", tensorrt_fp16)):
         try:  # one failing step must not hide the others: each is reported, then the next runs
             step()
         except ImportError as exc:  # this interpreter lacks the library: not a failure
@@ -346,6 +381,46 @@ def worker(work: Path, device: str = "cuda") -> dict:
             print(f"gpu-check: {name}: FAILED ({msg})", flush=True)
             results.setdefault(f"{name}-error", {"error": msg})
     return results
+
+
+def step_outputs(eng, window: np.ndarray, hops: int = STEP_HOPS) -> list[dict]:
+    """The incremental detector from a fresh state over ``window``'s first ``hops`` hops:
+    each hop's outputs with the state after it (``next_state``)."""
+    hop, state, out = eng.cfg.hop, eng.initial_state(), []
+    for i in range(min(hops, len(window) // hop)):
+        res, state = eng.detect_step(window[i * hop:(i + 1) * hop], state)
+        out.append({**res, "next_state": state})
+    return out
+
+
+def _batch_ms(eng, flow: np.ndarray, valid: np.ndarray, calls: int = 100) -> dict:
+    """p50 / p99 ms of one encoder call on ``len(valid)`` faces (after 10 warm-up calls)."""
+    from engine.backends import percentiles_ms
+    for _ in range(10):
+        eng.encode(flow, valid)
+    eng.encoder.timings.clear()
+    for _ in range(calls):
+        eng.encode(flow, valid)
+    return {**percentiles_ms(eng.encoder.timings), "faces": len(valid)}
+
+
+def table(results: dict) -> list[str]:
+    """One row per backend: parity vs torch CPU, then p50 / p99 ms per call."""
+    cols = (("encoder_per_frame_ms", "encoder/frame"), ("encoder_batch_ms",
+                                                         f"encoder/{BATCH_FACES} faces"),
+            ("detector_per_hop_ms", "detector/hop"), ("detector_step_per_hop_ms", "step/hop"))
+    head = f"  {'backend':<18} {'parity':>9} {'score':>9} " + " ".join(f"{t:>15}" for _, t in cols)
+    lines = [head]
+    for label, res in results.items():
+        if "unavailable" in res or "error" in res:
+            lines.append(f"  {label:<18} {res.get('unavailable') or res['error']}"[:160])
+            continue
+        nums = [f"{res[k]:9.1e}" if k in res else f"{'-':>9}"
+                for k in ("parity_max_abs", "score_max_abs")]
+        nums += [f"{res[k]['p50']:7.3f}/{res[k]['p99']:7.3f}" if k in res else f"{'-':>15}"
+                 for k, _ in cols]
+        lines.append(f"  {label:<18} " + " ".join(nums))
+    return lines
 
 
 def _score_diff(out: dict, ref: dict) -> float:
@@ -367,7 +442,7 @@ def _same_candidates(out: dict, ref: dict, cfg) -> bool:
 
 def _fmt(res: dict) -> str:
     parts = []
-    for key in ("parity_max_abs", "feature_max_abs", "score_max_abs"):
+    for key in ("parity_max_abs", "feature_max_abs", "score_max_abs", "step_max_abs"):
         if key in res:
             parts.append(f"{key.rsplit('_', 2)[0]} max|diff| {res[key]:.2e}")
     if "same_candidates" in res:
@@ -425,9 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     failed += [k for k, r in results.items() if r.get("same_candidates") is False
                or r.get("demo_same_candidates") is False]
     failed += [k for k in results if k.endswith("-error")]
-    print("gpu-check summary (ms, p50 / p99):")
-    for label, res in results.items():
-        print(f"  {label:<18} {_fmt(res) or res}")
+    print("gpu-check summary (parity: max |diff| of raw outputs vs torch CPU; score: of the "
+          "probabilities; ms p50 / p99 per call):")
+    print("\n".join(table(results)))
     (work / "gpu_check.json").write_text(json.dumps(results, indent=2))
     print(f"gpu-check: results in {work / 'gpu_check.json'}; "
           + ("FAILED: " + ", ".join(failed) if failed else "all checks that ran passed"))

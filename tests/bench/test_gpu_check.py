@@ -97,7 +97,13 @@ def test_prepare_and_worker_steps_on_cpu(prepared, quick_worker, capsys):
     assert results["torch-cpu"]["demo_same_candidates"] is True
     assert results["torch-cpu"]["demo_candidates"][0] > 0  # something was compared
     assert not [k for k in results if k.endswith("-error")], results
+    cuda = results["cuda-eager-cpu"]  # the cuda backend's buffers and padding, eager on CPU
+    assert cuda["parity_max_abs"] <= 1e-4 and cuda["step_max_abs"] <= 1e-4
+    assert cuda["same_candidates"] is True and cuda["demo_same_candidates"] is True
+    assert cuda["encoder_batch_ms"]["faces"] == gpu_check.BATCH_FACES
+    assert results["torch-cpu"]["step_max_abs"] == 0.0  # the reference against itself
     out = capsys.readouterr().out
+    assert "cuda-graph: skipped (CUDA graphs need a GPU)" in out
     assert "onnxruntime CUDA EP: not installed" in out  # the CPU wheel here
     from engine.backends.tensorrt import available
     if not available()[0]:
@@ -127,6 +133,36 @@ def test_onnxruntime_cuda_branch_runs_with_a_cuda_provider_listed(prepared, quic
     res = results["onnxruntime-cuda"]
     assert res["score_max_abs"] <= 1e-3 and res["same_candidates"] is True
     assert res["demo_same_candidates"] is True
+
+
+def test_table_has_one_row_per_backend():
+    ms = {"p50": 0.5, "p99": 0.75}
+    rows = gpu_check.table({
+        "cuda-graph": {"parity_max_abs": 2e-6, "score_max_abs": 1e-6, "encoder_per_frame_ms": ms,
+                       "detector_per_hop_ms": ms, "detector_step_per_hop_ms": ms,
+                       "encoder_batch_ms": {**ms, "faces": 5}},
+        "tensorrt-fp16": {"unavailable": "tensorrt not installed"}})
+    assert len(rows) == 3 and "step/hop" in rows[0]
+    assert rows[1].split()[:3] == ["cuda-graph", "2.0e-06", "1.0e-06"]
+    assert rows[1].count("0.500/  0.750") == 4
+    assert rows[2].split() == ["tensorrt-fp16", "tensorrt", "not", "installed"]
+
+
+def test_a_parity_failure_of_the_cuda_backend_fails_the_check(monkeypatch, tmp_path, capsys):
+    """Past 1e-4 from torch CPU, the cuda backend's rows make the exit code 1."""
+    monkeypatch.setattr(gpu_check, "gpu_present", lambda: (True, "GPU 0: fake"))
+    monkeypatch.setattr(gpu_check, "prepare", lambda work: {})
+    monkeypatch.setattr(gpu_check, "find_cuda_python", lambda pref: ("python-x", "fake"))
+
+    def fake_worker(cmd, **kw):
+        (tmp_path / "gpu_results.json").write_text(json.dumps(
+            {"cuda-graph": {"parity_max_abs": 3e-4}, "cuda-eager": {"parity_max_abs": 1e-6}}))
+        return subprocess.CompletedProcess(cmd, 0)
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_worker)
+    assert gpu_check.main(["--no-install", "--cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: cuda-graph" in out and "cuda-eager" not in out.split("FAILED:")[1]
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["cuda-graph"]
 
 
 def test_demo_flow_maps_carried_in_the_work_dir_are_reused(tmp_path, monkeypatch):
