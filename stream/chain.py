@@ -10,8 +10,9 @@ between entry points is only what feeds it and where its records go:
 * :class:`stream.api.Detector`, ``stream.analyze``, ``stream.batch``: :func:`run_frames`
   over :func:`stamped` frames of a source, in the calling thread;
 * the front ends: one chain per browser session / WebRTC peer, fed frame by frame;
-* training's feature extraction and the GPU check: :func:`primary_face_flows`, a chain
-  without an engine (face → flow only) reading :attr:`StageChain.flows`.
+* training's feature extraction and the GPU check: :func:`primary_face_features` /
+  :func:`primary_face_flows`, a chain without an engine (face → flow [→ appearance])
+  reading :attr:`StageChain.flows` and :attr:`StageChain.appearances`.
 """
 from __future__ import annotations
 
@@ -304,38 +305,76 @@ def run_frames(frames: Iterable[Frame | Tracked], chain: StageChain, sink: Sink,
     return summary
 
 
-def primary_face_flows(path: str | Path, cfg: StreamConfig | None = None,
-                       progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
-    """The flow maps of a video file's primary face: the chain without an engine (face → flow).
+@dataclass(frozen=True)
+class PrimaryFace:
+    """What the chain saw of a video file's primary face, per frame (training's inputs).
 
-    What training learns from (``training.features``) and the GPU check replays. The
-    track of each frame is its **primary face** (``cfg.primary_face``,
-    the largest by default, the face the chain lists first): a SynthME or
-    dataset video shows one subject, and a frame without a face gives
-    ``valid=False`` (the model sees "no face", as live for a track out of sight).
-    Frames the file promised but that do not decode (``source_short``) are rows
-    with ``valid=False`` too, so row ``i`` stays frame ``i`` of the labels.
-
-    Returns:
-        flow (N, 3, S', S') float16, valid (N,) bool, fps.
+    Attributes:
+        flow: (N, 3, S', S') float16 flow maps (zeros where ``valid`` is False).
+        valid: (N,) bool, False where no face / no reference crop yet / undecodable.
+        fps: the file's frame rate.
+        appearance: (N, APPEARANCE_DIM) float32 appearance input of the primary face
+            (``AppearanceFrame.model_input``; zeros where no face), or None when not asked.
     """
+
+    flow: np.ndarray
+    valid: np.ndarray
+    fps: float
+    appearance: np.ndarray | None = None
+
+
+def primary_face_features(path: str | Path, cfg: StreamConfig | None = None,
+                          progress: bool = False, appearance: bool = True) -> PrimaryFace:
+    """The chain without an engine (face → flow [→ appearance]) over a video file, read at
+    its **primary face**: what training learns from (``training.features``).
+
+    The track of each frame is its primary face (``cfg.primary_face``, the largest by
+    default, the face the chain lists first): a SynthME or dataset video shows one
+    subject, and a frame without a face gives ``valid=False`` (the model sees "no face",
+    as live for a track out of sight). Frames the file promised but that do not decode
+    (``source_short``) are rows with ``valid=False`` too, so row ``i`` stays frame ``i``
+    of the labels. The appearance baseline is per face track, as live.
+    """
+    from engine.config import APPEARANCE_DIM
+
     cfg = cfg or StreamConfig()
     n = cfg.flow_size
     no_flow = np.zeros((3, n, n), np.float16)
+    no_app = np.zeros(APPEARANCE_DIM, np.float32)
     flows: list[np.ndarray] = []
     valid: list[bool] = []
-    with VideoFileSource(path) as src, StageChain(None, src.fps, cfg) as chain, \
+    apps: list[np.ndarray] = []
+    with VideoFileSource(path) as src, \
+            StageChain(None, src.fps, cfg, appearance=appearance) as chain, \
             tqdm(total=src.frame_count, desc=Path(path).name, unit="f", leave=False,
                  disable=not progress) as bar:
         for frame in stamped(src):
             while len(flows) < frame.index:  # an undecodable frame: no face seen there
                 flows.append(no_flow)
                 valid.append(False)
+                apps.append(no_app)
             chain.update(frame)
-            ff = chain.flows.get(chain.primary.track_id) if chain.primary.found else None
+            primary = chain.primary.track_id if chain.primary.found else None
+            ff = chain.flows.get(primary)
             flows.append(no_flow if ff is None else np.asarray(ff.flow, np.float16))
             valid.append(ff is not None and bool(ff.valid))
+            read = chain.appearances.get(primary)
+            apps.append(no_app if read is None else read.model_input())
             bar.update(1)
         fps = src.fps
     flow = np.stack(flows) if flows else np.zeros((0, 3, n, n), np.float16)
-    return flow, np.asarray(valid, bool), float(fps)
+    app = (np.stack(apps) if apps else np.zeros((0, APPEARANCE_DIM), np.float32)) \
+        if appearance else None
+    return PrimaryFace(flow, np.asarray(valid, bool), float(fps), app)
+
+
+def primary_face_flows(path: str | Path, cfg: StreamConfig | None = None,
+                       progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`primary_face_features` without the appearance stage (what the GPU check
+    replays).
+
+    Returns:
+        flow (N, 3, S', S') float16, valid (N,) bool, fps.
+    """
+    got = primary_face_features(path, cfg, progress, appearance=False)
+    return got.flow, got.valid, got.fps

@@ -10,6 +10,8 @@ never reuses stale features)::
 
     <cache>/<hash>/<key>.flow.npy    (N, 3, S', S') float16  (memory-mapped on load)
     <cache>/<hash>/<key>.valid.npy   (N,) bool
+    <cache>/<hash>/<key>.app.npy     (N, 14) float32 appearance input of the primary face
+                                     (fer probabilities ‖ their baseline delta, stream/appearance.py)
     <cache>/<hash>/<key>.json        source path, size, mtime, frames, fps, seconds
 
 ``<key>`` is ``<video stem>-<hash of the source's absolute path>``: SynthME
@@ -32,10 +34,10 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.config import StreamConfig
-from stream.chain import primary_face_flows
+from stream.chain import PrimaryFace, primary_face_features
 
 #: Bump when the extraction code changes in a way that changes its output.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: + the appearance input (.app.npy)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class VideoFeatures:
         valid: (N,) bool, False where no face / no reference crop yet.
         fps: frame rate of the source.
         intervals: (onset, offset, kind, emotion) tuples, stream indices.
+        appearance: (N, APPEARANCE_DIM) float32 appearance input of the primary face
+            (what a model with ``ModelConfig.appearance_dim`` reads), or None.
     """
 
     subject: str
@@ -56,6 +60,7 @@ class VideoFeatures:
     valid: np.ndarray
     fps: float
     intervals: tuple[tuple[int, int, str, str], ...] = ()
+    appearance: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -69,18 +74,17 @@ def config_hash(cfg: StreamConfig) -> str:
 
 
 def extract_video(path: str | Path, cfg: StreamConfig | None = None,
-                  progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
-    """Training features of one video: :func:`stream.chain.primary_face_flows` (the live
-    chain without an engine; the primary face of each frame, ``valid=False`` where none).
-
-    Returns:
-        flow (N, 3, S', S') float16, valid (N,) bool, fps.
+                  progress: bool = False) -> PrimaryFace:
+    """Training features of one video: :func:`stream.chain.primary_face_features` (the live
+    chain without an engine; the primary face of each frame, ``valid=False`` where none):
+    flow, valid, fps and the appearance input.
     """
-    return primary_face_flows(path, cfg, progress)
+    return primary_face_features(path, cfg, progress)
 
 
-def _entry(cache: Path, key: str) -> tuple[Path, Path, Path]:
-    return (cache / f"{key}.flow.npy", cache / f"{key}.valid.npy", cache / f"{key}.json")
+def _entry(cache: Path, key: str) -> tuple[Path, Path, Path, Path]:
+    return (cache / f"{key}.flow.npy", cache / f"{key}.valid.npy", cache / f"{key}.app.npy",
+            cache / f"{key}.json")
 
 
 def cache_key(path: Path) -> str:
@@ -88,10 +92,10 @@ def cache_key(path: Path) -> str:
     return f"{path.stem}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
 
 
-def _meta_if_fresh(files: tuple[Path, Path, Path], path: Path) -> dict | None:
-    f_flow, f_valid, f_meta = files
-    if not (f_meta.is_file() and f_flow.is_file() and f_valid.is_file()):
+def _meta_if_fresh(files: tuple[Path, Path, Path, Path], path: Path) -> dict | None:
+    if not all(f.is_file() for f in files):
         return None
+    f_meta = files[-1]
     meta = json.loads(f_meta.read_text())
     st = path.stat()
     ok = (meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime
@@ -116,7 +120,7 @@ def _cached_meta(path: Path, cache_dir: str | Path, cfg: StreamConfig) -> dict |
 
 
 def cached_features(path: str | Path, cache_dir: str | Path, cfg: StreamConfig | None = None,
-                    progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+                    progress: bool = False) -> PrimaryFace:
     """``extract_video`` with an on-disk cache; flow comes back memory-mapped."""
     cfg = cfg or StreamConfig()
     path = Path(path)
@@ -124,23 +128,26 @@ def cached_features(path: str | Path, cache_dir: str | Path, cfg: StreamConfig |
         raise ValueError(f"video not found: {path} (check the dataset folder)")
     cache = Path(cache_dir) / config_hash(cfg)
     cache.mkdir(parents=True, exist_ok=True)
-    f_flow, f_valid, f_meta = _entry(cache, cache_key(path))
+    f_flow, f_valid, f_app, f_meta = _entry(cache, cache_key(path))
     st = path.stat()
     meta = _cached_meta(path, cache_dir, cfg)
     if meta is not None:
-        return (np.load(f_flow, mmap_mode="r"), np.load(f_valid), float(meta["fps"]))
+        return PrimaryFace(np.load(f_flow, mmap_mode="r"), np.load(f_valid), float(meta["fps"]),
+                           np.load(f_app))
     t0 = time.perf_counter()
-    flow, valid, fps = extract_video(path, cfg, progress)
+    got = extract_video(path, cfg, progress)
+    valid, fps = got.valid, got.fps
     tmp = f_flow.with_suffix(".tmp.npy")
-    np.save(tmp, flow)
+    np.save(tmp, got.flow)
     os.replace(tmp, f_flow)
     np.save(f_valid, valid)
+    np.save(f_app, got.appearance)
     f_meta.write_text(json.dumps({"source": str(path.resolve()), "size": st.st_size,
                                   "mtime": st.st_mtime,
                                   "frames": int(len(valid)), "fps": fps,
                                   "valid_frac": float(valid.mean()) if len(valid) else 0.0,
                                   "seconds": round(time.perf_counter() - t0, 2)}))
-    return np.load(f_flow, mmap_mode="r"), valid, fps
+    return PrimaryFace(np.load(f_flow, mmap_mode="r"), valid, fps, got.appearance)
 
 
 def _one(args: tuple[str, str, StreamConfig]) -> str:
@@ -207,9 +214,9 @@ def load_split(root: str | Path, cache_dir: str | Path, cfg: StreamConfig | None
             _one(job)
     out = []
     for subject, video, path in videos:
-        flow, valid, fps = cached_features(path, cache_dir, cfg)
-        out.append(VideoFeatures(subject, video, flow, valid, fps,
-                                 tuple(labels.get(video, ()))))
+        got = cached_features(path, cache_dir, cfg)
+        out.append(VideoFeatures(subject, video, got.flow, got.valid, got.fps,
+                                 tuple(labels.get(video, ())), got.appearance))
     return out
 
 

@@ -27,8 +27,11 @@ from stream.megc_csv import Spot
 
 @torch.no_grad()
 def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024,
-                 gains: np.ndarray | None = None) -> torch.Tensor:
-    """(N, 3, S, S) float16 + (N,) bool → (N, F) features with the model's encoder (eval).
+                 gains: np.ndarray | None = None,
+                 appearance: np.ndarray | None = None) -> torch.Tensor:
+    """(N, 3, S, S) float16 + (N,) bool [+ (N, A) appearance] → (N, F) features with the
+    model's encoder (eval); ``appearance`` is required by (and only by) a model with
+    appearance fusion.
 
     The flow is scaled by the model's causal input gain first (``engine.gain``), as live;
     ``gains`` (N, G, G) are ``video_gains(flow, valid, model.cfg)``, computed when None and
@@ -48,9 +51,21 @@ def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024,
         x = np.asarray(flow[sel], np.float32) if gains is None else \
             apply_gain(flow[sel], gains[sel])  # (n, 3, S, S)
         x = torch.from_numpy(x)
-        feats[torch.from_numpy(sel)] = enc.embed(x)
+        app = (None if not model.cfg.appearance_dim
+               else torch.from_numpy(np.asarray(_need_appearance(appearance, model.cfg,
+                                                                 n)[sel], np.float32)))
+        feats[torch.from_numpy(sel)] = enc.embed(x, app)
     enc.train(was)
     return feats
+
+
+def _need_appearance(appearance: np.ndarray | None, cfg: ModelConfig, n: int) -> np.ndarray:
+    if appearance is None or appearance.shape != (n, cfg.appearance_dim):
+        got = None if appearance is None else appearance.shape
+        raise ValueError(f"the model fuses appearance and needs ({n}, {cfg.appearance_dim}) "
+                         f"appearance inputs, got {got}; re-extract the features "
+                         "(training.features) with this code")
+    return appearance
 
 
 @torch.no_grad()
@@ -112,7 +127,8 @@ def video_outputs(model, items: Sequence[VideoFeatures],
     def one(i: int) -> dict[str, np.ndarray]:
         v = items[i]
         f = feats[i] if feats is not None else encode_video(
-            model, v.flow, v.valid, gains=None if gains is None else gains[i])
+            model, v.flow, v.valid, gains=None if gains is None else gains[i],
+            appearance=v.appearance)
         return detect_video(model.detector, f, model.cfg, model.encoder.no_face.detach())
 
     was = model.training
@@ -155,11 +171,14 @@ def streaming_spots(engine: Engine, items: Sequence[VideoFeatures],
     spots: list[Spot] = []
     for v in items:
         spotter = Spotter(engine, v.fps, v.flow.shape[-1], tracker_cfg)
+        app = (_need_appearance(v.appearance, engine.cfg, v.n_frames)
+               if spotter.appearance_dim else None)
         records: list[Record] = []
         for i in range(v.n_frames):
             t = i / v.fps
             flow = FlowFrame(i, t, np.asarray(v.flow[i]), bool(v.valid[i]), 0)
-            records += spotter.update(i, t, t, {0: flow})
+            records += spotter.update(i, t, t, {0: flow},
+                                      None if app is None else {0: app[i]})
         records += spotter.finish()
         spots += [Spot(subject=v.subject, video=v.video, onset=r.onset_frame,
                        offset=r.offset_frame, emotion=r.emotion, kind=r.kind, score=float(r.score))

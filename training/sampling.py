@@ -124,3 +124,17 @@ def window_flow(item: VideoFeatures, win: Window,
         apply_gain(item.flow[sl], gains[sl])
     valid[before:win.length - after] = item.valid[sl]
     return flow, valid
+
+
+def window_appearance(item: VideoFeatures, win: Window, dim: int) -> np.ndarray:
+    """(L, dim) float32 appearance input of ``win`` (outside the video: zeros, masked as
+    "no face" there anyway)."""
+    if item.appearance is None or item.appearance.shape[1:] != (dim,):
+        got = None if item.appearance is None else item.appearance.shape
+        raise ValueError(f"{item.video}: the model fuses appearance ({dim} values per frame) "
+                         f"but the features have {got}; re-extract them with this code "
+                         "(training.features, FEATURE_VERSION 2)")
+    sl, before, after = window_slice(item.n_frames, win)
+    app = np.zeros((win.length, dim), np.float32)
+    app[before:win.length - after] = item.appearance[sl]
+    return app

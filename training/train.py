@@ -42,7 +42,8 @@ from engine.model.targets import Targets
 from training.features import VideoFeatures, load_split, summarize
 from training.prefetch import prefetch
 from training.run_log import CsvLog, plot_curves
-from training.sampling import Window, WindowSampler, window_flow, window_slice, window_targets
+from training.sampling import (Window, WindowSampler, window_appearance, window_flow,
+                               window_slice, window_targets)
 
 
 @dataclass(frozen=True)
@@ -241,12 +242,19 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                     "torch_rng": torch.get_rng_state(), "history": history, "best": best,
                     "elapsed": elapsed0 + time.perf_counter() - t_start}, out / "last.pt")
 
-    def window_inputs(wins: Sequence[Window]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L, 3, S, S) gained, augmented flow and (B, L) valid of training windows."""
+    def window_inputs(wins: Sequence[Window]) -> tuple[torch.Tensor, torch.Tensor,
+                                                       torch.Tensor | None]:
+        """(B, L, 3, S, S) gained, augmented flow, (B, L) valid and (B, L, A) appearance
+        (None for a flow-only model) of training windows."""
         flows, valids = zip(*(window_flow(train_items[w.video], w, train_gains[w.video])
                               for w in wins))
         flow = torch.from_numpy(np.stack([augment(f, rng, tc) for f in flows]))
-        return flow, torch.from_numpy(np.stack(valids))
+        app = None
+        if cfg.appearance_dim:  # the appearance input is not augmented: it reads the photo
+            app = torch.from_numpy(np.stack([window_appearance(train_items[w.video], w,
+                                                               cfg.appearance_dim)
+                                             for w in wins]))
+        return flow, torch.from_numpy(np.stack(valids)), app
 
     # ---------------------------------------------------------------- stage A: encoder
     stage_a_done = state is not None and state["stage"] in ("B", "C")
@@ -269,15 +277,15 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
 
         def clip_batch() -> tuple[torch.Tensor, torch.Tensor, Targets]:
             wins = sampler.batch(tc.encoder_batch)
-            flow, valid = window_inputs(wins)
-            return flow, valid, window_targets(train_items, wins, cfg)
+            flow, valid, app = window_inputs(wins)
+            return flow, valid, app, window_targets(train_items, wins, cfg)
 
         n_steps = tc.encoder_steps - start
         bar = tqdm(prefetch(clip_batch, n_steps), total=n_steps, desc="stage A (encoder)",
                    disable=not tc.progress)
         run_loss = None
-        for step, (flow, valid, tg) in enumerate(bar, start):
-            feats = model.encode(flow, valid)  # (B, L, F)
+        for step, (flow, valid, app, tg) in enumerate(bar, start):
+            feats = model.encode(flow, valid, app)  # (B, L, F)
             act, emo = head(feats)
             on = tg.act_emo >= 0
             loss = F.binary_cross_entropy_with_logits(act, tg.act)
@@ -305,7 +313,7 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
     t_enc = time.perf_counter()
     model.encoder.eval()
     bar = tqdm(train_items, desc="encoding frames", disable=not tc.progress)
-    train_feats = [encode_video(model, v.flow, v.valid, gains=g)
+    train_feats = [encode_video(model, v.flow, v.valid, gains=g, appearance=v.appearance)
                    for v, g in zip(bar, train_gains)]
     print(f"encoded {sum(v.n_frames for v in train_items)} frames in "
           f"{time.perf_counter() - t_enc:.0f} s", flush=True)
@@ -364,8 +372,10 @@ def run(cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                        desc=f"stage {name} epoch {epoch + 1}/{epochs}", disable=not tc.progress)
             sums: dict[str, float] = {}
             for inputs, targets in bar:
-                # (B, L, F) features, or (B, L, 3, S, S) flow + (B, L) valid end to end
-                outputs = model(*inputs) if e2e else model.detector(*inputs)
+                # (B, L, F) features, or end to end (B, L, 3, S, S) flow + (B, L) valid
+                # [+ (B, L, A) appearance]
+                outputs = (model(inputs[0], inputs[1], appearance=inputs[2]) if e2e
+                           else model.detector(*inputs))
                 loss, parts = loss_fn(outputs, targets)
                 opt.zero_grad()
                 loss.backward()

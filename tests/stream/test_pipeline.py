@@ -185,8 +185,8 @@ def test_training_streaming_evaluation_matches_the_live_pipeline(tmp_path, face_
     records, _ = _run_pipeline(path, engine)
     live = [(r.onset_frame, r.offset_frame, r.kind) for r in records
             if isinstance(r, Event)]
-    flow, valid, fps = extract_video(path)
-    item = VideoFeatures("s", "steady", flow, valid, fps)
+    got = extract_video(path)
+    item = VideoFeatures("s", "steady", got.flow, got.valid, got.fps, (), got.appearance)
     spots = streaming_spots(engine, [item])
     assert live, "the boosted untrained model should fire at least once"
     assert [(s.onset, s.offset, s.kind) for s in spots] == live

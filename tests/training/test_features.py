@@ -34,6 +34,11 @@ def test_features_of_a_synthme_video(synth_dir, tmp_path):
     assert v.valid.mean() > 0.8  # the face is found in the synthetic video
     assert np.abs(np.asarray(v.flow[v.valid], np.float32)).mean() > 0
     assert not np.asarray(v.flow[~v.valid]).any()  # invalid frames are zeros, as served
+    # the appearance input of the primary face: fer probabilities ‖ their baseline delta
+    assert v.appearance.shape == (v.n_frames, 14) and v.appearance.dtype == np.float32
+    seen = np.abs(v.appearance[:, :7]).sum(1) > 0
+    np.testing.assert_allclose(v.appearance[seen, :7].sum(1), 1.0, atol=1e-4)
+    assert seen[v.valid].all()  # a frame with valid flow had its face read
     labels = features.read_labels(synth_dir)
     assert tuple(labels.get(v.video, ())) == v.intervals
     summary = features.summarize(items)
@@ -80,7 +85,7 @@ def test_same_video_name_in_two_folders_keeps_two_entries(synth_dir, tmp_path, m
     folder = cache / features.config_hash(StreamConfig())
     path = features.list_videos(other)[0][2]
     key = features.cache_key(path)
-    for suffix in (".flow.npy", ".valid.npy", ".json"):
+    for suffix in (".flow.npy", ".valid.npy", ".app.npy", ".json"):
         (folder / f"{key}{suffix}").rename(folder / f"{path.stem}{suffix}")
     features.load_split(other, cache, workers=1, progress=False, limit=1)
     assert calls == [] and (folder / f"{key}.flow.npy").is_file()
@@ -106,6 +111,7 @@ def test_undecodable_frames_keep_rows_aligned_with_frame_numbers(tmp_path):
     """A frame that does not decode is a row too (valid=False): row i stays frame i."""
     from tests.stream import media
     from training.features import extract_video
-    flow, valid, _ = extract_video(media.make_corrupt_middle(tmp_path / "c.mp4", 240))
-    assert flow.shape[0] == valid.shape[0] == 240
+    got = extract_video(media.make_corrupt_middle(tmp_path / "c.mp4", 240))
+    flow, valid = got.flow, got.valid
+    assert flow.shape[0] == valid.shape[0] == got.appearance.shape[0] == 240
     assert not valid.any()  # no face in the test pattern
