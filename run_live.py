@@ -2,7 +2,7 @@
 """fedn-live command line (design §5).
 
     python run_live.py --source demo|PATH|webcam:N|FOLDER \
-        --ui none|gradio|webrtc --engine auto|torch|onnxruntime|tensorrt \
+        --ui none|gradio|webrtc --engine auto|tensorrt|cuda|onnxruntime|torch \
         [--events-out events.jsonl] [--max-frames N] [--max-faces N] [--realtime] \
         [--reconnect S] [--host 127.0.0.1 --port P]
         [--max-peers N] [--ice-loopback]          (--ui webrtc)
