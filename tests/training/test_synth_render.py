@@ -120,10 +120,16 @@ def test_distractors_are_labelled_and_avoid_events(gen):
         seen |= {d.kind for d in tl.distractors}
         for d in tl.distractors:
             assert 0 <= d.onset <= d.offset < tl.n_frames
-            if d.kind in ("occlusion", "out_of_frame"):
-                assert all(d.offset < e.onset or d.onset > e.offset for e in tl.events)
-    assert seen == {"blink", "sudden_move", "flicker", "compression", "occlusion",
-                    "out_of_frame"}
+            hit = [k for k, e in enumerate(tl.events)
+                   if d.onset <= e.last and d.offset >= e.onset]
+            if d.event >= 0:  # placed on one expression (SynthConfig.*_during_p): only that
+                assert hit == [d.event], (d, hit)
+            elif d.kind in ("occlusion", "out_of_frame"):
+                assert not hit
+    assert {"blink", "sudden_move", "flicker", "compression", "occlusion",
+            "out_of_frame"} <= seen <= {"blink", "sudden_move", "flicker", "compression",
+                                        "occlusion", "out_of_frame", "head_turn", "talking",
+                                        "scene_cut"}
     clean = build_timeline(30 * 60, cfg.without_distractors(), gen, 0)
     assert clean.distractors == [] and clean.noise_sigma == 0
     assert set(DISTRACTORS) <= {f for f in SynthConfig.__dataclass_fields__}

@@ -40,10 +40,12 @@ SCRIPT: tuple[tuple[float, float, float, str, str, tuple[str, ...], float], ...]
 
 
 def demo_config() -> SynthConfig:
-    """Distractors kept mild for a watchable demo (no occlusion, no out-of-frame)."""
+    """Distractors kept mild for a watchable demo (no occlusion, no out-of-frame). The
+    expressions are scripted: ``dynamics="v1"`` keeps the sampled ones (discarded) from
+    adding head turns, talking or scene cuts, and keeps the clip as shipped."""
     return replace(SynthConfig(), sudden_moves=False, occlusion=False, out_of_frame=False,
                    flicker=False, compression=False, drift_px=4.0, drift_deg=1.5,
-                   identity_morph=0.0)
+                   identity_morph=0.0, dynamics="v1")
 
 
 def demo_timeline(cfg: SynthConfig, gen: dict):

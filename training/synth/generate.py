@@ -14,8 +14,13 @@ Layouts (both load through :func:`training.datasets.readers.read_synthme` and
   stream indices from 0 (the first decoded frame is 0).
 
 Both also write ``videos.csv`` (one row per video: subject, photo, frames,
-fps, events), ``distractors.csv`` (video, kind, onset, offset in the same
-numbering as the labels) and ``synthme.json`` (config, seed, summary).
+fps, events, scene cuts), ``distractors.csv`` (video, kind, onset, offset in
+the same numbering as the labels; ``label``: the ``<video>_<k>`` label, k-th of
+its video from 1, that the episode is placed on, empty if none; ``detail``: the
+photo a scene cut switches to) and ``synthme.json`` (config, seed, summary).
+``labels.csv`` also has ``truncated`` (1: the face left the frame during the
+expression and the label ends at its last visible frame; the casme2 sheet has
+no room for it: there ``distractors.csv`` names the label).
 """
 from __future__ import annotations
 
@@ -32,9 +37,9 @@ import numpy as np
 from .config import SynthConfig
 from .faces import SPLITS, load, manifest, photos
 from .mix import compatible, morph
-from .render import NoiseBank, build_scene, render_frame
+from .render import NoiseBank, Scene, build_scene, render_frame
 from .stats import load as load_stats
-from .timeline import Timeline, build_timeline
+from .timeline import Timeline, build_timeline, sample_cuts
 
 FORMATS: tuple[str, ...] = ("casme2", "mp4")
 LABEL_SHEET = "SynthME_gt.xlsx"
@@ -95,26 +100,70 @@ def plan(minutes: float, split: str, seed: int, cfg: SynthConfig,
     return specs
 
 
+#: Child seed streams of the scenes after scene cuts: which photo, then each scene.
+STREAM_CUT_PHOTOS, STREAM_CUT_SCENES = 14, 15
+
+
+def cut_photos(spec: VideoSpec, cfg: SynthConfig, n_cuts: int) -> list[str]:
+    """The photo of the scene after each cut: with p ``cut_new_identity`` a photo of
+    another identity of the same split (so splits stay disjoint), else the video's own."""
+    rng = np.random.default_rng([spec.seed, STREAM_CUT_PHOTOS])
+    row = {r["id"]: r for r in manifest()}[spec.photo]
+    others = [p for p in photos(row["split"]) if load(p).identity != spec.subject]
+    out = []
+    for _ in range(n_cuts):
+        new = rng.random() < cfg.cut_new_identity and others
+        out.append(others[int(rng.integers(len(others)))] if new else spec.photo)
+    return out
+
+
 def make_video(spec: VideoSpec, cfg: SynthConfig, gen: dict
-               ) -> tuple[Timeline, object, "np.ndarray | None"]:
-    """Timeline and scene of one video (deterministic in ``spec.seed``)."""
+               ) -> tuple[Timeline, Scene, NoiseBank | None]:
+    """Timeline, first scene and noise of one video (deterministic in ``spec.seed``)."""
+    tl, scenes, noise = make_video_scenes(spec, cfg, gen)
+    return tl, scenes[0], noise
+
+
+def make_video_scenes(spec: VideoSpec, cfg: SynthConfig, gen: dict
+                      ) -> tuple[Timeline, list[Scene], NoiseBank | None]:
+    """Timeline, scenes and noise of one video (deterministic in ``spec.seed``).
+
+    There is one scene more than ``timeline.cuts``: scene ``j`` shows frames
+    ``cuts[j-1]`` to ``cuts[j] - 1``. A scene after a cut is built afresh (placement,
+    augmentation, background) from :func:`cut_photos`' photo.
+    """
     scene_rng = np.random.default_rng([spec.seed, 1])
     photo = load(spec.photo)
     if spec.mix:
         photo = morph(photo, load(spec.mix), spec.mix_t)
     scene = build_scene(photo, cfg, scene_rng)
-    tl = build_timeline(spec.n_frames, cfg, gen, spec.seed)
+    cuts = sample_cuts(spec.n_frames, cfg, spec.seed)
+    scenes = [scene]
+    for j, pid in enumerate(cut_photos(spec, cfg, len(cuts))):
+        other = photo if pid == spec.photo else load(pid)
+        scenes.append(build_scene(other, cfg,
+                                  np.random.default_rng([spec.seed, STREAM_CUT_SCENES, j])))
+    face_x = np.full(spec.n_frames, float(scene.centre[0]))
+    for c, sc in zip(cuts, scenes[1:]):
+        face_x[c:] = float(sc.centre[0])
+    tl = build_timeline(spec.n_frames, cfg, gen, spec.seed, face_x=face_x)
+    if tl.cuts != cuts:
+        raise RuntimeError(f"{spec.video}: timeline cuts {tl.cuts} != planned {cuts}")
     noise = NoiseBank(scene.base.shape, tl.noise_sigma, spec.seed) if tl.noise_sigma > 0 else None
-    return tl, scene, noise
+    return tl, scenes, noise
 
 
 def iter_frames(spec: VideoSpec, cfg: SynthConfig, gen: dict):
     """(timeline, generator of frames) of one video."""
-    tl, scene, noise = make_video(spec, cfg, gen)
+    tl, scenes, noise = make_video_scenes(spec, cfg, gen)
+    starts = [0, *tl.cuts]
 
     def frames():
+        j = 0
         for i in range(tl.n_frames):
-            yield render_frame(scene, tl, i, noise)
+            while j + 1 < len(starts) and i >= starts[j + 1]:
+                j += 1
+            yield render_frame(scenes[j], tl, i, noise)
     return tl, frames()
 
 
@@ -145,10 +194,16 @@ def _write_video(args: tuple) -> dict:
             writer.release()
     events = [dict(subject=spec.subject, video=spec.video, onset=e.onset + base,
                    apex=e.apex + base, offset=e.offset + base, emotion=e.emotion, kind=e.kind,
-                   aus=e.au_text, amplitude=e.amplitude) for e in tl.events]
-    dis = [dict(video=spec.video, kind=d.kind, onset=d.onset + base, offset=d.offset + base)
+                   aus=e.au_text, amplitude=e.amplitude, truncated=int(e.truncated))
+              for e in tl.events]
+    after = dict(zip(tl.cuts, cut_photos(spec, cfg, len(tl.cuts))))
+    dis = [dict(video=spec.video, kind=d.kind, onset=d.onset + base, offset=d.offset + base,
+                label=f"{spec.video}_{d.event + 1}" if d.event >= 0 else "",
+                detail=after[d.onset] if d.kind == "scene_cut" else "")
            for d in tl.distractors]
-    return dict(spec=asdict(spec), events=events, distractors=dis, frames=tl.n_frames)
+    cuts = ";".join(f"{c + base}:{after[c]}" for c in tl.cuts)
+    return dict(spec=asdict(spec), events=events, distractors=dis, frames=tl.n_frames,
+                cuts=cuts)
 
 
 def write_labels(out: Path, fmt: str, events: list[dict]) -> Path:
@@ -169,10 +224,11 @@ def write_labels(out: Path, fmt: str, events: list[dict]) -> Path:
     path = out / LABEL_CSV
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["subject", "video", "onset", "offset", "emotion", "type", "apex"])
+        w.writerow(["subject", "video", "onset", "offset", "emotion", "type", "apex",
+                    "truncated"])
         for e in events:
             w.writerow([e["subject"], e["video"], e["onset"], e["offset"], e["emotion"],
-                        e["kind"], e["apex"]])
+                        e["kind"], e["apex"], e.get("truncated", 0)])
     return path
 
 
@@ -228,16 +284,16 @@ def generate(out: str | Path, minutes: float, split: str = "train", seed: int = 
     with open(out / "videos.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["subject", "video", "photo", "mix", "mix_t", "frames", "fps", "events",
-                    "seed"])
+                    "seed", "cuts"])
         for r in ordered:
             s = r["spec"]
             w.writerow([s["subject"], s["video"], s["photo"], s["mix"], s["mix_t"], r["frames"],
-                        cfg.fps, len(r["events"]), s["seed"]])
+                        cfg.fps, len(r["events"]), s["seed"], r["cuts"]])
     with open(out / "distractors.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["video", "kind", "onset", "offset"])
+        w.writerow(["video", "kind", "onset", "offset", "label", "detail"])
         for d in dis:
-            w.writerow([d["video"], d["kind"], d["onset"], d["offset"]])
+            w.writerow([d["video"], d["kind"], d["onset"], d["offset"], d["label"], d["detail"]])
     n_frames = sum(r["frames"] for r in ordered)
     summary = {
         "format": fmt, "split": split, "seed": seed, "labels": label_path.name,

@@ -24,6 +24,17 @@ Assumptions (also in README.md):
   emotion mix: CAS(ME)^2 (both kinds) + CAS(ME)^3 micro (SAMM-LV has no
   emotion column); gaps and lead-in: CAS(ME)^2 (30 fps long videos); blinks:
   CAS(ME)^3 ``eye blink`` sheet.
+* Phases (``phases`` per dataset and kind, ``generator.phases``): the labels
+  give onset, apex and offset frames only. Rise = onset->apex. Apex->offset
+  is split into a still hold and a release under the **symmetric-motion
+  assumption**: the release (back to neutral) takes as long as the rise
+  (``RELEASE_RATIO`` = 1), capped by the apex->offset time; the rest of
+  apex->offset is the hold. So the marked apex is taken as the first frame
+  of the still apex. ``generator.phases`` pools CAS(ME)^2 + SAMM-LV +
+  CAS(ME)^3 (each dataset weighted equally; micro: CAS(ME)^2 + SAMM-LV only,
+  as above) with durations up to ``PHASE_MAX_S``; the generator truncates at
+  ``SynthConfig.macro_max_s`` and draws the apex fraction conditioned on the
+  duration bin (long labels have relatively longer apex->offset).
 """
 from __future__ import annotations
 
@@ -37,6 +48,8 @@ import numpy as np
 
 from engine.config import EMOTIONS, KINDS, MICRO_MAX_S
 
+from .config import PHASE_MAX_S
+
 STATS_PATH = Path(__file__).resolve().parent / "stats.json"
 #: Longest macro-expression SynthME makes (s): DESIGN.md §4 window covers ~8 s, the
 #: issue asks for 0.5-4 s.
@@ -46,6 +59,16 @@ QGRID: np.ndarray = np.linspace(0.0, 1.0, 101)
 #: Minimum gap kept in the generator's gap distribution (s): labels of one video that
 #: overlap or touch are merged into the "no overlap" rule of the generator.
 MIN_GAP_S: float = 0.2
+#: Release time / rise time assumed when splitting apex->offset into hold + release
+#: (the labels mark no end of the apex; see the module doc).
+RELEASE_RATIO: float = 1.0
+#: Longest label kept in the phase pool: ``config.PHASE_MAX_S`` (CAS(ME)^3 has macro rows
+#: of minutes, q99 52 s, that are not single expressions; ``SynthConfig.macro_max_s`` caps
+#: lower).
+#: Duration bin edges (s) of the conditional apex-fraction quantiles, per kind.
+PHASE_BINS_S: dict[str, tuple[float, ...]] = {"micro": (0.0, MICRO_MAX_S),
+                                              "macro": (MICRO_MAX_S, 1.0, 2.0, 4.0, 8.0,
+                                                        PHASE_MAX_S)}
 
 
 def quantiles(values: Iterable[float]) -> list[float]:
@@ -74,6 +97,60 @@ def apex_fractions(anns: Iterable) -> list[float]:
         if a.offset_marked and a.apex is not None and a.offset > a.onset:
             out.append(float(np.clip((a.apex - a.onset) / (a.offset - a.onset), 0.0, 1.0)))
     return out
+
+
+def phases_s(anns: Iterable) -> list[tuple[float, float, float]]:
+    """(rise, hold, release) seconds of the rows with marked apex and offset, offset > onset.
+
+    Rise = apex - onset; apex -> offset is split as release = min(apex -> offset,
+    RELEASE_RATIO * rise), hold = the rest (module doc: the labels mark no end of the apex).
+    """
+    out = []
+    for a in anns:
+        if a.offset_marked and a.apex is not None and a.offset > a.onset:
+            apex = min(max(a.apex, a.onset), a.offset)
+            rise, fall = (apex - a.onset) / a.fps, (a.offset - apex) / a.fps
+            release = min(fall, RELEASE_RATIO * rise)
+            out.append((rise, fall - release, release))
+    return out
+
+
+def weighted_quantiles(values: Sequence[float], weights: Sequence[float]) -> list[float]:
+    """The 101 quantiles of a weighted sample (midpoint CDF, rounded to 1e-4); [] if empty."""
+    v, w = np.asarray(values, float), np.asarray(weights, float)
+    if v.size == 0:
+        return []
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return [round(float(x), 4) for x in np.interp(QGRID, cdf, v)]
+
+
+def _phase_dists(anns: Sequence) -> dict:
+    ph = np.asarray(phases_s(anns), float).reshape(-1, 3)
+    return {name: _dist(ph[:, i]) for i, name in enumerate(("rise_s", "hold_s", "release_s"))}
+
+
+def _phase_pool(groups: Sequence[Sequence], kind: str) -> dict:
+    """Weighted pool of ``groups`` (one weight per group: equal totals) of one kind:
+    duration quantiles and, per duration bin, apex-fraction quantiles."""
+    lo, hi = PHASE_BINS_S[kind][0], PHASE_BINS_S[kind][-1]
+    dur, frac, wts = [], [], []
+    for rows in groups:
+        sel = [a for a in rows if a.kind == kind and a.offset_marked and a.apex is not None
+               and a.offset > a.onset and lo <= a.seconds <= hi]
+        for a in sel:
+            dur.append(a.seconds)
+            frac.append(float(np.clip((a.apex - a.onset) / (a.offset - a.onset), 0.0, 1.0)))
+            wts.append(1.0 / len(sel))
+    dur_a, frac_a, w_a = (np.asarray(x, float) for x in (dur, frac, wts))
+    edges = PHASE_BINS_S[kind]
+    bins = []
+    for b0, b1 in zip(edges, edges[1:]):
+        m = (dur_a >= b0) & ((dur_a < b1) | (b1 == hi))
+        bins.append({"lo": b0, "hi": b1, "n": int(m.sum()),
+                     "apex_fraction_q": weighted_quantiles(frac_a[m], w_a[m])})
+    return {"n": int(dur_a.size), "duration_q": weighted_quantiles(dur_a, w_a), "bins": bins}
 
 
 def _by_video(anns: Iterable) -> dict[tuple[str, str], list]:
@@ -119,6 +196,7 @@ def summarize_dataset(anns: Sequence) -> dict:
             "events": len(sel),
             "duration_s": _dist(durations_s(sel)),
             "apex_fraction": _dist(apex_fractions(sel)),
+            "phases": _phase_dists(sel),
             "emotions": {e: sum(a.emotion == e for a in sel) for e in EMOTIONS},
             "events_per_min_upper": per_minute_upper(sel, _ends(anns)),
         }
@@ -177,6 +255,10 @@ def generator_block(real: dict[str, list], blinks: Sequence) -> dict:
         "lead_in_s": _dist(lead_in_s(c2)),
         "blink_duration_s": _dist(durations_s(blinks)),
         "blink_gaps_s": _dist([g for g in gaps_s(blinks) if g > 0]),
+        "phases": {"sources": {"micro": "casme2+sammlv", "macro": "casme2+sammlv+casme3"},
+                   "weighting": "each dataset equally", "release_ratio": RELEASE_RATIO,
+                   "micro": _phase_pool([c2, samm], "micro"),
+                   "macro": _phase_pool([c2, samm, real["casme3"]], "macro")},
     }
 
 
