@@ -37,6 +37,10 @@ BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8)
 WARMUP_CALLS = 3
 #: Most input shapes one runner keeps buffers (and a graph) for; later shapes run eagerly.
 MAX_GRAPHS = 16
+#: Held around every runner call (copy in, replay or capture, copy out): the buffers are
+#: shared state, one engine may serve several sessions' threads, and a capture must not
+#: overlap another runner's work on the GPU.
+_LOCK = threading.Lock()
 
 
 def available() -> tuple[bool, str]:
@@ -85,8 +89,9 @@ class GraphRunner:
         inputs: input specs; either every input has a dynamic leading dim (a batch:
             padded to ``buckets``) or none has.
         device: where the buffers live ("cpu", "cuda", "cuda:1").
-        graphs: capture and replay CUDA graphs (needs a CUDA ``device``); False runs
-            ``call`` eagerly on the same buffers.
+        graphs: capture and replay CUDA graphs (a CUDA ``device``: the backend checks;
+            the tests fake ``torch.cuda`` on the CPU); False runs ``call`` eagerly on the
+            same buffers.
         buckets: padded batch sizes (batched inputs only).
 
     Attributes:
@@ -96,8 +101,6 @@ class GraphRunner:
     def __init__(self, call: Callable[[dict], dict], inputs: Sequence[TensorSpec],
                  device: str, graphs: bool = True, buckets: Sequence[int] = BATCH_BUCKETS
                  ) -> None:
-        if graphs and not device.startswith("cuda"):
-            raise ValueError(f"graphs=True needs a CUDA device, got device={device!r}")
         dynamic = [s.shape[:1] == (None,) for s in inputs]
         if any(dynamic) and not all(dynamic):
             raise ValueError("inputs must all have a dynamic leading (batch) dim or none, got "
@@ -107,7 +110,6 @@ class GraphRunner:
         self.buckets = check_buckets(buckets)
         self.captures: list[tuple] = []
         self._slots: dict[tuple, _Slot] = {}
-        self._lock = threading.Lock()  # one engine may serve several sessions' threads
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs of ``call`` on ``feed`` (numpy in, numpy out, owned by the caller)."""
@@ -130,7 +132,7 @@ class GraphRunner:
         padded = bucket(n, self.buckets) if n else None
         key = tuple((s.name, feed[s.name].shape if padded is None
                      else (padded,) + feed[s.name].shape[1:]) for s in self.inputs)
-        with self._lock, torch.inference_mode():
+        with _LOCK, torch.inference_mode():
             slot = self._slots.get(key)
             if slot is None and n != 0 and len(self._slots) < MAX_GRAPHS:
                 slot = self._slots[key] = _Slot({s.name: torch.empty(
@@ -144,8 +146,8 @@ class GraphRunner:
                 out = self._replay(slot, key) if self.graphs else self.call(slot.inputs)
                 if padded is not None:
                     self._check_batch(out, padded)
-            return {k: (v if padded is None else v[:n]).detach().to("cpu").numpy()
-                    for k, v in out.items()}
+            return {k: (v if padded is None else v[:n]).detach().to("cpu", copy=True).numpy()
+                    for k, v in out.items()}  # a copy: graph outputs are static buffers
 
     @staticmethod
     def _check_batch(out: Mapping, padded: int) -> None:
@@ -186,8 +188,13 @@ class GraphRunner:
                 self.call(slot.inputs)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = self.call(slot.inputs)
+        try:  # thread_local: other threads' CUDA work (outside this module) may go on meanwhile
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                outputs = self.call(slot.inputs)
+        except RuntimeError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise BackendError(f"cuda backend: CUDA graph capture failed ({first}); use "
+                               "--engine torch, or Engine.load(..., cuda_graphs=False)") from exc
         slot.graph, slot.outputs = graph, outputs
 
 

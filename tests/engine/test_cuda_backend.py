@@ -143,6 +143,86 @@ def test_batched_inputs_must_agree_and_outputs_carry_the_batch():
         total.run({"x": np.ones((3, 2), np.float32)})
 
 
+class FakeGraph:
+    """Stands in for ``torch.cuda.CUDAGraph`` on the CPU: replay re-runs what was captured
+    into the captured output tensors (static outputs, inputs read from the static buffers)."""
+
+    capturing: "FakeGraph | None" = None
+
+    def __init__(self) -> None:
+        self.rerun = None
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+        self.rerun()
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """torch.cuda's stream / graph API faked, so the runner's graph path runs on the CPU."""
+    from contextlib import contextmanager, nullcontext
+
+    class Stream:
+        def wait_stream(self, other) -> None:
+            pass
+
+    @contextmanager
+    def graph(g, capture_error_mode="global"):
+        assert capture_error_mode == "thread_local"
+        FakeGraph.capturing = g
+        try:
+            yield
+        finally:
+            FakeGraph.capturing = None
+
+    for name, value in {"Stream": Stream, "stream": lambda s: nullcontext(),
+                        "current_stream": Stream, "CUDAGraph": FakeGraph, "graph": graph,
+                        "device": lambda d: nullcontext()}.items():
+        monkeypatch.setattr(torch.cuda, name, value)
+
+
+def doubling(calls: list):
+    """A module call y = 2x + 1 that a FakeGraph capture records."""
+    def call(t: dict) -> dict:
+        calls.append(FakeGraph.capturing)
+        out = {"y": t["x"] * 2 + 1}
+        g = FakeGraph.capturing
+        if g is not None:
+            g.rerun = lambda: out["y"].copy_(t["x"] * 2 + 1)
+        return out
+    return call
+
+
+def test_graph_path_copies_in_replays_and_copies_out(fake_cuda):
+    calls: list = []
+    runner = GraphRunner(doubling(calls), (TensorSpec("x", (None, 2), np.float32),), "cpu")
+    a = np.arange(6, dtype=np.float32).reshape(3, 2)
+    first = runner.run({"x": a})
+    np.testing.assert_array_equal(first["y"], 2 * a + 1)
+    assert len(calls) == cuda.WARMUP_CALLS + 1 and calls[-1] is not None  # warm-up, capture
+    second = runner.run({"x": -a})  # same bucket: no new capture, new data replayed
+    np.testing.assert_array_equal(second["y"], -2 * a + 1)
+    np.testing.assert_array_equal(first["y"], 2 * a + 1)  # the caller's copy is untouched
+    assert len(calls) == cuda.WARMUP_CALLS + 1
+    slot = runner._slots[(("x", (4, 2)),)]
+    assert slot.graph.replays == 2 and runner.captures == [(("x", (4, 2)),)]
+    runner.run({"x": a[:1]})  # a new bucket: a new capture
+    assert runner.captures == [(("x", (4, 2)),), (("x", (1, 2)),)]
+
+
+def test_a_failed_capture_is_one_line(fake_cuda, monkeypatch):
+    def broken(g, capture_error_mode="global"):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+    monkeypatch.setattr(torch.cuda, "graph", broken)
+    runner = GraphRunner(doubling([]), (TensorSpec("x", (1, 2), np.float32),), "cpu")
+    with pytest.raises(BackendError) as err:
+        runner.run({"x": np.ones((1, 2), np.float32)})
+    msg = str(err.value)
+    assert "capture failed (operation not permitted" in msg and "\n" not in msg
+    assert "cuda_graphs=False" in msg
+
+
 def test_shapes_past_max_graphs_run_eagerly(monkeypatch):
     monkeypatch.setattr(cuda, "MAX_GRAPHS", 1)
     spec = (TensorSpec("x", (1, None), np.float32),)
