@@ -35,23 +35,43 @@ def _portrait() -> np.ndarray:
     return cv2.resize(img, (240, 280), interpolation=cv2.INTER_AREA)
 
 
+def head_motion(i: int, size: tuple[int, int] = (640, 360),
+                face_size: tuple[int, int] = (240, 280), fps: float = 30.0) -> np.ndarray:
+    """2×3 affine (pixel centres) from portrait to frame pixels at frame ``i``.
+
+    The synthetic head motion of :func:`make_face_clip`: ±10 px, ±4°, ±5 % scale around
+    the frame centre; ``face_size`` is the portrait's (width, height).
+    """
+    w, h = size
+    fw, fh = face_size
+    t = i / fps
+    angle = 4 * np.sin(2 * np.pi * 0.23 * t)
+    scale = 1 + 0.05 * np.sin(2 * np.pi * 0.11 * t)
+    cx = w / 2 + 10 * np.sin(2 * np.pi * 0.31 * t)
+    cy = h / 2 + 5 * np.sin(2 * np.pi * 0.17 * t)
+    m = cv2.getRotationMatrix2D((fw / 2, fh / 2), angle, scale)
+    m[:, 2] += (cx - fw / 2, cy - fh / 2)
+    return m
+
+
 def make_face_clip(frames: int = 300, size: tuple[int, int] = (640, 360),
-                   seed: int = 0) -> list[np.ndarray]:
-    """A real face with small synthetic head motion and sensor noise, BGR frames."""
+                   seed: int = 0, face_width: int = 240) -> list[np.ndarray]:
+    """A real face with small synthetic head motion and sensor noise, BGR frames.
+
+    ``face_width``: the portrait's width in pixels (240: the face box is ~90 px wide);
+    frame ``i`` shows it moved by :func:`head_motion` ``(i, size, portrait size)``.
+    """
     face = _portrait()
+    if face_width != face.shape[1]:
+        face = cv2.resize(face, (face_width, round(face_width * face.shape[0] / face.shape[1])),
+                          interpolation=cv2.INTER_AREA)
     w, h = size
     rng = np.random.default_rng(seed)
     bg = cv2.GaussianBlur(rng.normal(110, 40, (h, w, 3)).astype(np.float32), (0, 0), 8)
     bg = np.clip(bg, 0, 255).astype(np.uint8)
     out = []
     for i in range(frames):
-        t = i / 30.0
-        angle = 4 * np.sin(2 * np.pi * 0.23 * t)
-        scale = 1 + 0.05 * np.sin(2 * np.pi * 0.11 * t)
-        cx = w / 2 + 10 * np.sin(2 * np.pi * 0.31 * t)
-        cy = h / 2 + 5 * np.sin(2 * np.pi * 0.17 * t)
-        m = cv2.getRotationMatrix2D((120, 140), angle, scale)
-        m[:, 2] += (cx - 120, cy - 140)
+        m = head_motion(i, size, (face.shape[1], face.shape[0]))
         img = cv2.warpAffine(face, m, (w, h), dst=bg.copy(), borderMode=cv2.BORDER_TRANSPARENT)
         noise = rng.normal(0, 2.0, img.shape)
         out.append(np.clip(img + noise, 0, 255).astype(np.uint8))

@@ -1,6 +1,8 @@
 """The budget ratios of one bench run: read from the other sections, targets marked."""
 from __future__ import annotations
 
+import pytest
+
 from bench import ratios
 
 
@@ -13,12 +15,16 @@ def test_ratios_from_one_report_with_targets_and_load(tmp_path, capsys):
     sec = report["ratios"]
     v = sec["values"]
     assert v["pipeline_fps"] == 120.0 and v["pipeline_over_realtime"] == 4.0
-    assert v["face_alone_fps"] > 0 and v["pipeline_over_face_alone"] == round(
-        120.0 / v["face_alone_fps"], 3)
+    # (the ratio is taken before face_alone_fps is rounded to 0.1: compare to 0.2 %)
+    assert v["face_alone_fps"] > 0 and v["pipeline_over_face_alone"] == pytest.approx(
+        120.0 / v["face_alone_fps"], rel=2e-3)
     assert v["pipeline_over_peer"] == 25.0 and v["incremental_over_full_w128"] == 0.2
     assert {"pipeline", "face_alone"} <= set(sec["load"])
     assert set(sec["per_face"]) == {"1", "2", "4"}
-    assert sec["per_face"]["1"]["faces_tracked"] == 1
+    # every face of the 1, 2 and 4-face scenes is tracked (the 2-face scene once tracked 1)
+    assert all(c["faces_tracked"] == int(n) and c["all_tracked"] >= 0.8
+               for n, c in sec["per_face"].items())
+    assert {"face_per_extra_ms", "rest_per_extra_ms"} <= set(sec["per_face"]["4"])
     assert all(c["face_stage_ms"] > 0 and c["rest_ms"] > 0 for c in sec["per_face"].values())
     out = capsys.readouterr().out
     assert "incremental_over_full_w128" in out and "MISSED" in out  # 0.2 > 1/8
