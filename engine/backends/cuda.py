@@ -50,8 +50,7 @@ def available() -> tuple[bool, str]:
     except ImportError as exc:  # pragma: no cover - torch is a hard dependency
         return False, f"torch not importable ({exc})"
     if not torch.cuda.is_available():
-        return False, (f"torch {torch.__version__} sees no CUDA GPU (a CPU wheel, or no "
-                       "NVIDIA driver / device)")
+        return False, f"torch {torch.__version__} sees no CUDA GPU"
     return True, f"torch {torch.__version__} CUDA graphs on {torch.cuda.get_device_name(0)}"
 
 
