@@ -12,7 +12,8 @@ a call copies the feed in, replays, and copies the outputs out. A batched input
 (dynamic leading dim: the encoder's faces per frame) is padded up to the next of
 :data:`BATCH_BUCKETS` — the extra rows repeat the last real one and are dropped
 from the outputs — so a handful of graphs covers every batch; a batch past the
-largest bucket runs in chunks of it. A new shape is captured on first use. FP32
+largest bucket runs in chunks of it. Every bucket (or the one static shape) is
+captured on activation; any other new shape on first use. FP32
 throughout. With ``graphs=False`` (and on the CPU, where the tests run it) the
 same buffers and padding are used and the module runs eagerly on them, so every
 step but capture / replay is checked against the torch backend without a GPU.
@@ -109,6 +110,18 @@ class GraphRunner:
         self.buckets = check_buckets(buckets)
         self.captures: list[tuple] = []
         self._slots: dict[tuple, _Slot] = {}
+
+    def prepare(self) -> None:
+        """Capture now every shape known now — each bucket of a batched input, or the one
+        static shape — so that no capture (tens of ms) lands in the middle of a live stream.
+        Inputs with another dynamic dim are captured on first use instead."""
+        rest = [s.shape[1:] if self.batched else s.shape for s in self.inputs]
+        if not self.graphs or any(None in r for r in rest):
+            return
+        for b in self.buckets if self.batched else (None,):
+            lead = () if b is None else (b,)
+            self._run({s.name: np.zeros(lead + r, s.dtype) for s, r in zip(self.inputs, rest)},
+                      b)
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs of ``call`` on ``feed`` (numpy in, numpy out, owned by the caller)."""
@@ -229,6 +242,7 @@ class CudaGraphBackend(TorchBackend):
     def _activate(self) -> None:
         super()._activate()
         self.runner = GraphRunner(self._run, self.inputs, self.device, self.graphs, self.buckets)
+        self.runner.prepare()  # the graphs of every bucket, before the stream starts
 
     def _deactivate(self) -> None:
         self.runner = None  # drops the buffers and graphs

@@ -211,6 +211,26 @@ def test_graph_path_copies_in_replays_and_copies_out(fake_cuda):
     assert runner.captures == [(("x", (4, 2)),), (("x", (1, 2)),)]
 
 
+def test_activation_captures_every_bucket(fake_cuda, monkeypatch):
+    calls: list = []
+    spec = (TensorSpec("x", (None, 2), np.float32),)
+    runner = GraphRunner(doubling(calls), spec, "cpu")
+    runner.prepare()
+    assert [k[0][1][0] for k in runner.captures] == list(BATCH_BUCKETS)
+    done = len(calls)
+    out = runner.run({"x": np.ones((3, 2), np.float32)})
+    np.testing.assert_array_equal(out["y"], np.full((3, 2), 3.0))
+    assert len(calls) == done  # replayed: nothing captured in the stream
+    dynamic = GraphRunner(doubling([]), (TensorSpec("x", (1, None), np.float32),), "cpu")
+    dynamic.prepare()
+    assert dynamic.captures == []  # its shape is only known on first use
+    prepared: list = []
+    monkeypatch.setattr(GraphRunner, "prepare", lambda self: prepared.append(self))
+    monkeypatch.setattr(TorchBackend, "_activate", lambda self: None)  # no GPU to move to
+    with CudaGraphBackend(torch.nn.Identity(), spec, ("y",), device="cuda:0") as backend:
+        assert prepared == [backend.runner]
+
+
 def test_a_failed_capture_is_one_line(fake_cuda, monkeypatch):
     def broken(g, capture_error_mode="global"):
         raise RuntimeError("operation not permitted when stream is capturing\nmore")
@@ -292,8 +312,8 @@ def test_graphs_match_the_torch_cpu_reference(gpu_engines):
     for n in (1, 3, 8, 11):
         flow, valid = flows(n)
         assert np.abs(eng.encode(flow, valid) - ref.encode(flow, valid)).max() <= 1e-4
-    captured = {k[0][1][0] for k in eng.encoder.runner.captures}
-    assert captured == {1, 4, 8}  # one graph per bucket, 11 = 8 + 3 -> 4
+    captured = [k[0][1][0] for k in eng.encoder.runner.captures]
+    assert captured == list(BATCH_BUCKETS)  # one graph per bucket, all on activation
     rng = np.random.default_rng(2)
     for _ in range(2):  # a second call replays the same graph on new data
         window = rng.standard_normal((TINY.window, TINY.feat_dim)).astype(np.float32)
@@ -322,4 +342,4 @@ def test_graph_backend_matches_eager_on_the_same_gpu():
         want = eager.infer({"x": x})["y"]
         assert np.abs(graph.infer({"x": x})["y"] - want).max() <= 1e-6
         assert np.abs(graph.infer({"x": x[:2]})["y"] - want[:2]).max() <= 1e-6
-        assert [k[0][1][0] for k in graph.runner.captures] == [8, 2]
+        assert [k[0][1][0] for k in graph.runner.captures] == list(BATCH_BUCKETS)
