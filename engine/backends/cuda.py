@@ -3,8 +3,8 @@
 At batch 1 the model is launch-bound on a GPU: eager torch CUDA spends its time
 launching a few hundred small kernels (detector 3.5 ms per hop on an H200, slower
 than ONNX Runtime on the CPU), while a CUDA graph of the same call is one launch
-(0.92 ms per hop). This backend is what ``--engine auto`` takes on a GPU without
-TensorRT.
+(the detector alone, as ``TorchBackend(cuda_graph=True)``: 0.92 ms per hop). This
+backend is what ``--engine auto`` takes on a GPU without TensorRT.
 
 :class:`GraphRunner` holds static input buffers per input shape and, on CUDA, one
 graph captured over them (warm-up on a side stream, then ``torch.cuda.graph``);
@@ -13,10 +13,10 @@ a call copies the feed in, replays, and copies the outputs out. A batched input
 :data:`BATCH_BUCKETS` — the extra rows repeat the last real one and are dropped
 from the outputs — so a handful of graphs covers every batch; a batch past the
 largest bucket runs in chunks of it. Every bucket (or the one static shape) is
-captured on activation; any other new shape on first use. FP32
-throughout. With ``graphs=False`` (and on the CPU, where the tests run it) the
-same buffers and padding are used and the module runs eagerly on them, so every
-step but capture / replay is checked against the torch backend without a GPU.
+captured on activation; any other new shape on first use. FP32 throughout. With
+``graphs=False`` (and on the CPU, where the tests run it) the same buffers and
+padding are used and the module runs eagerly on them, so every step but capture /
+replay is checked against the torch backend without a GPU.
 
 ``torch.cuda`` is only touched when a graph is captured or replayed: this module
 imports anywhere.
