@@ -131,23 +131,30 @@ def _phase_dists(anns: Sequence) -> dict:
     return {name: _dist(ph[:, i]) for i, name in enumerate(("rise_s", "hold_s", "release_s"))}
 
 
+def phase_pool_rows(groups: Sequence[Sequence], kind: str) -> tuple[list, np.ndarray]:
+    """The rows of one kind pooled from ``groups`` (marked apex and offset, duration in
+    the kind's PHASE_BINS_S range) and their weights (each group sums to 1)."""
+    lo, hi = PHASE_BINS_S[kind][0], PHASE_BINS_S[kind][-1]
+    rows, wts = [], []
+    for group in groups:
+        sel = [a for a in group if a.kind == kind and a.offset_marked and a.apex is not None
+               and a.offset > a.onset and lo <= a.seconds <= hi]
+        rows += sel
+        wts += [1.0 / len(sel)] * len(sel)
+    return rows, np.asarray(wts, float)
+
+
 def _phase_pool(groups: Sequence[Sequence], kind: str) -> dict:
     """Weighted pool of ``groups`` (one weight per group: equal totals) of one kind:
     duration quantiles and, per duration bin, apex-fraction quantiles."""
-    lo, hi = PHASE_BINS_S[kind][0], PHASE_BINS_S[kind][-1]
-    dur, frac, wts = [], [], []
-    for rows in groups:
-        sel = [a for a in rows if a.kind == kind and a.offset_marked and a.apex is not None
-               and a.offset > a.onset and lo <= a.seconds <= hi]
-        for a in sel:
-            dur.append(a.seconds)
-            frac.append(float(np.clip((a.apex - a.onset) / (a.offset - a.onset), 0.0, 1.0)))
-            wts.append(1.0 / len(sel))
-    dur_a, frac_a, w_a = (np.asarray(x, float) for x in (dur, frac, wts))
+    rows, w_a = phase_pool_rows(groups, kind)
+    dur_a = np.array([a.seconds for a in rows], float)
+    frac_a = np.array([float(np.clip((a.apex - a.onset) / (a.offset - a.onset), 0.0, 1.0))
+                       for a in rows], float)
     edges = PHASE_BINS_S[kind]
     bins = []
     for b0, b1 in zip(edges, edges[1:]):
-        m = (dur_a >= b0) & ((dur_a < b1) | (b1 == hi))
+        m = (dur_a >= b0) & ((dur_a < b1) | (b1 == edges[-1]))
         bins.append({"lo": b0, "hi": b1, "n": int(m.sum()),
                      "apex_fraction_q": weighted_quantiles(frac_a[m], w_a[m])})
     return {"n": int(dur_a.size), "duration_q": weighted_quantiles(dur_a, w_a), "bins": bins}
