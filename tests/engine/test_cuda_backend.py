@@ -122,6 +122,22 @@ def test_detector_step_and_initial_state_equal_the_torch_backend(engines):
         np.testing.assert_array_equal(s_ref, s_eng)
 
 
+def test_steps_of_several_streams_are_padded_to_a_bucket(engines):
+    """Where one detect_step call takes a batch of streams, 3 of them run padded to 4."""
+    ref, eng = engines
+    if not getattr(eng, "step_batch", False):
+        pytest.skip("this Engine steps one stream per call")
+    rng = np.random.default_rng(3)
+    state = np.concatenate([ref.initial_state()] * 3)  # (3, rows, C)
+    hops = rng.standard_normal((3, TINY.hop, TINY.feat_dim)).astype(np.float32)
+    (oa, sa), (ob, sb) = ref.detect_step(hops, state), eng.detect_step(hops, state)
+    for k in oa:
+        assert ob[k].shape[0] == 3 and np.abs(oa[k] - ob[k]).max() <= 1e-6
+    assert sb.shape == sa.shape and np.abs(sa - sb).max() <= 1e-6
+    assert (("features", (4, TINY.hop, TINY.feat_dim)), ("state", (4,) + sa.shape[1:])) in \
+        eng.stepper.runner._slots
+
+
 def test_outputs_are_owned_by_the_caller(engines):
     _, eng = engines
     flow, valid = flows(3)
