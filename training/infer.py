@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from engine.config import ModelConfig, TrackerConfig
-from engine.contracts import Event, FlowFrame, Record
+from engine.contracts import Event, EventCancel, EventStart, FlowFrame, Record
 from engine.decode import decode_window
 from engine.gain import apply_gain, video_gains
 from engine.runtime import Engine
@@ -161,12 +161,14 @@ def ground_truth(items: Sequence[VideoFeatures]) -> list[Spot]:
 
 
 def streaming_spots(engine: Engine, items: Sequence[VideoFeatures],
-                    tracker_cfg: TrackerConfig = TrackerConfig()) -> list[Spot]:
+                    tracker_cfg: TrackerConfig = TrackerConfig(),
+                    provisional: dict[str, int] | None = None) -> list[Spot]:
     """Run the live schedule over cached flow frames: ``stream.spotter.Spotter`` (per-hop
     ``StreamingDetector`` + ``IntervalTracker``, last partial hop flushed), one face track.
 
     Frames with ``valid=False`` are pushed as "no face", as the spotter does for
-    a known track that is out of sight.
+    a known track that is out of sight. ``provisional``, when given, counts the
+    ``event_start`` records (``"starts"``) and the ones withdrawn (``"withdrawn"``).
     """
     spots: list[Spot] = []
     for v in items:
@@ -180,6 +182,11 @@ def streaming_spots(engine: Engine, items: Sequence[VideoFeatures],
             records += spotter.update(i, t, t, {0: flow},
                                       None if app is None else {0: app[i]})
         records += spotter.finish()
+        if provisional is not None:
+            provisional["starts"] = provisional.get("starts", 0) + sum(
+                isinstance(r, EventStart) for r in records)
+            provisional["withdrawn"] = provisional.get("withdrawn", 0) + sum(
+                isinstance(r, EventCancel) for r in records)
         spots += [Spot(subject=v.subject, video=v.video, onset=r.onset_frame,
                        offset=r.offset_frame, emotion=r.emotion, kind=r.kind, score=float(r.score))
                   for r in records if isinstance(r, Event)]

@@ -105,9 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["per_subject_offline"] = per_subject(gt, offline)
         if not a.no_streaming:
             t0 = time.perf_counter()
+            provisional: dict[str, int] = {}
             with Engine.load(a.engine, weights=a.weights, log=lambda s: None) as eng:
-                live = streaming_spots(eng, test)
+                live = streaming_spots(eng, test, provisional=provisional)
             results["FEDN (streaming)"] = evaluate(gt, live)
+            starts = provisional.get("starts", 0)
+            # issue 15: back-to-back expressions should give one event each, not churn
+            extra["provisional"] = {**provisional, "conversion": round(
+                (starts - provisional.get("withdrawn", 0)) / starts, 3) if starts else None}
             extra["streaming_s"] = round(time.perf_counter() - t0, 1)
             extra["streaming_engine"] = a.engine
             extra["agreement"] = agreement(live, offline)

@@ -207,8 +207,10 @@ def test_appearance_fusion_finds_held_expressions_flow_cannot_see(tmp_path):
     model = load_model(tmp_path / "fused" / "run" / "best.pt", log=lambda s: None)
     assert model.cfg.appearance_dim == 14
     with Engine.load("torch", model=model, log=lambda s: None) as eng:
-        spots = streaming_spots(eng, val)
+        counts: dict[str, int] = {}
+        spots = streaming_spots(eng, val, provisional=counts)
     assert sum(1 for s in spots if s.kind == "macro") >= 2
+    assert counts["starts"] >= 1 and 0 <= counts["withdrawn"] <= counts["starts"]
 
 
 def test_config_file_errors(tmp_path):
