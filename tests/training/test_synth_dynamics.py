@@ -158,6 +158,11 @@ def test_distractors_placed_on_expressions_keep_the_label_and_name_it(gen, field
                 assert np.abs(on.pose[span] - off.pose[span]).max() > 0.5
             else:
                 assert on.occluder[span].max() > 0.2
+        # the other kinds on as well: this kind's episodes are drawn the same (own streams)
+        both = build_timeline(FPS * 60, replace(cfg, talk_during_p=1.0, turn_during_p=1.0,
+                                                occlusion_during_p=1.0), gen, seed)
+        assert [d for d in both.distractors if d.kind == kind and d.event >= 0] == \
+            [d for d in on.distractors if d.event >= 0]
     assert placed >= 6
 
 

@@ -141,39 +141,42 @@ def speech(tl: Timeline, on: int, n: int, cfg: SynthConfig, rng: np.random.Gener
     tl.pose[on:on + n, 1] += nod.astype(np.float32)  # vertical nod, pixels
 
 
-def overlaps(tl: Timeline, cfg: SynthConfig, rng: np.random.Generator, face_x: np.ndarray,
-              earlier: list[Distractor]) -> list[Distractor]:
+def overlaps(tl: Timeline, cfg: SynthConfig, seed: int, face_x: np.ndarray,
+             earlier: list[Distractor]) -> list[Distractor]:
     """Distractors placed on expressions: talking, a head turn, a hand passing over the
     face, the face leaving the frame (the label is then truncated). Each episode overlaps
     one expression and keeps OVERLAP_MARGIN_S clear of its neighbours; in place on ``tl``.
+    Each kind draws from its own child stream of ``seed`` (one uniform per event, then its
+    sizes), so changing one probability leaves the others' draws as they were.
     """
     fps, n_frames, out = tl.fps, tl.n_frames, []
     margin = int(np.ceil(OVERLAP_MARGIN_S * fps))
+    talk, turn, occ, leave = (np.random.default_rng([seed, STREAM_OVERLAPS, j])
+                              for j in range(4))
     for k, e in enumerate(list(tl.events)):
-        u = rng.random(4)  # one draw per kind and event: the stream does not depend on cfg
         lo = tl.events[k - 1].last + margin + 1 if k else 0
         hi = tl.events[k + 1].onset - margin - 1 if k + 1 < len(tl.events) else n_frames - 1
-        if u[0] < cfg.talk_during_p:
-            n = int(rng.uniform(1.5, 6.0) * fps)
-            on = max(lo, int(rng.uniform(e.onset - 0.5 * n, e.apex)))
+        if talk.random() < cfg.talk_during_p:
+            n = int(talk.uniform(1.5, 6.0) * fps)
+            on = max(lo, int(talk.uniform(e.onset - 0.5 * n, e.apex)))
             n = min(n, hi - on + 1)
             if n >= int(0.5 * fps) and on <= e.apex and on + n - 1 >= e.onset:
-                speech(tl, on, n, cfg, rng)
+                speech(tl, on, n, cfg, talk)
                 out.append(Distractor("talking", on, on + n - 1, event=k))
-        if u[1] < cfg.turn_during_p:
-            out += _turn(tl, e, k, hi, rng)
-        if u[2] < cfg.occlusion_during_p:
-            n = int(rng.uniform(0.4, 1.2) * fps)
-            on = max(lo, int(rng.uniform(e.onset - 0.5 * n, e.offset - 0.5 * n)))
+        if turn.random() < cfg.turn_during_p:
+            out += _turn(tl, e, k, hi, turn)
+        if occ.random() < cfg.occlusion_during_p:
+            n = int(occ.uniform(0.4, 1.2) * fps)
+            on = max(lo, int(occ.uniform(e.onset - 0.5 * n, e.offset - 0.5 * n)))
             n = min(n, hi - on + 1)
             if n >= 4 and on <= e.offset and on + n - 1 >= e.onset \
                     and not tl.occluder[on:on + n].any():
                 bump = np.sin(np.pi * (np.arange(n) + 1) / (n + 1))  # slides in, then out
-                tl.occluder[on:on + n] = float(rng.uniform(0.3, 0.7)) * bump
-                tl.occluder_side[on:on + n] = int(rng.integers(0, 3))
+                tl.occluder[on:on + n] = float(occ.uniform(0.3, 0.7)) * bump
+                tl.occluder_side[on:on + n] = int(occ.integers(0, 3))
                 out.append(Distractor("occlusion", on, on + n - 1, event=k))
-        if u[3] < cfg.out_of_frame_during_p:
-            out += _leave(tl, cfg, k, hi, rng, face_x, earlier + out)
+        if leave.random() < cfg.out_of_frame_during_p:
+            out += _leave(tl, cfg, k, hi, leave, face_x, earlier + out)
     return out
 
 

@@ -17,8 +17,8 @@ from engine.config import EMOTIONS, KINDS, MICRO_MAX_S
 
 from .aus import AUS, BLINK_AU
 from .config import SynthConfig
-from .dynamics import (SPEECH_AUS, STREAM_OVERLAPS, STREAM_REPEATS, overlaps, real_events,
-                       sample_cuts, speech)
+from .dynamics import (SPEECH_AUS, STREAM_REPEATS, overlaps, real_events, sample_cuts,
+                       speech)
 from .episodes import (AU_COLUMN, AU_COMBOS, Distractor, SynthEvent, Timeline, combo,
                        edge_ramp, is_free, poisson_times, smooth_ramp)
 from .stats import QGRID
@@ -241,7 +241,7 @@ def build_timeline(n_frames: int, cfg: SynthConfig, gen: dict, seed: int,
     if cfg.dynamics == "real":  # own streams: switching one on changes nothing above
         fx = np.broadcast_to(np.asarray(cfg.width / 2 if face_x is None else face_x,
                                         np.float64), (n_frames,))
-        dis += overlaps(tl, cfg, np.random.default_rng([seed, STREAM_OVERLAPS]), fx, dis)
+        dis += overlaps(tl, cfg, seed, fx, dis)
         dis += [Distractor("scene_cut", c, c) for c in tl.cuts]
     tl.distractors = sorted(dis, key=lambda d: d.onset)
     return tl
