@@ -233,9 +233,16 @@ class TrackerConfig:
     on_frames: int = 3  # ... when held this many consecutive frames (hysteresis)
     off_thresh: float = 0.4  # probability below which a provisional event may end
     off_frames: int = 4  # ... when it stays below for this many consecutive frames
+    # the active head firing again with an onset at most this many frames after the last
+    # provisional event ended continues that event (a held expression dips, then its release
+    # fires): no second event_start, no withdrawal of the first
+    rejoin_frames: int = 4
 
     def __post_init__(self) -> None:
         _check_positive(self, ("on_frames", "off_frames"))
+        if self.rejoin_frames < 0:
+            raise ValueError(f"TrackerConfig.rejoin_frames must be >= 0, got "
+                             f"{self.rejoin_frames!r}")
         for name in ("merge_iou", "cross_kind_iou", "on_thresh", "off_thresh"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"TrackerConfig.{name} must be in (0, 1], got "

@@ -14,7 +14,10 @@ expression is under way. The tracker
   (counted);
 * drives **provisional** events from the active head with hysteresis
   (``event_start`` once the probability holds ≥ ``on_thresh`` for
-  ``on_frames``; ends once it stays < ``off_thresh`` for ``off_frames``);
+  ``on_frames``; ends once it stays < ``off_thresh`` for ``off_frames``; the
+  head firing again with an onset within ``rejoin_frames`` of that end — it
+  says the expression has been under way since then — continues the same
+  provisional event, so a held expression whose readout dips gives one start);
   every ``event_start`` is later finalized into the ``event`` that overlaps it
   (same ``id``) or withdrawn with ``event_cancel`` — except an expression longer
   than the detector's window can hold (a 10 s smile), which only the active head
@@ -207,7 +210,7 @@ class IntervalTracker:
         for p in ready:
             self._pending.remove(p)
             onset, offset = p.interval()
-            prov = self._match_provisional(onset, offset)
+            prov = self._match_provisional(onset, offset, p.kind)
             apex = None
             if prov is not None:  # the provisional it confirms: same id; long ones keep its onset
                 self._provisional.remove(prov)
@@ -236,10 +239,14 @@ class IntervalTracker:
                 self._on_run = self._on_run + 1 if p >= self.cfg.on_thresh else 0
                 if self._on_run >= self.cfg.on_frames:
                     onset = max(0, int(round(frame - float(active.since[i]))))
+                    self._on_run = self._off_run = 0
+                    last = max(self._provisional, key=lambda q: q.ended_at, default=None)
+                    if last is not None and onset <= last.ended_at + self.cfg.rejoin_frames:
+                        last.ended_at = None  # the same expression goes on: no new start
+                        continue
                     prov = _Provisional(self._new_id(), onset, probs.copy(),
                                         active.emotion_probs[i].copy(), p, frame)
                     self._provisional.append(prov)
-                    self._on_run = self._off_run = 0
                     records.append(self._provisional_record(prov, frame))
             else:
                 current.kind_mass = current.kind_mass + probs
@@ -252,9 +259,14 @@ class IntervalTracker:
                     self._off_run = 0
         return records
 
-    def _match_provisional(self, onset: int, offset: int) -> _Provisional | None:
+    def _match_provisional(self, onset: int, offset: int, kind: str) -> _Provisional | None:
+        """The provisional event a final one of ``kind`` confirms: the same kind (a micro
+        candidate does not confirm — nor take the onset of — a macro the active head saw),
+        most overlap."""
         best, best_overlap = None, 0
         for prov in self._provisional:
+            if self.model.kinds[int(np.argmax(prov.kind_mass))] != kind:
+                continue
             end = prov.ended_at if prov.ended_at is not None else self.now
             overlap = min(end, offset) - max(prov.onset, onset) + 1
             if overlap > best_overlap:

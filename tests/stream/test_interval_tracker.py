@@ -156,3 +156,45 @@ def test_expression_longer_than_the_window_is_carried_by_the_active_head(tracker
     assert e.id == start.id and not e.truncated
     assert e.offset_frame - e.onset_frame + 1 > MODEL.window
     assert not [r for r in out if isinstance(r, EventCancel)]
+
+
+def _held_smile(tracker, since_refire):
+    """The single_face pattern: the active head fires at the onset (15), lets go during the
+    still hold (40), fires again at the release, saying it has been under way since
+    ``70 - since_refire``; the detector's only candidate is the release (54-71)."""
+    out = tracker.update(40, [], active(range(13, 41), [0.9] * 24 + [0.0] * 4, since=2,
+                                        kind=1))
+    out += tracker.update(70, [], active(range(41, 71), [0.0] * 25 + [0.9] * 5,
+                                         since=since_refire, kind=1))
+    out += tracker.update(120, [cand(54, 71, kind="macro")],
+                          active(range(71, 121), [0.0] * 50, kind=1))
+    return out
+
+
+def test_a_held_expression_whose_readout_dips_is_one_event_onset_to_release(tracker):
+    out = _held_smile(tracker, since_refire=30)  # re-fire onset 40: where the first ended
+    [start] = [r for r in out if isinstance(r, EventStart)]
+    [e] = finals(out)
+    assert (e.onset_frame, e.offset_frame, e.id) == (start.onset_frame, 71, start.id)
+    assert start.onset_frame == 15 - 2  # fired on frame 15 (3rd frame >= on_thresh) - since
+    assert not [r for r in out if isinstance(r, EventCancel)]
+
+
+def test_a_new_expression_after_a_real_pause_is_its_own_start(tracker):
+    out = _held_smile(tracker, since_refire=5)  # re-fire onset 65: 25 frames after the end
+    starts = [r for r in out if isinstance(r, EventStart)]
+    assert len(starts) == 2
+    [e] = finals(out)
+    assert e.onset_frame == 54 and e.id == starts[1].id  # the release alone, as before
+    [cancel] = [r for r in out if isinstance(r, EventCancel)]
+    assert cancel.id == starts[0].id
+
+
+def test_a_candidate_of_another_kind_does_not_take_a_provisional_onset(tracker):
+    out = tracker.update(40, [], active(range(13, 41), [0.9] * 28, since=2, kind=1))  # macro
+    out += tracker.update(64, [cand(50, 56, kind="micro")], active(range(41, 65), [0.9] * 24,
+                                                                   kind=1))
+    micro = [e for e in finals(out) if e.kind == "micro"]
+    assert [(e.onset_frame, e.offset_frame) for e in micro] == [(50, 56)]
+    [start] = [r for r in out if isinstance(r, EventStart)]
+    assert micro[0].id != start.id

@@ -49,8 +49,9 @@ def test_scoring_rules():
     assert late.matched == 0
     wrong = score_clip("single_face", [_event(15, 71, "negative")], 30.0, labels)
     assert wrong.matched == 0 and wrong.false_events == 1
-    ambiguous = score_clip("carphone", [_event(52, 60), _event(80, 100)], 30.0, [])
-    assert ambiguous.false_events == 1  # 52-60 lies in the frames not counted either way
+    ambiguous = score_clip("carphone", [_event(52, 60), _event(80, 100), _event(18, 108)],
+                           30.0, [])
+    assert ambiguous.false_events == 2  # 52-60 lies in the frames not counted either way
     assert ClipScore("x", 0, 0, 0).conversion is None
 
 
