@@ -107,9 +107,11 @@ STREAM_CUT_PHOTOS, STREAM_CUT_SCENES = 14, 15
 def cut_photos(spec: VideoSpec, cfg: SynthConfig, n_cuts: int) -> list[str]:
     """The photo of the scene after each cut: with p ``cut_new_identity`` a photo of
     another identity of the same split (so splits stay disjoint), else the video's own."""
+    if n_cuts == 0:
+        return []
     rng = np.random.default_rng([spec.seed, STREAM_CUT_PHOTOS])
-    row = {r["id"]: r for r in manifest()}[spec.photo]
-    others = [p for p in photos(row["split"]) if load(p).identity != spec.subject]
+    rows = {r["id"]: r for r in manifest()}
+    others = [p for p in photos(rows[spec.photo]["split"]) if rows[p]["identity"] != spec.subject]
     out = []
     for _ in range(n_cuts):
         new = rng.random() < cfg.cut_new_identity and others
