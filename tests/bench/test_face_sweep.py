@@ -89,5 +89,5 @@ def test_short_sweep_measures_coverage_error_and_writes_json_and_png(tmp_path):
     syn = rep["runs"]["default"]["1280x720"]["synthetic"]
     assert syn["coverage"] >= 0.9 and 0 < syn["error"] < 4  # crop px against the true pose
     assert syn["p95"] >= syn["p50"] > 0 and syn["cpu_mean"] > 0
-    assert rep["runs"]["default"]["640x360"]["enter"]["pickup"] < 36 - 12  # found by the end
+    assert rep["runs"]["default"]["640x360"]["enter"]["pickup"] < 36 - fs.ENTER_AT  # found
     assert rep["pick"]["name"] in rep["runs"] and png.stat().st_size > 5000
