@@ -31,13 +31,12 @@ OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 
 UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 MOUTH_LINE, CHIN = (13, 14), 152
+MOUTH_CORNERS = (61, 291)
 
 #: handles per AU: (landmark indices, (u_out, v) displacement in IOD, radius in IOD).
 HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
-    "1": [((107, 336, 66, 296), (0.0, -0.050), 0.13)],
-    "2": [((70, 300, 63, 293, 105, 334), (0.01, -0.050), 0.13)],
     "4": [((107, 336, 55, 285, 66, 296), (-0.035, 0.045), 0.13)],
-    "5": [((159, 386), (0.0, -0.030), 0.07)],
+    "5": [((159, 386), (0.0, -0.045), 0.08)],
     "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.060), 0.17),
           ((145, 374), (0.0, -0.030), 0.07)],
     "7": [((145, 374), (0.0, -0.060), 0.10), ((159, 386), (0.0, 0.030), 0.09)],
@@ -48,13 +47,57 @@ HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
     "15": [((61, 291), (0.010, 0.070), 0.14)],
     "17": [((152, 199, 175), (0.0, -0.055), 0.20), ((17, 84, 314), (0.0, -0.070), 0.12)],
 }
+#: Brow raisers as regions (a Gaussian blob cannot lift a brow without smearing the eye
+#: below it): per side, the brow landmarks the lift is centred on, the lift (IOD) and its
+#: lateral reach (IOD). The forehead moves up with the brow; the lift fades to 0 from the
+#: brow down to the upper lid, so the lid skin stretches and the eye itself stays.
+BROW_RAISE: dict[str, tuple[tuple[tuple[int, ...], tuple[int, ...]], float, float]] = {
+    "1": (((107, 66), (336, 296)), 0.035, 0.12),
+    "2": (((70, 63), (300, 293)), 0.075, 0.16),
+}
 #: AUs made by regions rather than handles: lower-face drop (IOD) and eyelid closure.
-LOWER_FACE_DROP: dict[str, float] = {"25": 0.045, "26": 0.13}
+LOWER_FACE_DROP: dict[str, float] = {"25": 0.055, "26": 0.13}
+#: Handles added to a region AU: the jaw drop draws the mouth corners in (an oval mouth).
+JAW_HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
+    "26": [((61, 291), (-0.030, 0.020), 0.10)],
+}
 BLINK_AU = "43"
+#: Jaw drop shape: least vertical ramp from the upper to the lower lip (IOD) and how far
+#: past the mouth corners (multiple of the half mouth width) the opening reaches.
+JAW_RAMP, JAW_CORNER_REACH = 0.03, 0.7
 #: Every AU this module can render.
-AUS: tuple[str, ...] = tuple(HANDLES) + tuple(LOWER_FACE_DROP) + (BLINK_AU,)
+AUS: tuple[str, ...] = ("1", "2") + tuple(HANDLES) + tuple(LOWER_FACE_DROP) + (BLINK_AU,)
 #: Global gain applied to every handle/region so that the smile hits DESIGN.md §8.
 CALIBRATION: float = 2.25
+
+
+#: AU combinations per emotion and their weights, per kind (what the generator animates).
+#: Macro apexes are full prototypes, as real-face classifiers need them to see the emotion
+#: (training/synth/README.md, realism): positive = cheek raise + lip corners up (+ lips
+#: parted over the upper teeth); negative = brow lowerer with lid tightener, lip corner
+#: depressor and chin raiser (anger / sadness), inner-brow raise in sadness, nose wrinkle
+#: and upper-lip raise (disgust); surprise = brows up, upper lids up, jaw dropped (an open
+#: oval mouth). Micro-expressions are fragments: one or two AUs, as in the real labels.
+AU_COMBOS: dict[str, dict[str, list[tuple[tuple[str, ...], float]]]] = {
+    "macro": {
+        "positive": [(("6", "12", "25"), 0.6), (("6", "12"), 0.4)],
+        "negative": [(("4", "7", "15", "17"), 0.3), (("4", "15", "17"), 0.2),
+                     (("1", "4", "15", "17"), 0.2), (("4", "7", "9", "10", "17"), 0.2),
+                     (("4", "9", "10"), 0.1)],
+        "surprise": [(("1", "2", "5", "26"), 0.7), (("5", "26"), 0.15),
+                     (("1", "2", "5", "25", "26"), 0.15)],
+        "others": [(("14",), 0.3), (("4",), 0.2), (("7",), 0.2), (("17",), 0.15),
+                   (("14", "17"), 0.15)],
+    },
+    "micro": {
+        "positive": [(("12",), 0.5), (("6", "12"), 0.5)],
+        "negative": [(("4", "7"), 0.3), (("15", "17"), 0.25), (("4",), 0.15), (("9", "10"), 0.15),
+                     (("4", "15", "17"), 0.15)],
+        "surprise": [(("1", "2"), 0.4), (("1", "2", "5"), 0.3), (("1", "2", "5", "26"), 0.3)],
+        "others": [(("14",), 0.3), (("4",), 0.2), (("7",), 0.2), (("17",), 0.15),
+                   (("14", "17"), 0.15)],
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -129,14 +172,32 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return field
     uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
     u, vv = uv[..., 0], uv[..., 1]
+    if au in BROW_RAISE:
+        (sides, lift, reach) = BROW_RAISE[au]
+        wgt = np.zeros((h, w), np.float32)
+        for brow, lid in zip(sides, UPPER_LID):
+            b = ff.uv(lm[list(brow)])
+            ub, vb = float(b[:, 0].mean()), float(b[:, 1].mean())
+            vl = float(ff.uv(lm[[lid]])[0, 1])
+            vert = np.where(vv < vb, np.exp(-((vb - vv) / 0.6) ** 2),
+                            _smoothstep((vl - vv) / max(vl - vb, 0.05)))
+            wgt = np.maximum(wgt, vert * np.exp(-((u - ub) / reach) ** 2 / 2))
+        d = gain * lift * ff.ey
+        return np.stack([-d[0] * wgt, -d[1] * wgt]).astype(np.float32)
     if au in LOWER_FACE_DROP:
-        v_mouth = float(ff.uv(lm[list(MOUTH_LINE)]).mean(0)[1])
-        v_chin = float(ff.uv(lm[[CHIN]])[0, 1])
-        wgt = _smoothstep((vv - v_mouth) / 0.05)
-        wgt *= np.where(vv > v_chin, np.exp(-((vv - v_chin) / 0.25) ** 2), 1.0)
-        wgt *= np.exp(-(u / 0.55) ** 2)
+        wgt = _jaw_weight(lm, ff, u, vv)
         d = gain * LOWER_FACE_DROP[au] * ff.ey
-        return np.stack([d[0] * wgt, d[1] * wgt]).astype(np.float32)
+        field = np.stack([d[0] * wgt, d[1] * wgt]).astype(np.float32)
+        for idx, (u_out, v), r in JAW_HANDLES.get(au, []):
+            sig2 = 2.0 * (r * ff.iod) ** 2
+            for i in idx:
+                p = lm[i]
+                side = np.sign((p - ff.centre) @ ff.ex) or 1.0
+                d = gain * (side * u_out * ff.ex + v * ff.ey)
+                g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / sig2)
+                field[0] += d[0] * g
+                field[1] += d[1] * g
+        return field
     # blink / AU43: the band of each eye moves down by its opening height.
     for (c0, c1), top, bot in zip(EYE_CORNERS, UPPER_LID, LOWER_LID):
         corners = ff.uv(lm[[c0, c1]])
@@ -151,6 +212,29 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         field[0] += d[0] * wgt
         field[1] += d[1] * wgt
     return field
+
+
+def _jaw_weight(lm: np.ndarray, ff: FaceFrame, u: np.ndarray, vv: np.ndarray) -> np.ndarray:
+    """(H, W) weight of the lower-face drop (AU25/26): 0 above the line midway between the
+    inner lips, 1 a thin ramp (``JAW_RAMP``) below it, so the lower lip (and a photo's lower
+    teeth) move whole and the warp tears open only along the lip line (the renderer paints
+    the torn band as mouth interior); tapering to 0 at the mouth corners near the lips (an
+    oval opening, corners fixed) and to a broad jaw-wide shape at the chin."""
+    up, low = ff.uv(lm[list(UPPER_INNER_LIP)]), ff.uv(lm[list(LOWER_INNER_LIP)])
+    cu = ff.uv(lm[list(MOUTH_CORNERS)])[:, 0]
+    uc = max(float(np.abs(cu - cu.mean()).max()), 0.1)  # half mouth width, IOD
+    rel = u - float(cu.mean())
+    o_up, o_low = np.argsort(up[:, 0]), np.argsort(low[:, 0])
+    v_up = np.interp(u, up[o_up, 0], up[o_up, 1])
+    v_low = np.interp(u, low[o_low, 0], low[o_low, 1])
+    mid = (v_up + v_low) / 2  # an open mouth tears between its upper and lower teeth
+    wgt = _smoothstep((vv - (mid - JAW_RAMP / 2)) / JAW_RAMP)
+    v_chin = float(ff.uv(lm[[CHIN]])[0, 1])
+    t = _smoothstep((vv - mid) / max(v_chin - float(mid.mean()), 0.1))
+    oval = np.clip(1 - (rel / (JAW_CORNER_REACH * uc)) ** 2, 0, 1) ** 0.6
+    wgt *= (1 - t) * oval + t * np.exp(-(u / 0.55) ** 2)
+    wgt *= np.where(vv > v_chin, np.exp(-((vv - v_chin) / 0.25) ** 2), 1.0)
+    return wgt
 
 
 def mouth_gap_polygon(lm: np.ndarray, lower_shift: np.ndarray) -> np.ndarray:

@@ -26,7 +26,13 @@ COMBOS: dict[str, tuple[str, ...]] = {
     "brows AU1+2": ("1", "2"), "frown AU4+7": ("4", "7"), "disgust AU9+10": ("9", "10"),
     "sad AU15+17": ("15", "17"), "jaw AU25+26": ("25", "26"), "dimpler AU14": ("14",),
     "chin AU17": ("17",), "blink AU43": ("43",),
+    "surprise AU1+2+5+26": ("1", "2", "5", "26"), "anger/sad AU4+7+15+17": ("4", "7", "15", "17"),
+    "disgust AU4+7+9+10+17": ("4", "7", "9", "10", "17"),
 }
+#: DESIGN.md §8's real posed smile (mean DIS flow, px, 128-px crop) and the tolerance the
+#: tests hold SynthME's smile (AU6+12 at amplitude 1, mean over the faces) to.
+REAL_SMILE: dict[str, float] = {"mouth": 4.5, "eyes": 1.7}
+SMILE_TOLERANCE: dict[str, float] = {"mouth": 0.5, "eyes": 0.3}
 
 
 def still_timeline(aus: tuple[str, ...], amplitude: float) -> Timeline:
@@ -54,13 +60,16 @@ def align_128(landmarks: np.ndarray) -> np.ndarray:
     return m
 
 
-def measure(amplitude: float = 1.0, seed: int = 3) -> dict[str, np.ndarray]:
-    """{combo: (faces, 4) mean flow px in mouth, eyes, brows, whole crop}."""
+def measure(amplitude: float = 1.0, seed: int = 3,
+            combos: dict[str, tuple[str, ...]] | None = None) -> dict[str, np.ndarray]:
+    """{combo: (faces, 4) mean flow px in mouth, eyes, brows, whole crop} over every face
+    asset, for ``combos`` (default :data:`COMBOS`)."""
     import cv2
 
+    combos = COMBOS if combos is None else combos
     cfg = SynthConfig().without_distractors()
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    out: dict[str, list] = {k: [] for k in COMBOS}
+    out: dict[str, list] = {k: [] for k in combos}
     for pid in photos(None):
         scene = build_scene(load(pid), cfg, np.random.default_rng(seed))
         m = align_128(scene.landmarks)
@@ -72,7 +81,7 @@ def measure(amplitude: float = 1.0, seed: int = 3) -> dict[str, np.ndarray]:
                                 cv2.COLOR_BGR2GRAY)
 
         g0 = crop(still_timeline((), 0.0))
-        for name, aus in COMBOS.items():
+        for name, aus in combos.items():
             f = dis.calc(g0, crop(still_timeline(aus, amplitude)), None)
             mag = np.hypot(f[..., 0], f[..., 1])
             out[name].append([mag[masks[r]].mean() if masks[r].any() else np.nan

@@ -9,22 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .aus import AUS
+from .aus import AU_COMBOS, AUS
 
-#: AU combinations per emotion (FACS prototypes) and their weights, per kind.
-AU_COMBOS: dict[str, dict[str, list[tuple[tuple[str, ...], float]]]] = {
-    "macro": {
-        "positive": [(("6", "12"), 0.5), (("6", "12", "25"), 0.35), (("12",), 0.15)],
-        "negative": [(("4", "7"), 0.25), (("9", "10"), 0.2), (("15", "17"), 0.2), (("4",), 0.15),
-                     (("10",), 0.1), (("4", "15"), 0.1)],
-        "surprise": [(("1", "2"), 0.35), (("1", "2", "5"), 0.3), (("1", "2", "5", "26"), 0.25),
-                     (("25", "26"), 0.1)],
-        "others": [(("14",), 0.3), (("4",), 0.2), (("7",), 0.2), (("17",), 0.15),
-                   (("14", "17"), 0.15)],
-    },
-}
-AU_COMBOS["micro"] = {**AU_COMBOS["macro"],
-                      "positive": [(("12",), 0.5), (("6", "12"), 0.5)]}
 #: Column of each AU in :attr:`Timeline.amp`.
 AU_COLUMN: dict[str, int] = {au: i for i, au in enumerate(AUS)}
 

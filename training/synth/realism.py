@@ -6,7 +6,7 @@
 For every face photo (identity) and a few scenes of it (placed and augmented as
 the generator places them: ``build_scene`` with the default SynthConfig, no
 distractors), renders the neutral frame and apexes of each emotion with the
-generator's own AU combinations and amplitudes (``timeline.AU_COMBOS``,
+generator's own AU combinations and amplitudes (``aus.AU_COMBOS``,
 ``SynthConfig.macro_amp`` / ``micro_amp``; kind drawn with the real P(micro)
 unless ``--kind``), and asks two judges trained on real faces what they see:
 
@@ -194,7 +194,7 @@ def _scene(photo, rng: np.random.Generator, s: int, cfg: RealismConfig, p_micro:
 
     from .config import SynthConfig
     from .render import build_scene, render_frame
-    from .timeline import _combo
+    from .episodes import combo
 
     fer, facex = judges
     synth = SynthConfig()
@@ -225,7 +225,7 @@ def _scene(photo, rng: np.random.Generator, s: int, cfg: RealismConfig, p_micro:
             for j in range(cfg.per_emotion):
                 kind = cfg.kind if cfg.kind != "mix" else (
                     "micro" if rng.random() < p_micro else "macro")
-                aus = _combo(emotion, kind, rng)
+                aus = combo(emotion, kind, rng)
                 lo, hi = synth.micro_amp if kind == "micro" else synth.macro_amp
                 amp = round(float(rng.uniform(lo, hi)), 3)
                 g, c = look(render_frame(scene, _still(aus, amp), 0), 2)

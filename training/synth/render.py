@@ -20,6 +20,23 @@ from .timeline import AU_COLUMN, Timeline
 
 #: AUs that part the lips (the mouth interior is drawn dark when they act).
 LIP_PARTING = ("25", "26")
+#: Mouth interior: how far outside each lip line the drop is sampled (IOD), the upper share
+#: of the gap that shows teeth in a smile, teeth brightness (x the face's bright skin).
+MOUTH_PROBE, TEETH_SHARE, TEETH_BRIGHTNESS = 0.025, 0.8, 1.0
+#: Mouth interior colour: this share of the warped pixels, plus a dark red (BGR 10, 10, 20).
+MOUTH_DARK = 0.15
+#: The warp tears (mouth interior shows) where the remap's source misses the pixel by more
+#: than this, pixels (0 at the first value, fully painted at the second).
+TEAR_MISS_PX = (0.75, 2.0)
+#: Teeth are drawn in a smile only on photos whose lips are closed at rest (inner-lip gap
+#: below this, IOD): an open photo shows its own teeth.
+TEETH_REST_GAP = 0.05
+#: A photo's resting smile (mouth corners above the lip line by more than RESTING_LIFT_FREE
+#: IOD) is let go by the negative AUs that oppose a smile, each by this share of AU12 at
+#: the resting amount (a negative prototype's shares sum to about 1). Not by surprise's
+#: jaw drop: corners pulled down on an open mouth read as anger (tried).
+RESTING_LIFT_FREE = 0.02
+RELAX_SHARE: dict[str, float] = {"15": 0.6, "4": 0.4, "9": 0.3, "10": 0.3}
 #: Resting-face variety: AUs given a static random amplitude per video.
 MORPH_AUS = ("1", "2", "4", "6", "7", "10", "12", "15", "17")
 
@@ -119,6 +136,7 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
     x0, y0 = max(int(x0), 0), max(int(y0), 0)
     x1, y1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
     fields = np.stack([au_field(au, lm_f - (x0, y0), (y1 - y0, x1 - x0)) for au in AUS])
+    _relax_resting_smile(fields, lm_f)
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     inner = cv2.boundingRect(lm_f[[50, 280, 152, 9]].astype(np.float32))
     patch = base[inner[1]:inner[1] + inner[3], inner[0]:inner[0] + inner[2]].reshape(-1, 3)
@@ -127,6 +145,30 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
                  landmarks=lm_f.astype(np.float32), centre=ff.centre.astype(np.float32),
                  face_w=face_w_src * s, skin=skin.astype(np.float32), photo_id=photo.id,
                  mirrored=mirrored)
+
+
+def resting_smile(lm: np.ndarray) -> float:
+    """How far a face smiles at rest, in AU12 amplitude units (0 = mouth corners level with
+    the lip line or below, 1 = as high as AU12 at amplitude 1 lifts them), from (478, 2)
+    landmarks."""
+    from .aus import CALIBRATION, HANDLES, MOUTH_CORNERS, MOUTH_LINE
+
+    uv = FaceFrame.from_landmarks(lm.astype(np.float64)).uv(lm.astype(np.float64))
+    lift = float(uv[list(MOUTH_LINE), 1].mean() - uv[list(MOUTH_CORNERS), 1].mean())
+    au12_lift = -CALIBRATION * HANDLES["12"][0][1][1]
+    return float(np.clip((lift - RESTING_LIFT_FREE) / au12_lift, 0.0, 1.0))
+
+
+def _relax_resting_smile(fields: np.ndarray, lm: np.ndarray) -> None:
+    """On a photo that smiles at rest, the AUs that oppose a smile (:data:`RELAX_SHARE`)
+    also let the resting smile go (a share of AU12's field, reversed): a frown or a dropped
+    jaw replaces the smile instead of sitting on a grin. In place on (len(AUS), 2, h, w)."""
+    k = resting_smile(lm)
+    if k <= 0:
+        return
+    smile = fields[AUS.index("12")].copy()
+    for au, share in RELAX_SHARE.items():
+        fields[AUS.index(au)] -= (k * share) * smile
 
 
 def _turn_head(img: np.ndarray, lm: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
@@ -235,42 +277,72 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
 
 def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarray,
                     teeth: bool = False) -> None:
-    """Darken the gap between the (moved) inner lips: the mouth interior a warp cannot show;
-    with ``teeth`` (a smile) the upper part of the gap shows upper teeth."""
+    """Paint the mouth interior a warp cannot show where the lower-face drop tears the
+    face open along the lip line (the warp's vertical stretch there is large): dark, and
+    with ``teeth`` (a smile on a photo whose lips are closed at rest) a band of upper teeth
+    in its upper part. A photo's own teeth and open mouth stay as they are (only the torn
+    band is new)."""
     import cv2
 
     x0, y0 = scene.roi[:2]
     h, w = fx.shape
+    lm = scene.landmarks.astype(np.float64)
+    ff = FaceFrame.from_landmarks(lm)
+    probe = MOUTH_PROBE * ff.iod * ff.ey  # sample the drop just outside the tear line
 
-    def moved(idx: tuple[int, ...]) -> np.ndarray:
+    def moved(idx: tuple[int, ...], side: float) -> np.ndarray:
         p = scene.landmarks[list(idx)]
-        xi = np.clip((p[:, 0] - x0).round().astype(int), 0, w - 1)
-        yi = np.clip((p[:, 1] - y0).round().astype(int), 0, h - 1)
+        q = p + side * probe
+        xi = np.clip((q[:, 0] - x0).round().astype(int), 0, w - 1)
+        yi = np.clip((q[:, 1] - y0).round().astype(int), 0, h - 1)
         return p + np.stack([fx[yi, xi], fy[yi, xi]], -1)
 
-    upper, lower = moved(UPPER_INNER_LIP), moved(LOWER_INNER_LIP)
-    poly = np.concatenate([upper, lower[::-1]])
+    mid = (scene.landmarks[list(UPPER_INNER_LIP)] + scene.landmarks[list(LOWER_INNER_LIP)]) / 2
+    top = mid + moved(UPPER_INNER_LIP, -1.0) - scene.landmarks[list(UPPER_INNER_LIP)]
+    bottom = mid + moved(LOWER_INNER_LIP, 1.0) - scene.landmarks[list(LOWER_INNER_LIP)]
+    poly = np.concatenate([top, bottom[::-1]])
+    pad = int(np.ceil(0.05 * ff.iod)) + 2
     bx, by, bw, bh = cv2.boundingRect(poly.astype(np.float32))
-    if bw < 2 or bh < 2:
+    bx0, by0 = max(bx - pad, x0, 0), max(by - pad, y0, 0)
+    bx1 = min(bx + bw + pad, x0 + w, img.shape[1])
+    by1 = min(by + bh + pad, y0 + h, img.shape[0])
+    if bx1 - bx0 < 3 or by1 - by0 < 3 or bh < 1:
         return
-    bx0, by0 = max(bx - 2, 0), max(by - 2, 0)
-    bx1, by1 = min(bx + bw + 2, img.shape[1]), min(by + bh + 2, img.shape[0])
-    mask = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
-    cv2.fillPoly(mask, [(poly - (bx0, by0)).round().astype(np.int32)], 255, cv2.LINE_AA)
-    mask = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] / 255.0
+    sub = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
+    # the tear: pixels no source pixel moves to. The remap takes each pixel from
+    # s = x - f(x); where the field jumps (the lip line), s + f(s) misses x by the jump.
+    sx = (scene.gx[sub] - fx[sub] - x0).astype(np.float32)
+    sy = (scene.gy[sub] - fy[sub] - y0).astype(np.float32)
+    miss = np.hypot(sx + cv2.remap(fx, sx, sy, cv2.INTER_LINEAR) - (scene.gx[sub] - x0),
+                    sy + cv2.remap(fy, sx, sy, cv2.INTER_LINEAR) - (scene.gy[sub] - y0))
+    tear = np.clip((miss - TEAR_MISS_PX[0]) / (TEAR_MISS_PX[1] - TEAR_MISS_PX[0]), 0, 1)
+    near = np.zeros(tear.shape, np.uint8)  # only the mouth's own tear (not chin or corners)
+    off = np.array([bx0, by0], np.float32)
+    cv2.fillPoly(near, [(poly - off).round().astype(np.int32)], 255, cv2.LINE_AA)
+    near = cv2.dilate(near, np.ones((3, 3), np.uint8)).astype(np.float32) / 255.0
+    mask = cv2.GaussianBlur(tear.astype(np.float32) * near, (3, 3), 0)[..., None]
     patch = img[by0:by1, bx0:bx1].astype(np.float32)
-    dark = patch * 0.15 + np.array([10.0, 10.0, 20.0], np.float32)
-    out = patch * (1 - mask) + dark * mask
-    if teeth:
-        band = np.concatenate([upper, (upper + 0.45 * (lower - upper))[::-1]])
-        tmask = np.zeros(mask.shape[:2], np.uint8)
-        cv2.fillPoly(tmask, [(band - (bx0, by0)).round().astype(np.int32)], 255, cv2.LINE_AA)
-        tmask = cv2.GaussianBlur(tmask, (3, 3), 0).astype(np.float32)[..., None] / 255.0
-        shade = float(np.clip(patch.mean() / 140.0, 0.6, 1.15))
-        cast = patch.reshape(-1, 3).mean(0)
-        tooth = np.array([205.0, 212.0, 218.0], np.float32) * shade * cast / max(cast.mean(), 1)
-        out = out * (1 - tmask) + tooth * tmask
-    img[by0:by1, bx0:bx1] = out.astype(np.uint8)
+    inside = patch * MOUTH_DARK + np.array([10.0, 10.0, 20.0], np.float32)
+    rest_gap = float(np.median(ff.uv(lm[list(LOWER_INNER_LIP)])[:, 1]
+                               - ff.uv(lm[list(UPPER_INNER_LIP)])[:, 1]))
+    if teeth and rest_gap < TEETH_REST_GAP:
+        hi = top - 0.02 * ff.iod * ff.ey  # start just above the tear: no dark rim
+        band = np.concatenate([hi, (top + TEETH_SHARE * (bottom - top))[::-1]])
+        tmask = np.zeros(tear.shape, np.uint8)
+        cv2.fillPoly(tmask, [(band - off).round().astype(np.int32)], 255, cv2.LINE_AA)
+        tmask = cv2.GaussianBlur(tmask.astype(np.float32) / 255.0, (3, 3), 0)[..., None]
+        face = scene.base[int(ff.centre[1]):int(ff.centre[1] + ff.iod),
+                          int(ff.centre[0] - ff.iod / 2):int(ff.centre[0] + ff.iod / 2)]
+        face = face.reshape(-1, 3).astype(np.float32)
+        if not face.size:
+            face = patch.reshape(-1, 3)
+        # teeth: as bright as the face's bright skin, its colour cast mostly removed
+        bright = np.percentile(face.mean(1), 95)
+        cast = face.mean(0) / max(float(face.mean()), 1.0)
+        tooth = bright * TEETH_BRIGHTNESS * (0.8 + 0.2 * cast)
+        inside = inside * (1 - tmask) + tooth * tmask
+    out = patch * (1 - mask) + inside * mask
+    img[by0:by1, bx0:bx1] = np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _occluder(img: np.ndarray, scene: Scene, cover: float, side: int,
