@@ -76,3 +76,17 @@ def test_cli_runs_a_clip_and_writes_json_and_figure(tmp_path):
     assert clip["clip"] == "single_face" and clip["labels"] == 1 and clip["starts"] >= 1
     assert out.with_suffix(".png").stat().st_size > 5000
     assert main(["--clips", "nope", "--out", str(out)]) == 2
+
+
+def test_derived_clips_loop_the_labels_and_hold_a_still_face():
+    from engine.contracts import Summary
+    from training.real import labels_of, run_clip
+    base = labels_of("single_face")
+    looped = labels_of("single_face_x10")
+    assert len(looped) == 10 * len(base) == 10
+    assert [lab.onset for lab in looped] == [base[0].onset + 72 * k for k in range(10)]
+    assert labels_of("single_face_still") == []
+    records, fps = run_clip("single_face_still", None)  # face -> flow only: no events
+    summary = records[-1]
+    assert isinstance(summary, Summary) and summary.frames_processed == 300 and fps == 30.0
+    assert summary.frames_with_face >= 299

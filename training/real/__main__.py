@@ -15,7 +15,8 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from training.real import CLIPS, ClipScore, clip_path, read_labels, run_clip, score_clip
+from training.real import (CLIPS, DERIVED, ClipScore, clip_path, labels_of, read_labels,
+                           run_clip, score_clip)
 
 
 def plot(scores: Sequence[ClipScore], labels, fps: dict[str, float], path: Path) -> None:
@@ -28,20 +29,20 @@ def plot(scores: Sequence[ClipScore], labels, fps: dict[str, float], path: Path)
     fig, axes = plt.subplots(len(scores), 1, figsize=(10, 1.3 * len(scores)), squeeze=False)
     for ax, sc in zip(axes[:, 0], scores):
         r = fps[sc.clip]
-        for lab in (x for x in labels if x.clip == sc.clip):
+        for lab in labels_of(sc.clip, labels):
             ax.barh(1, (lab.offset - lab.onset + 1) / r, left=lab.onset / r, height=0.6,
                     color=EMOTION_COLOURS[lab.emotion], alpha=0.5,
                     hatch="//" if lab.open_start or lab.open_end else None)
         for on, off, kind, emotion, truncated in sc.events:
             ax.barh(0, (off - on + 1) / r, left=on / r, height=0.6, color=EMOTION_COLOURS[emotion],
-                    edgecolor="black" if kind == "micro" else "none",
-                    hatch="xx" if truncated else None)
+                    edgecolor="black", linewidth=1.2 if kind == "micro" else 0,
+                    hatch="//" if truncated else None)
         ax.set_yticks([0, 1], ["events", "by eye"])
+        ax.set_xlim(0, max(sc.frames, 1) / r)
         ax.set_title(f"{sc.clip}: {sc.matched}/{sc.labels} matched, {sc.false_events} false, "
                      f"{sc.starts} starts / {sc.cancels} withdrawn", fontsize=9, loc="left")
-        ax.set_xlim(left=0)
     axes[-1, 0].set_xlabel("seconds (green positive, red negative, orange surprise, blue "
-                           "others; hatched: open / truncated)")
+                           "others; outlined: micro; hatched: open / truncated)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.real", description=__doc__.split("\n")[0])
     ap.add_argument("--weights", help="checkpoint (default: the shipped weights)")
     ap.add_argument("--engine", default="onnxruntime", help="backend (default onnxruntime)")
-    ap.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names")
+    ap.add_argument("--clips", default=",".join([*CLIPS, *DERIVED]),
+                    help="comma-separated clip names")
     ap.add_argument("--out", default="training/real/results.json", help="JSON; figure next to it")
     args = ap.parse_args(argv)
     names = [c for c in args.clips.split(",") if c]
