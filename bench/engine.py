@@ -10,8 +10,10 @@ incremental detector per hop (``hop`` new frames + carried state: the live
 path). Numbers are p50 / p99 in ms from the backends' own per-call timings,
 after warm-up. :func:`bench_incremental` then puts incremental ÷ full window
 per hop side by side at windows 128 and 256 (ONNX Runtime and torch, 1
-thread, calls interleaved so both see the same load; median of many hops).
-``python -m bench`` calls :func:`run`, which adds ``report["engine"]``.
+thread, calls interleaved so both see the same load; median of many hops), and
+:func:`bench_tracks` the detector's cost on a frame where the hops of 1, 2 and 4
+face tracks fall due: one batched step call for all of them against one call
+per track. ``python -m bench`` calls :func:`run`, which adds ``report["engine"]``.
 """
 from __future__ import annotations
 
@@ -79,9 +81,9 @@ def bench_incremental(windows: tuple[int, ...] = (128, 256), hops: int = 400,
     from engine.backends.onnxruntime import OnnxRuntimeBackend
     from engine.checkpoint import load_model
     from engine.decode import OUTPUT_KEYS
-    from engine.export import export_onnx
+    from engine.export import export_onnx, export_step
     from engine.model import FEDN
-    from engine.model.incremental import STEP_OUTPUTS, IncrementalDetector
+    from engine.model.incremental import IncrementalDetector
 
     torch.set_num_threads(threads)
     shipped = load_model(None, log=lambda m: None)
@@ -101,8 +103,7 @@ def bench_incremental(windows: tuple[int, ...] = (128, 256), hops: int = 400,
         with tempfile.TemporaryDirectory() as tmp:
             full_path = export_onnx(model.detector, {"features": feats},
                                     Path(tmp) / "detector.onnx", OUTPUT_KEYS)
-            step_path = export_onnx(step, {"features": hop, "state": state},
-                                    Path(tmp) / "detector_step.onnx", STEP_OUTPUTS)
+            step_path = export_step(model.detector, cfg, Path(tmp) / "detector_step.onnx")
             with OnnxRuntimeBackend(full_path, threads=threads) as full_b, \
                     OnnxRuntimeBackend(step_path, threads=threads) as step_b:
                 full_feed = {"features": feats.numpy()}
@@ -120,6 +121,67 @@ def bench_incremental(windows: tuple[int, ...] = (128, 256), hops: int = 400,
             log(f"  window {window:>4} {name:<12} full {r['full_ms']:7.3f}  incremental "
                 f"{r['incremental_ms']:7.3f}  ratio {r['ratio']:.3f}   (CPU time: "
                 f"{r['full_cpu_ms']:.3f} / {r['incremental_cpu_ms']:.3f} = {r['cpu_ratio']:.3f})")
+    return section
+
+
+def bench_tracks(counts: tuple[int, ...] = (1, 2, 4), frames: int = 200,
+                 log: Callable[[str], None] = print) -> dict:
+    """Detector ms on a frame where ``n`` tracks' hops are due, batched and per track.
+
+    The shipped model through ONNX Runtime (1 intra-op thread, as the live path runs
+    the step): ``n`` streams of random features whose hops fall due together; per
+    due frame, :func:`engine.streaming.detect_due` over all of them (one step call)
+    and one call per track, interleaved; medians, decoding included (and the step
+    calls alone, from the backend's timings). Per frame of the stream it is that
+    / ``hop`` (one frame in ``hop`` carries the tracks' hops).
+    """
+    import os
+    import time
+
+    from engine.contracts import FlowFrame
+    from engine.streaming import StreamingDetector, detect_due
+
+    section: dict = {"threads": 1, "frames_timed": frames, "tracks": {}}
+    with runtime.Engine.load("onnxruntime", threads=1, log=lambda m: None) as eng:
+        hop, dim = eng.cfg.hop, eng.feat_dim
+        rng = np.random.default_rng(0)
+        flow = np.zeros((1, 1, 1), np.float16)  # not read: the features are given
+        for n in counts:
+            groups = [[StreamingDetector(eng, eng.cfg) for _ in range(n)] for _ in range(2)]
+            times: tuple[list, list] = ([], [])  # detect_due: the step call(s) and decoding
+            steps: tuple[list, list] = ([], [])  # the step call(s) alone
+            for f in range(frames * hop):
+                feats = rng.standard_normal((n, dim)).astype(np.float32)
+                for g, dets in enumerate(groups):
+                    due = [d.push(FlowFrame(f, f / 30, flow, True), feats[i])
+                           for i, d in enumerate(dets)]
+                    if not all(due):
+                        continue
+                    calls, t0 = len(eng.stepper.timings), time.perf_counter()
+                    if g == 0:
+                        detect_due(dets)
+                    else:
+                        for d in dets:
+                            detect_due([d])
+                    if f >= 10 * hop:  # after warm-up
+                        times[g].append(time.perf_counter() - t0)
+                        steps[g].append(sum(list(eng.stepper.timings)[calls:]))
+            (batched, alone), (step_b, step_1) = ([float(np.median(t)) * 1e3 for t in pair]
+                                                  for pair in (times, steps))
+            section["tracks"][str(n)] = {"batched_ms": round(batched, 4),
+                                         "per_track_ms": round(alone, 4),
+                                         "batched_per_frame_ms": round(batched / hop, 4),
+                                         "step_batched_ms": round(step_b, 4),
+                                         "step_per_track_ms": round(step_1, 4),
+                                         "load": round(os.getloadavg()[0], 2)}
+    section["hop"] = hop
+    log("detector on a frame where n tracks' hops are due (ms, median; ONNX Runtime, 1 thread; "
+        f"per stream frame: / hop {hop}):")
+    for n, r in section["tracks"].items():
+        log(f"  {n} track(s): batched {r['batched_ms']:.3f} (per frame "
+            f"{r['batched_per_frame_ms']:.3f})  one call per track {r['per_track_ms']:.3f};"
+            f"  step call(s) alone {r['step_batched_ms']:.3f} / {r['step_per_track_ms']:.3f}"
+            f"  [load {r['load']}]")
     return section
 
 
@@ -195,6 +257,7 @@ def run(report: dict, frames: int = 300, hops: int = 60, threads: int = 2,
                if inc else f"{'(none)':>16}"))
     if incremental:
         section["incremental"] = bench_incremental(log=log)
+        section["tracks"] = bench_tracks(log=log)
 
 
 def main(argv: list[str] | None = None) -> int:

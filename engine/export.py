@@ -3,16 +3,17 @@
     python -m engine.export [--weights engine/weights/fedn.pt] [--out DIR] [--fp16]
 
 Three graphs, all from the dynamo exporter (``torch.onnx.export(..., dynamo=True)``,
-opset 18, weights in an external ``.onnx.data`` file, checked with
-``onnx.checker``):
+opset 18 — 23 for the step graph, for its ``Attention`` nodes —, weights in an
+external ``.onnx.data`` file, checked with ``onnx.checker``):
 
 - ``encoder.onnx``: ``flow`` (n, 3, S', S') float32, ``valid`` (n,) float32 →
   ``features`` (n, feat_dim); ``n`` is dynamic (1 per frame when streaming).
 - ``detector.onnx``: ``features`` (1, window, feat_dim) → the detector outputs
   (:data:`engine.decode.OUTPUT_KEYS`), static window shape (the full-window path).
-- ``detector_step.onnx``: ``features`` (1, hop, feat_dim) and ``state``
-  (1, rows, channels) → the detector outputs of those ``hop`` frames and
-  ``next_state`` (:mod:`engine.model.incremental`; the live path).
+- ``detector_step.onnx``: ``features`` (B, hop, feat_dim) and ``state``
+  (B, rows, channels) → the detector outputs of those ``hop`` frames and
+  ``next_state`` (:mod:`engine.model.incremental`; the live path); ``B`` is
+  dynamic: the streams whose hop is due, in one call.
 
 ``--fp16`` also writes ``*.fp16.onnx`` (FP16 compute, FP32 I/O, LayerNorm and
 softmax in FP32) for TensorRT's strongly typed builds; see
@@ -38,7 +39,7 @@ from engine.backends import BackendError
 
 OPSET = 18
 #: Bump when the export recipe changes; part of the first-use cache key.
-EXPORT_VERSION = 2  # 2: + detector_step.onnx
+EXPORT_VERSION = 3  # 2: + detector_step.onnx; 3: its batch dim, Attention nodes
 ENCODER_INPUTS = ("flow", "valid")  # + "appearance" for a model with appearance fusion
 ENCODER_OUTPUTS = ("features",)
 DETECTOR_INPUTS = ("features",)
@@ -184,11 +185,7 @@ def export_fedn(encoder, detector, cfg, out_dir: str | Path, fp16: bool = False,
                       tuple(output_keys))
     step_path = out_dir / "detector_step.onnx"
     if step:
-        from engine.model.incremental import IncrementalDetector, STEP_OUTPUTS, state_shape
-        hop = torch.randn(1, cfg.hop, cfg.feat_dim, generator=gen)
-        state = torch.randn(*state_shape(cfg), generator=gen)
-        export_onnx(IncrementalDetector(detector.eval()).eval(),
-                    {"features": hop, "state": state}, step_path, STEP_OUTPUTS)
+        export_step(detector, cfg, step_path, gen)
     else:
         for path in (step_path, step_path.with_name(step_path.name + ".data")):
             if path.exists():  # a step graph of other weights must not outlive them
@@ -203,6 +200,25 @@ def export_fedn(encoder, detector, cfg, out_dir: str | Path, fp16: bool = False,
         pair = OnnxPair(enc, det, convert_to_fp16(enc, out_dir / "encoder.fp16.onnx"),
                         convert_to_fp16(det, out_dir / "detector.fp16.onnx"), pair.detector_step)
     return pair
+
+
+def export_step(detector, cfg, path: str | Path, gen=None) -> Path:
+    """Export ``detector``'s incremental step (:mod:`engine.model.incremental`) to ``path``.
+
+    Opset :data:`~engine.model.incremental.STEP_OPSET`; the batch dim of
+    ``features`` and ``state`` is dynamic (one dim shared by both, every output
+    has it first).
+    """
+    import torch
+
+    from engine.model.incremental import (STEP_OPSET, STEP_OUTPUTS, IncrementalDetector,
+                                          state_shape)
+    gen = gen if gen is not None else torch.Generator().manual_seed(0)
+    hop = torch.randn(2, cfg.hop, cfg.feat_dim, generator=gen)  # batch 2: kept dynamic
+    state = torch.randn(*state_shape(cfg, batch=2), generator=gen)
+    return export_onnx(IncrementalDetector(detector.eval()).eval(),
+                       {"features": hop, "state": state}, path, STEP_OUTPUTS,
+                       dynamic_dims={"features": 0, "state": 0}, opset=STEP_OPSET)
 
 
 def onnx_inputs(path: str | Path) -> dict[str, tuple]:
@@ -251,11 +267,13 @@ def check_pair(pair: OnnxPair, cfg, flow_size: int) -> None:
     if pair.detector_step is not None:
         from engine.model.incremental import state_shape
         step = onnx_inputs(pair.detector_step)
-        want = {"features": (1, cfg.hop, cfg.feat_dim), "state": state_shape(cfg)}
-        if step != want:
-            raise BackendError(f"{pair.detector_step} takes {step}, the config needs {want} "
-                               "(hop, feat_dim; state rows, channels); re-export with "
-                               "`python -m engine.export` for this config")
+        want = {"features": (cfg.hop, cfg.feat_dim), "state": state_shape(cfg)[1:]}
+        got = {k: v[1:] for k, v in step.items()}
+        batch = {v[0] for v in step.values() if v}  # dynamic; 1 in an export before it
+        if got != want or len(batch) != 1 or next(iter(batch)) in (0, ""):
+            raise BackendError(f"{pair.detector_step} takes {step}, the config needs (B, *) "
+                               f"with {want} (a batch B; hop, feat_dim; state rows, "
+                               "channels); re-export with `python -m engine.export`")
 
 
 def model_fingerprint(modules: Sequence, cfg, flow_size: int) -> str:
@@ -360,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from engine.config import StreamConfig
     from engine.checkpoint import load_model
+    from engine.model.incremental import STEP_OPSET
     try:
         model = load_model(args.weights)
     except BackendError as exc:
@@ -375,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                    "untrained)", "opset": OPSET, "fp16": args.fp16}, indent=1))
     print(f"engine.export: wrote {pair.encoder}, {pair.detector} and {pair.detector_step}"
           + (" (+ .fp16.onnx)" if args.fp16 else "")
-          + f" in {time.perf_counter() - start:.1f} s (opset {OPSET}, onnx.checker OK)")
+          + f" in {time.perf_counter() - start:.1f} s (opset {OPSET}, the step graph "
+          f"{STEP_OPSET}; onnx.checker OK)")
     if not args.no_parity:
         rng = np.random.default_rng(0)
         flow = rng.standard_normal((4, 3, flow_size, flow_size)).astype(np.float32)

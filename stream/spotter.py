@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.config import ModelConfig, TrackerConfig
 from engine.contracts import FlowFrame, Record
-from engine.streaming import EngineLike, HopResult, StreamingDetector
+from engine.streaming import EngineLike, HopResult, StreamingDetector, detect_due
 from stream.latency import LatencyStats
 from stream.interval_tracker import FrameTimes, IntervalTracker
 
@@ -85,7 +85,8 @@ class Spotter:
         (``AppearanceFrame.model_input``).
 
         The faces of the frame (and the "no face" frames of tracks out of sight) go
-        through the encoder in one batch; each track's detector then runs on its hop.
+        through the encoder in one batch; the tracks whose hop falls due on this frame
+        then go through the detector in one batch (:func:`engine.streaming.detect_due`).
         """
         if self.appearance_dim:
             missing = sorted(set(flows) - set(appearance or {}))
@@ -113,8 +114,11 @@ class Spotter:
                     continue
                 flow = FlowFrame(index, self.times.seconds(index), self._no_face, False, track_id)
             due.append((track_id, track, flow))
-        for (track_id, track, flow), feature in zip(due, self._encode(due)):
-            records += self._push(track_id, track, flow, feature)
+        hops = self._detect(due, self._encode(due))
+        for track_id, track, flow in due:
+            if track_id in hops:
+                with self.latency.time("tracker"):
+                    records += self._track_hop(track_id, track, hops[track_id])
             if flow.valid or track.left or self.leave_after is None:
                 continue
             if index - track.last_seen >= self.leave_after:  # the face has left for good
@@ -144,14 +148,18 @@ class Spotter:
                             for track_id, _, _ in due])  # n × (A,) -> (n, A)
             return self.engine.encode(batch, valid, app)
 
-    def _push(self, track_id: int, track: _Track, flow: FlowFrame,
-              feature: np.ndarray) -> list[Record]:
-        hop = track.detector.update(flow, feature)
-        if hop is None:
-            return []
-        self.latency.add("detector", hop.detect_ms)
-        with self.latency.time("tracker"):
-            return self._track_hop(track_id, track, hop)
+    def _detect(self, due: list[tuple[int, _Track, FlowFrame]], features: np.ndarray
+                ) -> dict[int, HopResult]:
+        """Push each track's frame; the tracks whose hop fell due detect in one batched call.
+
+        Returns track id → its hop, for those tracks only.
+        """
+        ready = [(track_id, track) for (track_id, track, flow), feature in zip(due, features)
+                 if track.detector.push(flow, feature)]
+        hops = detect_due([track.detector for _, track in ready])
+        for hop in hops:
+            self.latency.add("detector", hop.detect_ms)
+        return {track_id: hop for (track_id, _), hop in zip(ready, hops)}
 
     def _track_hop(self, track_id: int, track: _Track, hop: HopResult) -> list[Record]:
         active = hop.active

@@ -13,10 +13,11 @@ span still reaches back to:
   level's first new point read it).
 
 The stride-2 downsamples need nothing: a hop starts on a multiple of the
-coarsest stride, so each pair lies inside one hop. All of it is one fixed-shape
-tensor ``state`` (1, rows, channels), laid out by :func:`state_layout`, that the
-step graph (``detector_step.onnx``) takes and returns; the schedule keeps one
-per track.
+coarsest stride, so each pair lies inside one hop. All of it is one tensor
+``state`` (B, rows, channels) per batch of streams, laid out by
+:func:`state_layout`, that the step graph (``detector_step.onnx``) takes and
+returns; the schedule keeps one (1, rows, C) per track and stacks the tracks
+whose hop is due into one call (the batch ``B`` is dynamic).
 
 Stepped hop by hop, a stream gets what one pass over the whole stream computes
 (frames before the stream are "no face"): equal, within float rounding, to the
@@ -28,15 +29,16 @@ after which no zero is within any output's reach.
 The step is the detector's arithmetic regrouped for a few positions at a time,
 where the number of operations, not arithmetic, is the cost (each graph node
 costs about a microsecond whatever its size): positions are rows of 2-D
-tensors (no batch reshapes around every matrix product); the weights are read
+tensors (B·n, C), batch-major, for every matrix product and norm; each
+attention is one ONNX ``Attention`` node (opset 23: heads, band mask and
+softmax in one kernel, ~5 µs where the dozen nodes it replaces took ~15 µs;
+eager torch computes the same per-head arithmetic itself); the weights are read
 once, at construction, into fused matrices (the three branches of each head
 as one hidden layer and one block-diagonal output layer; the fusion's score
 and value as one; each downsample as one matrix over the pair; the active
 head's spreading of the levels onto frames as one 0/1 matrix); the state is
 split and joined once per step. Build a new one after changing the detector's
-weights. (Spreading each head's query over its own rows would save a few
-reshapes per attention but read 1.6× the weights, which costs more when a hop's
-weights come from memory, as they do between hops of a live stream.)
+weights.
 """
 from __future__ import annotations
 
@@ -56,19 +58,23 @@ from engine.decode import OUTPUT_KEYS
 STATE_INPUT, STATE_OUTPUT = "state", "next_state"
 #: The step graph's outputs: the detector's (for the hop's frames), then the new state.
 STEP_OUTPUTS: tuple[str, ...] = OUTPUT_KEYS + (STATE_OUTPUT,)
+#: ONNX opset of the step graph: 23 has the ``Attention`` operator.
+STEP_OPSET = 23
 
 
 @dataclass(frozen=True)
 class StatePart:
-    """One cache inside the state tensor: rows ``row .. row + rows - 1`` of (1, rows, C).
+    """One cache inside the state tensor: rows ``row .. row + rows - 1`` of (B, rows, C).
 
     A part holds what its layer computed at the last step, oldest position first
     — the ``keep`` positions its span still reaches, after ``rows - keep`` that
     it no longer needs (the step returns whole concatenations; the next one
-    skips the stale rows when it splits the state, so no step slices its caches).
-    Names: ``fusion.k`` / ``fusion.v`` (keys, values), ``fusion.mean`` (attention
-    outputs, the causal mean's inputs), ``level{l}.block{i}.k`` / ``.v``,
-    ``level{l}.last`` (that level's points: the last one is read).
+    skips the stale rows when it splits the state, so no step slices its caches:
+    a piece of one Split costs less than a Slice node). Names: ``fusion.k`` /
+    ``fusion.v`` (keys, values), ``fusion.mean`` (the fusion attention's outputs
+    before its output projection, the causal mean's inputs),
+    ``level{l}.block{i}.k`` / ``.v``, ``level{l}.last`` (that level's points: the
+    last one is read).
     """
 
     name: str
@@ -98,9 +104,9 @@ def state_layout(cfg: ModelConfig) -> tuple[StatePart, ...]:
     return tuple(parts)
 
 
-def state_shape(cfg: ModelConfig) -> tuple[int, int, int]:
-    """(1, rows, channels) of the state tensor."""
-    return (1, sum(p.rows for p in state_layout(cfg)), cfg.channels)
+def state_shape(cfg: ModelConfig, batch: int = 1) -> tuple[int, int, int]:
+    """(batch, rows, channels) of the state tensor of ``batch`` streams."""
+    return (batch, sum(p.rows for p in state_layout(cfg)), cfg.channels)
 
 
 def warmup_hops(cfg: ModelConfig) -> int:
@@ -141,19 +147,22 @@ def _band(n: int, span: int) -> torch.Tensor:
 
 
 def _append(cache: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """(span-1, C) cached positions ++ (n, C) new ones → (span-1+n, C) (no cache: span 1)."""
-    return x if cache is None else torch.cat([cache, x], dim=0)
+    """(B, span-1, C) cached positions ++ (B, n, C) new ones → (B, span-1+n, C) (no cache:
+    span 1)."""
+    return x if cache is None else torch.cat([cache, x], dim=1)
 
 
 class StepAttention(nn.Module):
     """A ``CausalSelfAttention`` for ``n`` new positions given its last ``span - 1`` keys/values.
 
-    The same per-head arithmetic as the full model on (n, C) rows, with the
-    query's 1/sqrt(d) folded into its projection and the band mask of ``n``
-    queries over ``span - 1 + n`` keys precomputed.
+    The same per-head arithmetic as the full model, with the query's 1/sqrt(d)
+    folded into its projection and the band mask of ``n`` queries over
+    ``span - 1 + n`` keys precomputed; exported as one ONNX ``Attention`` node.
+    ``project=False`` leaves out the output projection (the caller folds it into
+    what follows).
     """
 
-    def __init__(self, attn: nn.Module, n: int) -> None:
+    def __init__(self, attn: nn.Module, n: int, project: bool = True) -> None:
         super().__init__()
         c = attn.qkv.in_features
         self.span, self.heads, self.channels, self.n = attn.span, attn.heads, c, n
@@ -167,21 +176,30 @@ class StepAttention(nn.Module):
             allowed = _band(n, self.span)  # (n, m)
             self.register_buffer("bias", torch.zeros(allowed.shape).masked_fill(
                 ~allowed, float("-inf")), persistent=False)
-        self.out = attn.out
+        self.out = attn.out if project else None
 
     def forward(self, x: torch.Tensor, k_cache: torch.Tensor | None,
                 v_cache: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(n, C) new positions, (span-1, C) caches → (n, C), and all (span-1+n, C) keys / values."""
+        """(B·n, C) new positions, (B, span-1, C) caches → (B·n, C), and all (B, span-1+n, C)
+        keys / values."""
         c, h, n = self.channels, self.heads, self.n
         d = c // h
-        q, k, v = F.linear(x, self.w_in, self.b_in).split(c, dim=1)  # 3 × (n, C)
-        k, v = _append(k_cache, k), _append(v_cache, v)  # (m, C), m = span-1+n
-        m = k.shape[0]
-        att = q.reshape(n, h, d).transpose(0, 1) @ k.reshape(m, h, d).permute(1, 2, 0)
-        if n > 1:  # (H, n, D) @ (H, D, m) -> (H, n, m); one new query sees every key
-            att = att + self.bias
-        y = att.softmax(dim=-1) @ v.reshape(m, h, d).transpose(0, 1)  # -> (H, n, D)
-        return self.out(y.transpose(0, 1).reshape(n, c)), k, v  # (n, H, D) -> (n, C)
+        qkv = F.linear(x, self.w_in, self.b_in).reshape(-1, n, 3 * c)  # (B·n, 3C) -> (B, n, 3C)
+        q, k, v = qkv.split(c, dim=2)  # 3 × (B, n, C)
+        k, v = _append(k_cache, k), _append(v_cache, v)  # (B, m, C), m = span-1+n
+        mask = self.bias if n > 1 else None  # one new query sees every key
+        if _exporting():  # one ONNX Attention node (opset 23): (B, n, C) out
+            y = torch.onnx.ops.attention(q, k, v, mask, q_num_heads=h, kv_num_heads=h,
+                                         scale=1.0)[0]
+        else:
+            b, m = k.shape[0], k.shape[1]
+            att = q.reshape(b, n, h, d).transpose(1, 2) @ k.reshape(b, m, h, d).permute(0, 2, 3, 1)
+            if mask is not None:  # (B, H, n, D) @ (B, H, D, m) -> (B, H, n, m)
+                att = att + mask
+            y = att.softmax(dim=-1) @ v.reshape(b, m, h, d).transpose(1, 2)  # -> (B, H, n, D)
+            y = y.transpose(1, 2)  # -> (B, n, H, D)
+        y = y.reshape(-1, c)  # -> (B·n, C)
+        return (y if self.out is None else self.out(y)), k, v
 
 
 def _fused_mlps(mlps: list[nn.Sequential]) -> tuple[torch.Tensor, ...]:
@@ -213,12 +231,13 @@ def _spread(n: int, levels: int) -> torch.Tensor:
 class IncrementalDetector(nn.Module):
     """A ``TemporalDetector`` stepped one hop at a time (its weights read at construction).
 
-    ``forward(feats, state)`` with feats (1, hop, feat_dim) — a hop's features,
-    the frames before it a multiple of ``hop`` — and state (1, rows, C)
-    (:func:`state_shape`) returns the detector's outputs for these ``hop``
-    frames: ``cls_logits`` / ``emo_logits`` / ``reg`` (1, P, ·) over
-    ``engine.decode.pyramid_points(hop, levels)``, ``act_*`` (1, hop, ·); and
-    ``next_state``. Batch 1 (a stream); inference only (no dropout).
+    ``forward(feats, state)`` with feats (B, hop, feat_dim) — a hop's features
+    of each of B streams, the frames before it a multiple of ``hop`` — and
+    state (B, rows, C) (:func:`state_shape`) returns the detector's outputs
+    for these ``hop`` frames: ``cls_logits`` / ``emo_logits`` / ``reg`` (B, P, ·)
+    over ``engine.decode.pyramid_points(hop, levels)``, ``act_*`` (B, hop, ·);
+    and ``next_state``. Each stream's rows are computed on their own (stream b
+    of a batch gets what it gets alone); inference only (no dropout).
     """
 
     def __init__(self, detector: nn.Module) -> None:
@@ -239,17 +258,17 @@ class IncrementalDetector(nn.Module):
         # segment fusion
         self.embed = pyr.embed
         self.fusion_ln = pyr.fusion.ln
-        self.fusion_attn = StepAttention(pyr.fusion.attn, n)
+        self.fusion_attn = StepAttention(pyr.fusion.attn, n, project=False)
         self.mean_span = pyr.fusion.pool.span
         with torch.no_grad():
             self.register_buffer("mean", _band(n, self.mean_span).float() / self.mean_span,
-                                 persistent=False)  # (n, span-1+n)
-            self.register_buffer("w_gate", torch.cat([pyr.fusion.score.weight,
-                                                      pyr.fusion.value.weight]).detach().clone(),
-                                 persistent=False)  # (2C, 2C): score | value
-            self.register_buffer("b_gate", torch.cat([pyr.fusion.score.bias,
-                                                      pyr.fusion.value.bias]).detach().clone(),
-                                 persistent=False)
+                                 persistent=False)  # (n, span-1+n); each row sums to 1
+            w = torch.cat([pyr.fusion.score.weight, pyr.fusion.value.weight]).detach()
+            b = torch.cat([pyr.fusion.score.bias, pyr.fusion.value.bias]).detach()
+            out = pyr.fusion.attn.out  # mean(y·Woᵀ + bo) = mean(y)·Woᵀ + bo: Wo folded in
+            self.register_buffer("w_gate", torch.cat([w[:, :c], w[:, c:] @ out.weight], 1)
+                                 .clone(), persistent=False)  # (2C, 2C): score | value
+            self.register_buffer("b_gate", (b + w[:, c:] @ out.bias).clone(), persistent=False)
         # levels: downsample (l ≥ 1) as one (C, 2C) matrix over each pair, then the blocks
         self.downs, self.blocks, self.norms = nn.ModuleList(), nn.ModuleList(), pyr.norms
         for level in range(cfg.levels):
@@ -294,14 +313,16 @@ class IncrementalDetector(nn.Module):
     def forward(self, feats: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         n, c = cfg.hop, cfg.channels
-        if tuple(feats.shape) != (1, n, cfg.feat_dim):
-            raise ValueError(f"IncrementalDetector: feats must be (1, hop={n}, "
+        rows = state_shape(cfg)[1]
+        if feats.dim() != 3 or tuple(feats.shape[1:]) != (n, cfg.feat_dim):
+            raise ValueError(f"IncrementalDetector: feats must be (B, hop={n}, "
                              f"{cfg.feat_dim}), got {tuple(feats.shape)}")
-        if tuple(state.shape) != state_shape(cfg):
-            raise ValueError(f"IncrementalDetector: state must be {state_shape(cfg)}, got "
-                             f"{tuple(state.shape)}")
-        parts = dict(zip(self.split_names, state.reshape(-1, c).split(self.split_sizes)))
-        new: dict[str, torch.Tensor] = {}  # part name -> what this step leaves (rows, C)
+        if state.dim() != 3 or tuple(state.shape[1:]) != (rows, c) \
+                or state.shape[0] != feats.shape[0]:
+            raise ValueError(f"IncrementalDetector: state must be (B={feats.shape[0]}, {rows}, "
+                             f"{c}), got {tuple(state.shape)}")
+        parts = dict(zip(self.split_names, state.split(self.split_sizes, dim=1)))  # (B, ·, C)
+        new: dict[str, torch.Tensor] = {}  # part name -> what this step leaves (B, rows, C)
 
         def attend(name: str, attn: StepAttention, x: torch.Tensor) -> torch.Tensor:
             y, k, v = attn(x, parts.get(f"{name}.k"), parts.get(f"{name}.v"))
@@ -309,47 +330,50 @@ class IncrementalDetector(nn.Module):
                 new[f"{name}.k"], new[f"{name}.v"] = k, v
             return y
 
-        # segment fusion: attention, causal mean of its outputs, gated residual
-        x = self.embed(feats.reshape(n, cfg.feat_dim))  # (1, n, F) -> (n, C)
-        a = attend("fusion", self.fusion_attn, self.fusion_ln(x))
+        # segment fusion: attention, causal mean of its (unprojected) outputs, gated residual
+        x = self.embed(feats.reshape(-1, cfg.feat_dim))  # (B, n, F) -> (B·n, C)
+        a = attend("fusion", self.fusion_attn, self.fusion_ln(x)).reshape(-1, n, c)  # (B, n, C)
         if self.mean_span > 1:
-            a = new["fusion.mean"] = _append(parts["fusion.mean"], a)  # (span-1+n, C)
-        g = self.mean @ a  # (n, m) @ (m, C) -> (n, C)
+            a = new["fusion.mean"] = _append(parts["fusion.mean"], a)  # (B, span-1+n, C)
+        g = (self.mean @ a).reshape(-1, c)  # (n, m) @ (B, m, C) -> (B, n, C) -> (B·n, C)
         gate, value = F.linear(torch.cat([x, g], dim=1), self.w_gate, self.b_gate).split(c, 1)
         x = x + torch.sigmoid(gate) * value
         # pyramid
-        levels = []  # (n_l, C) per level
+        levels = []  # (B, n_l, C) per level
         for level in range(cfg.levels):
-            if level:  # (n_l-1, C) -> pairs (n_l, 2C) -> (n_l, C)
+            if level:  # (B·n_l-1, C) -> pairs (B·n_l, 2C) -> (B·n_l, C); n_l-1 is even
                 down = self.downs[level]
                 x = down.ln(F.linear(x.reshape(-1, 2 * c), down.w, down.b))
             for i, blk in enumerate(self.blocks[level]):
                 x = x + attend(f"level{level}.block{i}", blk.attn, blk.ln1(x))
                 x = x + blk.fc2(_gelu(blk.fc1(blk.ln2(x))))
-            levels.append(self.norms[level](x))
-        # interval head, over all points at once
-        hid = _gelu(F.linear(torch.cat(levels), self.h_w1, self.h_b1))  # (P, C) -> (P, ΣC)
-        cls, emo, reg = F.linear(hid, self.h_w2, self.h_b2).unsqueeze(0).split(self.head_dims,
-                                                                                dim=-1)
-        reg = (F.relu(reg) * self.unit) @ self.to_on_off.t()  # (1, P, 2): (d_on, d_off)
+            levels.append(self.norms[level](x).reshape(-1, n // 2 ** level, c))
+        # interval head, over all points of each stream at once
+        pts = torch.cat(levels, dim=1).reshape(-1, c)  # (B, P, C) -> (B·P, C)
+        hid = _gelu(F.linear(pts, self.h_w1, self.h_b1))  # -> (B·P, ΣC)
+        cls, emo, reg = F.linear(hid, self.h_w2, self.h_b2).reshape(
+            -1, self.unit.shape[0], sum(self.head_dims)).split(self.head_dims, dim=-1)
+        # (B·P, ·) -> (B, P, ·)
+        reg = (F.relu(reg) * self.unit) @ self.to_on_off.t()  # (B, P, 2): (d_on, d_off)
         # active head: every level spread onto the frames, summed
         seq = [levels[0]]
         for level in range(1, cfg.levels):
             seq += [parts[f"level{level}.last"], levels[level]]
             new[f"level{level}.last"] = levels[level]
-        x = self.spread @ torch.cat(seq)  # (n, ·) @ (·, C) -> (n, C)
+        x = (self.spread @ torch.cat(seq, dim=1)).reshape(-1, c)  # (n,·) @ (B,·,C) -> (B·n, C)
         hid = _gelu(F.linear(self.act_ln(x), self.a_w1, self.a_b1))
-        act, act_emo, since = F.linear(hid, self.a_w2, self.a_b2).unsqueeze(0).split(
-            self.act_dims, dim=-1)
+        act, act_emo, since = F.linear(hid, self.a_w2, self.a_b2).reshape(
+            -1, n, sum(self.act_dims)).split(self.act_dims, dim=-1)  # (B·n, ·) -> (B, n, ·)
         out = {"cls_logits": cls, "emo_logits": emo, "reg": reg, "act_logits": act,
                "act_emo_logits": act_emo,
-               "act_since": _softplus(since).reshape(1, n) * self.since_unit}
-        out[STATE_OUTPUT] = torch.cat([new[p.name] for p in self.layout]).unsqueeze(0)
+               "act_since": _softplus(since).reshape(-1, n) * self.since_unit}
+        out[STATE_OUTPUT] = torch.cat([new[p.name] for p in self.layout], dim=1)  # (B, rows, C)
         return out
 
     @torch.no_grad()
     def initial_state(self, no_face: torch.Tensor) -> torch.Tensor:
-        """(1, rows, C): the state of a fresh stream; ``no_face`` is the (feat_dim,) feature."""
+        """(1, rows, C): the state of a fresh stream; ``no_face`` is the (feat_dim,) feature.
+        (B streams: the batch of B copies.)"""
         def step(f: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
             out = self(torch.from_numpy(f), torch.from_numpy(s))
             return {STATE_OUTPUT: out[STATE_OUTPUT].numpy()}
@@ -381,4 +405,5 @@ def initial_state(cfg: ModelConfig, no_face: np.ndarray,
 
 
 __all__ = ["IncrementalDetector", "StepAttention", "StatePart", "state_layout", "state_shape",
-           "warmup_hops", "initial_state", "STATE_INPUT", "STATE_OUTPUT", "STEP_OUTPUTS"]
+           "warmup_hops", "initial_state", "STATE_INPUT", "STATE_OUTPUT", "STEP_OUTPUTS",
+           "STEP_OPSET"]

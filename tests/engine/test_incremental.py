@@ -26,7 +26,7 @@ from engine.model import FEDN
 from engine.model.incremental import (STATE_OUTPUT, STEP_OUTPUTS, IncrementalDetector,
                                       state_layout, state_shape, warmup_hops)
 from engine.runtime import Engine
-from engine.streaming import StreamingDetector
+from engine.streaming import HopResult, StreamingDetector, detect_due
 
 CFG = ModelConfig(window=64, hop=8, segment=4, attn_window=6, levels=3, channels=32,
                   feat_dim=24, heads=4, enc_channels=(8, 16), enc_grid=2, dropout=0.0,
@@ -171,17 +171,30 @@ def engines(model, onnx_pair):
 
 def test_step_graph_takes_and_returns_the_state(onnx_pair):
     m = onnx.load(str(onnx_pair.detector_step), load_external_data=False)
-    shape = lambda vi: [d.dim_value for d in vi.type.tensor_type.shape.dim]  # noqa: E731
-    assert {i.name: shape(i) for i in m.graph.input} == {
-        "features": [1, CFG.hop, CFG.feat_dim], "state": list(state_shape(CFG))}
+    def shape(vi):
+        return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+    inputs = {i.name: shape(i) for i in m.graph.input}
+    batch = inputs["features"][0]
+    assert isinstance(batch, str) and batch  # a dynamic batch of streams, shared by all
+    assert inputs == {"features": [batch, CFG.hop, CFG.feat_dim],
+                      "state": [batch] + list(state_shape(CFG)[1:])}
     outputs = {o.name: shape(o) for o in m.graph.output}
     assert list(outputs) == list(STEP_OUTPUTS)
-    assert outputs["next_state"] == list(state_shape(CFG))  # fixed shape, in and out
-    assert outputs["cls_logits"] == [1, len(pyramid_points(CFG.hop, CFG.levels)), 2]
+    assert outputs["next_state"] == inputs["state"]  # the same shape, in and out
+    assert outputs["cls_logits"] == [batch, len(pyramid_points(CFG.hop, CFG.levels)), 2]
     check_pair(onnx_pair, CFG, FLOW)  # the step graph fits the config
     with pytest.raises(BackendError) as err:
         check_pair(onnx_pair, replace(CFG, hop=16), FLOW)
     assert "detector_step.onnx" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_step_graph_has_one_attention_node_per_attention(onnx_pair):
+    """Each attention is one opset-23 Attention node: no Softmax / MatMul chains per head."""
+    m = onnx.load(str(onnx_pair.detector_step), load_external_data=False)
+    ops = [n.op_type for n in m.graph.node]
+    assert {o.domain: o.version for o in m.opset_import}[""] >= 23
+    assert ops.count("Attention") == 1 + CFG.levels * CFG.blocks_per_level
+    assert "Softmax" not in ops and "Transpose" not in ops
 
 
 def test_onnxruntime_step_equals_full_window(model, engines):
@@ -249,6 +262,112 @@ def test_live_schedule_is_incremental_and_decodes_the_same(engines, which):
             assert abs(x.score - y.score) <= ATOL
         total += len(a.candidates)
     assert total > 50  # the comparison covered real candidates
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["torch", "onnxruntime"])
+def test_a_batch_of_streams_is_each_stream_alone(engines, which):
+    """B streams in one step call: row b is stream b stepped alone — bit for bit through
+    ONNX Runtime, within float rounding in torch (its matrix products depend on B)."""
+    eng = engines[which]
+    assert eng.step_batch
+    rng = np.random.default_rng(4)
+    states = []
+    for b in range(3):  # three streams with different histories
+        state = eng.initial_state()
+        for _ in range(b + 1):
+            state = eng.detect_step(rng.standard_normal((CFG.hop, CFG.feat_dim)).astype(
+                np.float32), state)[1]
+        states.append(state)
+    feats = rng.standard_normal((3, CFG.hop, CFG.feat_dim)).astype(np.float32)
+    out, state = eng.detect_step(feats, np.concatenate(states))
+    assert state.shape == state_shape(CFG, batch=3)
+    for b in range(3):
+        alone, alone_state = eng.detect_step(feats[b], states[b])
+        for key, value in list(alone.items()) + [("next_state", alone_state)]:
+            got = state[b:b + 1] if key == "next_state" else out[key][b:b + 1]
+            assert got.shape == value.shape, key
+            if which == 1:
+                assert np.array_equal(got, value), key
+            else:
+                np.testing.assert_allclose(got, value, atol=ATOL, rtol=0, err_msg=key)
+    with pytest.raises(BackendError) as err:
+        eng.detect_step(feats[:2], np.concatenate(states))
+    assert "same B" in str(err.value) and "\n" not in str(err.value)
+
+
+class _Recording:
+    """An engine that records the batch size of each incremental detector call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.batches = engine, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+    def detect_step(self, feats, state):
+        self.batches.append(len(state))
+        return self.engine.detect_step(feats, state)
+
+
+def _assert_same_hop(a: HopResult, b: HopResult, exact: bool) -> None:
+    assert a.frame == b.frame and np.array_equal(a.active.frames, b.active.frames)
+    for field in ("kind_probs", "emotion_probs", "since"):
+        x, y = getattr(a.active, field), getattr(b.active, field)
+        assert np.array_equal(x, y) if exact else np.allclose(x, y, atol=ATOL, rtol=0), field
+    assert len(a.candidates) == len(b.candidates)
+    for x, y in zip(a.candidates, b.candidates):
+        if exact:
+            assert x == y
+        else:
+            assert (x.onset_frame, x.offset_frame, x.anchor_frame, x.kind, x.emotion) == \
+                (y.onset_frame, y.offset_frame, y.anchor_frame, y.kind, y.emotion)
+            assert abs(x.score - y.score) <= ATOL
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["torch", "onnxruntime"])
+def test_detect_due_runs_the_hops_due_together_and_each_stream_gets_its_own(engines, which):
+    """Five streams starting and ending at different frames (two hop phases): every frame's
+    due hops go through one step call; each stream's hops are those it gets alone."""
+    eng = _Recording(engines[which])
+    spans = {"a": (0, 300), "b": (3, 200), "c": (16, 300), "d": (43, 250), "e": (64, 290)}
+    flows = {name: _flows(end - start, seed=10 + i) for i, (name, (start, end))
+             in enumerate(spans.items())}
+    live = {name: StreamingDetector(eng, CFG) for name in spans}
+    got: dict[str, list] = {name: [] for name in spans}
+    for frame in range(300):
+        due = []
+        for name, (start, end) in spans.items():
+            if frame == end:  # the stream ends: its last partial hop alone
+                got[name].append(live[name].finish())
+            elif start <= frame < end and live[name].push(flows[name][frame - start]):
+                due.append(name)
+        for name, hop in zip(due, detect_due([live[n] for n in due])):
+            got[name].append(hop)
+    for name in spans:
+        if spans[name][1] == 300:
+            got[name].append(live[name].finish())
+    assert max(eng.batches) == 3 and 2 in eng.batches and 1 in eng.batches
+    assert len(eng.batches) < sum(len(hops) for hops in got.values())  # fewer calls than hops
+    for name, (start, end) in spans.items():
+        alone = _run(StreamingDetector(engines[which], CFG), flows[name])
+        assert len(got[name]) == len(alone) == (end - start) // CFG.hop + 1
+        for a, b in zip(got[name], alone):
+            if b is None:
+                assert a is None
+            else:
+                _assert_same_hop(a, b, exact=which == 1)
+    with pytest.raises(ValueError, match="hop due"):
+        detect_due([StreamingDetector(eng, CFG)])
+
+
+def test_a_due_hop_must_be_detected_before_the_next_push(engines):
+    det = StreamingDetector(engines[1], CFG)
+    flows = _flows(CFG.hop + 1)
+    assert [det.push(f) for f in flows[:CFG.hop]] == [False] * (CFG.hop - 1) + [True]
+    with pytest.raises(RuntimeError, match="still due"):
+        det.push(flows[CFG.hop])
+    detect_due([det])
+    assert det.push(flows[CFG.hop]) is False
 
 
 def test_engine_without_a_step_graph_runs_the_full_window(model, onnx_pair, tmp_path):

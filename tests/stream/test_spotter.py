@@ -132,3 +132,80 @@ def test_the_faces_of_a_frame_are_encoded_in_one_batch_with_the_same_events():
 def _no_latency(records):
     """Records with the wall-clock latency zeroed (two runs differ only there)."""
     return [replace(r, latency_ms=0.0) if isinstance(r, Event) else r for r in records]
+
+
+# --- the detector batched across the tracks whose hop is due --------------------------------
+
+STEP_CFG = ModelConfig(window=32, hop=8, segment=4, attn_window=4, levels=2, channels=32,
+                       heads=2, feat_dim=16, enc_channels=(8, 16), enc_grid=2, range_base=8,
+                       score_thresh=0.05, gain_ref=0.0)
+
+
+@pytest.fixture(scope="module")
+def step_engine(tmp_path_factory):
+    """ONNX Runtime on a tiny model with the incremental detector (its batched step graph)."""
+    import torch
+
+    from engine.config import StreamConfig
+    from engine.export import ensure_onnx
+    from engine.model import FEDN
+    from engine.runtime import Engine
+    torch.manual_seed(0)
+    model = FEDN(STEP_CFG).eval()
+    with torch.no_grad():  # spread the untrained kind scores so the trackers have work to do
+        model.detector.head.cls[-1].weight.mul_(20.0)
+        model.detector.active.act[-1].weight.mul_(20.0)
+    pair = ensure_onnx(model.encoder, model.detector, STEP_CFG, tmp_path_factory.mktemp("onnx"),
+                       StreamConfig().flow_size, log=lambda m: None)
+    with Engine.load("onnxruntime", model=model, onnx_dir=pair.encoder.parent, threads=1,
+                     log=lambda m: None) as eng:
+        yield eng
+
+
+class _StepCounting:
+    """An engine that records the batch size of each incremental detector call."""
+
+    def __init__(self, engine):
+        self.engine, self.batches = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def detect_step(self, feats, state):
+        self.batches.append(len(state))
+        return self.engine.detect_step(feats, state)
+
+
+#: Track id -> (first frame, last frame seen): two hop phases (0, 2, 4 start on multiples
+#: of the hop, 1 and 3 three frames later); 1 and 3 leave for good (dropped a window
+#: later), 4 comes after they have gone.
+SPANS = {0: (0, 239), 1: (3, 120), 2: (16, 239), 3: (43, 150), 4: (168, 239)}
+
+
+def _flow_of(track_id: int, i: int, side: int) -> np.ndarray:
+    g = np.random.default_rng(1000 * track_id + i)
+    return (g.standard_normal((3, side, side)) * (1 + (i // 16 + track_id) % 3)).astype(
+        np.float16)
+
+
+def _spot(spotter, track_ids, side, frames=240):
+    records = []
+    for i in range(frames):
+        flows = {tid: FlowFrame(i, i / 30, _flow_of(tid, i, side), True, tid)
+                 for tid in track_ids if SPANS[tid][0] <= i <= SPANS[tid][1]}
+        records += spotter.update(i, i / 30, i / 30, flows)
+    return records + spotter.finish()
+
+
+def test_the_tracks_due_on_a_frame_share_one_detector_call_with_the_same_events(step_engine):
+    from engine.config import StreamConfig
+    side = StreamConfig().flow_size
+    engine = _StepCounting(step_engine)
+    spotter = Spotter(engine, 30.0, side, leave_after=16)
+    records = _spot(spotter, SPANS, side)
+    assert max(engine.batches) == 3 and {1, 2} <= set(engine.batches)  # due together, alone
+    assert any(isinstance(r, (Event, EventStart)) for r in records)  # the trackers had work
+    for tid in SPANS:
+        alone = _spot(Spotter(step_engine, 30.0, side, leave_after=16), [tid], side)
+        mine = [r for r in records if getattr(r, "track_id", None) == tid]
+        assert _no_latency(mine) == _no_latency(alone), tid  # bit for bit
