@@ -264,19 +264,28 @@ class Engine:
         """Whether :meth:`detect_step` runs here (else only :meth:`detect`)."""
         return self.stepper is not None
 
+    @property
+    def step_batch(self) -> bool:
+        """Whether one :meth:`detect_step` call takes several streams (a dynamic batch dim)."""
+        return self.stepper is not None and any(
+            s.name == "state" and s.shape[:1] == (None,) for s in self.stepper.inputs)
+
     def detect_step(self, features_hop: np.ndarray, state: np.ndarray
                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Incremental detector: outputs of ``hop`` new frames, and the state after them.
 
         Args:
-            features_hop: (hop, feat_dim) or (1, hop, feat_dim): the hop's features.
-            state: (1, rows, channels) from :meth:`initial_state` or the previous call.
+            features_hop: (B, hop, feat_dim) — the hop's features of B streams — or
+                (hop, feat_dim) for one; B > 1 needs :attr:`step_batch`.
+            state: (B, rows, channels): each stream's from :meth:`initial_state` or the
+                previous call, stacked.
 
         Returns:
-            (``engine.decode.OUTPUT_KEYS`` → arrays with a leading batch of 1 over
+            (``engine.decode.OUTPUT_KEYS`` → arrays with a leading batch of B over
             the hop's frames: its points ``pyramid_points(hop, levels)`` and its
-            ``hop`` frames, next state). Equal to :meth:`detect` on the window
-            ending with these frames, at these frames.
+            ``hop`` frames, next state (B, rows, channels)). Row b is what stream b
+            alone gives: equal to :meth:`detect` on its window ending with these
+            frames, at these frames.
         """
         if self.stepper is None:
             raise BackendError(f"Engine.detect_step: the {self.name} backend has no incremental "
@@ -284,8 +293,13 @@ class Engine:
         feats = np.asarray(features_hop, dtype=np.float32)
         if feats.ndim == 2:
             feats = feats[None]  # (hop, F) -> (1, hop, F)
+        state = np.asarray(state, dtype=np.float32)
+        if state.ndim != 3 or feats.ndim != 3 or state.shape[0] != feats.shape[0]:
+            raise BackendError(f"Engine.detect_step: features {feats.shape} and state "
+                               f"{state.shape} must be (B, hop, feat_dim) and (B, rows, "
+                               "channels) with the same B")
         out = self.stepper.infer({"features": np.ascontiguousarray(feats),
-                                  "state": np.ascontiguousarray(state, dtype=np.float32)})
+                                  "state": np.ascontiguousarray(state)})
         state = out.pop("next_state")
         return out, state
 
@@ -351,9 +365,10 @@ def _detector_specs(cfg) -> tuple[TensorSpec, ...]:
 
 
 def _step_specs(cfg) -> tuple[TensorSpec, ...]:
+    """The incremental detector's inputs: a dynamic batch of streams first."""
     from engine.model.incremental import state_shape
-    return (TensorSpec("features", (1, cfg.hop, cfg.feat_dim), np.float32),
-            TensorSpec("state", state_shape(cfg), np.float32))
+    return (TensorSpec("features", (None, cfg.hop, cfg.feat_dim), np.float32),
+            TensorSpec("state", (None,) + state_shape(cfg)[1:], np.float32))
 
 
 def _torch_maker(name: str, device: str | None, cuda_graphs: bool) -> Callable[..., Backend]:
