@@ -151,6 +151,9 @@ class StreamingDetector:
         Only the real frames' positions are decoded (the padding lies in their
         future, so their outputs are exact). None when the stream ended on a hop.
         """
+        if self._due:
+            raise RuntimeError("StreamingDetector.finish: the last hop is still due; detect "
+                               "it (detect_due) first")
         n_real = self.pushed % self.cfg.hop
         if n_real == 0 or self.pushed == 0:
             return None

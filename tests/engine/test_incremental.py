@@ -366,6 +366,8 @@ def test_a_due_hop_must_be_detected_before_the_next_push(engines):
     assert [det.push(f) for f in flows[:CFG.hop]] == [False] * (CFG.hop - 1) + [True]
     with pytest.raises(RuntimeError, match="still due"):
         det.push(flows[CFG.hop])
+    with pytest.raises(RuntimeError, match="still due"):
+        det.finish()
     detect_due([det])
     assert det.push(flows[CFG.hop]) is False
 
