@@ -44,3 +44,14 @@ def test_incremental_versus_full_window_per_hop():
         assert abs(r["ratio"] - r["incremental_ms"] / r["full_ms"]) < 1e-2
         assert 0 < r["cpu_ratio"] < 1  # a hop of new frames costs less than a window
     assert sum("window  128" in line for line in lines) == 2
+
+
+def test_tracks_due_on_one_frame_share_one_step_call():
+    lines: list[str] = []
+    sec = bench_engine.bench_tracks(counts=(1, 3), frames=12, log=lines.append)
+    for n in (1, 3):
+        r = sec["tracks"][str(n)]
+        assert 0 < r["step_batched_ms"] <= r["batched_ms"] and 0 < r["per_track_ms"]
+        timed = 12 - 10  # due frames after the warm-up
+        assert r["step_calls"] == {"batched": timed, "per_track": n * timed}
+    assert any("3 track(s)" in line for line in lines)
