@@ -391,6 +391,31 @@ def test_engine_without_a_step_graph_runs_the_full_window(model, onnx_pair, tmp_
 
 
 
+def test_a_step_graph_of_batch_one_runs_each_track_alone(model, onnx_pair, tmp_path):
+    """An export from before the batch dim (static batch 1): the engine says it cannot batch
+    and detect_due steps each stream on its own, with the same hops."""
+    from engine.export import export_onnx
+    from engine.model.incremental import STEP_OPSET
+    for path in (onnx_pair.encoder, onnx_pair.detector):
+        for src in (path, path.with_name(path.name + ".data")):
+            (tmp_path / src.name).write_bytes(src.read_bytes())
+    inc = IncrementalDetector(model.detector).eval()
+    export_onnx(inc, {"features": torch.zeros(1, CFG.hop, CFG.feat_dim),
+                      "state": torch.zeros(state_shape(CFG))}, tmp_path / "detector_step.onnx",
+                STEP_OUTPUTS, opset=STEP_OPSET)
+    with Engine.load("onnxruntime", model=model, onnx_dir=tmp_path, threads=1,
+                     log=lambda m: None) as static:
+        assert static.can_step and not static.step_batch
+        eng = _Recording(static)
+        dets = [StreamingDetector(eng, CFG) for _ in range(2)]
+        flows = [_flows(CFG.hop, seed=s) for s in (5, 6)]
+        assert [[d.push(f) for f in fl][-1] for d, fl in zip(dets, flows)] == [True, True]
+        got = detect_due(dets)
+        assert eng.batches == [1, 1]
+        for hop, fl in zip(got, flows):
+            _assert_same_hop(hop, _run(StreamingDetector(static, CFG), fl)[0], exact=True)
+
+
 def test_shipped_step_graph_equals_the_shipped_full_window():
     """The shipped ONNX step graph (engine/weights/) over a stream with the shipped weights.
 
