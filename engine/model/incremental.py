@@ -31,8 +31,8 @@ where the number of operations, not arithmetic, is the cost (each graph node
 costs about a microsecond whatever its size): positions are rows of 2-D
 tensors (B·n, C), batch-major, for every matrix product and norm; each
 attention is one ONNX ``Attention`` node (opset 23: heads, band mask and
-softmax in one kernel, ~5 µs where the dozen nodes it replaces took ~15 µs;
-eager torch computes the same per-head arithmetic itself); the weights are read
+softmax in one kernel instead of six nodes and their reshapes; eager torch
+computes the same per-head arithmetic itself); the weights are read
 once, at construction, into fused matrices (the three branches of each head
 as one hidden layer and one block-diagonal output layer; the fusion's score
 and value as one; each downsample as one matrix over the pair; the active
