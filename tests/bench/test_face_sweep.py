@@ -91,3 +91,6 @@ def test_short_sweep_measures_coverage_error_and_writes_json_and_png(tmp_path):
     assert syn["p95"] >= syn["p50"] > 0 and syn["cpu_mean"] > 0
     assert rep["runs"]["default"]["640x360"]["enter"]["pickup"] < 36 - fs.ENTER_AT  # found
     assert rep["pick"]["name"] in rep["runs"] and png.stat().st_size > 5000
+    again = tmp_path / "again.png"  # the table and figure again from the saved sweep, no runs
+    assert fs.main(["--from-json", str(out), "--png", str(again)]) == 0
+    assert again.stat().st_size > 5000
