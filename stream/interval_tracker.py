@@ -210,11 +210,12 @@ class IntervalTracker:
         for p in ready:
             self._pending.remove(p)
             onset, offset = p.interval()
-            prov = self._match_provisional(onset, offset, p.kind)
+            prov = self._match_provisional(onset, offset)
             apex = None
             if prov is not None:  # the provisional it confirms: same id; long ones keep its onset
                 self._provisional.remove(prov)
-                onset = min(onset, prov.onset)
+                if self.model.kinds[int(np.argmax(prov.kind_mass))] == p.kind:
+                    onset = min(onset, prov.onset)  # (a micro does not take a macro's onset)
                 apex = min(max(prov.peak_frame, onset), offset)
             emotion_scores = p.emotion_mass / max(p.emotion_mass.sum(), 1e-9)
             id_ = prov.id if prov is not None else self._new_id()
@@ -259,14 +260,9 @@ class IntervalTracker:
                     self._off_run = 0
         return records
 
-    def _match_provisional(self, onset: int, offset: int, kind: str) -> _Provisional | None:
-        """The provisional event a final one of ``kind`` confirms: the same kind (a micro
-        candidate does not confirm — nor take the onset of — a macro the active head saw),
-        most overlap."""
+    def _match_provisional(self, onset: int, offset: int) -> _Provisional | None:
         best, best_overlap = None, 0
         for prov in self._provisional:
-            if self.model.kinds[int(np.argmax(prov.kind_mass))] != kind:
-                continue
             end = prov.ended_at if prov.ended_at is not None else self.now
             overlap = min(end, offset) - max(prov.onset, onset) + 1
             if overlap > best_overlap:
