@@ -37,19 +37,37 @@ def test_hit_rules():
     assert hit("others", "none") and not hit("others", "negative")
 
 
-def test_tabulate_counts_per_identity_and_kind():
-    recs = [{"identity": "a", "emotion": "positive", "kind": "macro",
-             "fer": {"hit": True}, "facex": {"hit": False}},
-            {"identity": "a", "emotion": "positive", "kind": "micro",
-             "fer": {"hit": False}},  # facex found no face: not counted for facex
-            {"identity": "b", "emotion": "negative", "kind": "macro",
-             "fer": {"hit": True}, "facex": {"hit": True}}]
+def test_tabulate_counts_per_identity_kind_split_and_room():
+    recs = [{"identity": "a", "emotion": "positive", "kind": "macro", "split": "train",
+             "fer": {"hit": True, "room": True}, "facex": {"hit": False, "room": True}},
+            {"identity": "a", "emotion": "positive", "kind": "micro", "split": "train",
+             "fer": {"hit": False, "room": True}},  # facex found no face: not counted
+            {"identity": "b", "emotion": "negative", "kind": "macro", "split": "test",
+             "fer": {"hit": True, "room": True}, "facex": {"hit": True, "room": True}},
+            {"identity": "c", "emotion": "positive", "kind": "macro", "split": "test",
+             "fer": {"hit": False, "room": False}}]  # read happy at rest: no room to rise
     t = tabulate(recs)
     assert t["fer"]["by_identity"]["a"]["positive"] == {"rate": 0.5, "n": 2}
     assert t["facex"]["by_identity"]["a"]["positive"] == {"rate": 0.0, "n": 1}
-    assert t["fer"]["overall"]["macro"]["positive"] == {"rate": 1.0, "n": 1}
-    assert t["fer"]["overall"]["all"]["surprise"] == {"rate": None, "n": 0}
-    assert t["fer"]["targets_met"] == {"positive": False, "surprise": False, "negative": True}
+    ov = t["fer"]["overall"]
+    assert ov["macro"]["positive"] == {"rate": 0.5, "n": 2}
+    assert ov["macro room"]["positive"] == {"rate": 1.0, "n": 1}
+    assert ov["macro train"]["positive"] == {"rate": 1.0, "n": 1}
+    assert ov["macro test"]["positive"] == {"rate": 0.0, "n": 1}
+    assert ov["macro room test"]["negative"] == {"rate": 1.0, "n": 1}
+    assert ov["all"]["surprise"] == {"rate": None, "n": 0}
+    assert t["fer"]["targets_met"]["macro"] == {"positive": False, "surprise": False,
+                                                "negative": True}
+    assert t["fer"]["targets_met"]["macro room"]["positive"]
+
+
+def test_room_rule():
+    from training.synth.realism import has_room
+
+    assert has_room(np.array([0.1, 0.8, 0.0, 0.1]), "positive", 0.1)
+    assert not has_room(np.array([0.0, 0.95, 0.0, 0.05]), "positive", 0.1)
+    assert has_room(np.array([0.0, 0.95, 0.0, 0.05]), "negative", 0.1)
+    assert has_room(np.array([0.0, 1.0, 0.0, 0.0]), "others", 0.1)
 
 
 @pytest.mark.parametrize("kw", [{"scenes": 0}, {"per_emotion": 0}, {"kind": "nano"},
@@ -92,7 +110,8 @@ def test_tiny_report_runs_and_writes_the_table(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--faces", "hopper,collins", "--scenes", "1",
                  "--per-emotion", "1", "--kind", "macro"]) == 0
     out = capsys.readouterr().out
-    for word in ("fer:", "facex:", "ALL all", "targets:", "hopper", "collins"):
+    for word in ("fer:", "facex:", "ALL all", "ALL macro room", "ALL macro test",
+                 "targets (macro):", "hopper", "collins"):
         assert word in out
     rep = json.loads((tmp_path / "realism.json").read_text())
     assert len(rep["apexes"]) == 2 * len(EMOTIONS)

@@ -36,7 +36,6 @@ MOUTH_CORNERS = (61, 291)
 #: handles per AU: (landmark indices, (u_out, v) displacement in IOD, radius in IOD).
 HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
     "4": [((107, 336, 55, 285, 66, 296), (-0.035, 0.045), 0.13)],
-    "5": [((159, 386), (0.0, -0.045), 0.08)],
     "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.060), 0.17),
           ((145, 374), (0.0, -0.030), 0.07)],
     "7": [((145, 374), (0.0, -0.060), 0.10), ((159, 386), (0.0, 0.030), 0.09)],
@@ -50,11 +49,16 @@ HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
 #: Brow raisers as regions (a Gaussian blob cannot lift a brow without smearing the eye
 #: below it): per side, the brow landmarks the lift is centred on, the lift (IOD) and its
 #: lateral reach (IOD). The forehead moves up with the brow; the lift fades to 0 from the
-#: brow down to the upper lid, so the lid skin stretches and the eye itself stays.
+#: brow down to the lower lid, so the lid skin stretches without folding.
 BROW_RAISE: dict[str, tuple[tuple[tuple[int, ...], tuple[int, ...]], float, float]] = {
-    "1": (((107, 66), (336, 296)), 0.035, 0.12),
-    "2": (((70, 63), (300, 293)), 0.075, 0.16),
+    "1": (((107, 66), (336, 296)), 0.025, 0.12),
+    "2": (((70, 63), (300, 293)), 0.045, 0.16),
 }
+#: Upper lid raiser (AU5, eyes widened) as a region: the upper lid and the skin above it
+#: move up by the first value times the eye's opening (not calibrated: the eye's height
+#: decides), the stretch spread from the lower lid up (the eye opens without folding); the
+#: second scales the fade-out towards the brow.
+EYE_WIDEN: dict[str, tuple[float, float]] = {"5": (0.6, 1.0)}
 #: AUs made by regions rather than handles: lower-face drop (IOD) and eyelid closure.
 LOWER_FACE_DROP: dict[str, float] = {"25": 0.055, "26": 0.13}
 #: Handles added to a region AU: the jaw drop draws the mouth corners in (an oval mouth).
@@ -66,7 +70,8 @@ BLINK_AU = "43"
 #: past the mouth corners (multiple of the half mouth width) the opening reaches.
 JAW_RAMP, JAW_CORNER_REACH = 0.03, 0.7
 #: Every AU this module can render.
-AUS: tuple[str, ...] = ("1", "2") + tuple(HANDLES) + tuple(LOWER_FACE_DROP) + (BLINK_AU,)
+AUS: tuple[str, ...] = ("1", "2", "4", "5") + tuple(h for h in HANDLES if h != "4") + tuple(
+    LOWER_FACE_DROP) + (BLINK_AU,)
 #: Global gain applied to every handle/region so that the smile hits DESIGN.md §8.
 CALIBRATION: float = 2.25
 
@@ -80,12 +85,11 @@ CALIBRATION: float = 2.25
 #: oval mouth). Micro-expressions are fragments: one or two AUs, as in the real labels.
 AU_COMBOS: dict[str, dict[str, list[tuple[tuple[str, ...], float]]]] = {
     "macro": {
-        "positive": [(("6", "12", "25"), 0.6), (("6", "12"), 0.4)],
+        "positive": [(("6", "12", "25"), 0.75), (("6", "12"), 0.25)],
         "negative": [(("4", "7", "15", "17"), 0.3), (("4", "15", "17"), 0.2),
                      (("1", "4", "15", "17"), 0.2), (("4", "7", "9", "10", "17"), 0.2),
                      (("4", "9", "10"), 0.1)],
-        "surprise": [(("1", "2", "5", "26"), 0.7), (("5", "26"), 0.15),
-                     (("1", "2", "5", "25", "26"), 0.15)],
+        "surprise": [(("1", "2", "5", "26"), 0.8), (("5", "26"), 0.2)],
         "others": [(("14",), 0.3), (("4",), 0.2), (("7",), 0.2), (("17",), 0.15),
                    (("14", "17"), 0.15)],
     },
@@ -172,10 +176,27 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return field
     uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
     u, vv = uv[..., 0], uv[..., 1]
+    if au in EYE_WIDEN:
+        lift, spread = EYE_WIDEN[au]
+        field = np.zeros((2, h, w), np.float32)
+        for (c0, c1), top, bot in zip(EYE_CORNERS, UPPER_LID, LOWER_LID):
+            corners = ff.uv(lm[[c0, c1]])
+            uc = corners[:, 0].mean()
+            half_w = abs(corners[1, 0] - corners[0, 0]) / 2
+            vt, vb = ff.uv(lm[[top]])[0, 1], ff.uv(lm[[bot]])[0, 1]
+            span = spread * max(vb - vt, 0.05)  # the stretch is spread over the whole eye
+            # up: 0 at the lower lid, full just above the upper lid, fading out to the brow
+            prof = np.where(vv > vt - 0.3 * span, _smoothstep((vb - vv) / (vb - vt + 0.3 * span)),
+                            _smoothstep(1 - (vt - 0.3 * span - vv) / (2.5 * span)))
+            wgt = np.exp(-((u - uc) / (1.1 * half_w)) ** 4)
+            d = -ff.iod * lift * max(vb - vt, 0.02) * ff.ey  # share of the eye's opening
+            field[0] += d[0] * prof * wgt
+            field[1] += d[1] * prof * wgt
+        return field
     if au in BROW_RAISE:
         (sides, lift, reach) = BROW_RAISE[au]
         wgt = np.zeros((h, w), np.float32)
-        for brow, lid in zip(sides, UPPER_LID):
+        for brow, lid in zip(sides, LOWER_LID):  # fades out at the lower lid: no fold
             b = ff.uv(lm[list(brow)])
             ub, vb = float(b[:, 0].mean()), float(b[:, 1].mean())
             vl = float(ff.uv(lm[[lid]])[0, 1])

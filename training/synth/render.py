@@ -30,7 +30,7 @@ MOUTH_DARK = 0.15
 TEAR_MISS_PX = (0.75, 2.0)
 #: Teeth are drawn in a smile only on photos whose lips are closed at rest (inner-lip gap
 #: below this, IOD): an open photo shows its own teeth.
-TEETH_REST_GAP = 0.05
+TEETH_REST_GAP = 0.12
 #: A photo's resting smile (mouth corners above the lip line by more than RESTING_LIFT_FREE
 #: IOD) is let go by the negative AUs that oppose a smile, each by this share of AU12 at
 #: the resting amount (a negative prototype's shares sum to about 1). Not by surprise's
