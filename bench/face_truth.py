@@ -36,7 +36,6 @@ class Clip:
     enter: int | None = None  # frame where a second face appears
 
 
-
 # ------------------------------------------------------------------ alignment error
 def crop_error(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Displacement (crop pixels) of :data:`GRID` between two alignments, (25, 2).
