@@ -60,14 +60,15 @@ def test_jaw_drop_opens_a_dark_mouth_and_a_smile_shows_teeth():
 
 
 def test_own_teeth_of_a_photo_stay_when_the_lips_part():
-    """A photo that shows its teeth at rest: parting the lips keeps those teeth (only the
-    new gap is painted dark), instead of covering them."""
+    """A photo that shows its teeth at rest: dropping the jaw keeps those teeth (only the
+    torn band is painted dark), instead of covering them."""
     from training.synth.render import render_frame
 
     scene = _scene("obama")  # a toothy smile at rest
     box = _mouth_box(scene)
     rest = render_frame(scene, still_timeline((), 0.0), 0)[box].astype(np.float32).mean(-1)
-    parted = render_frame(scene, still_timeline(("25",), 1.0), 0)[box]
-    parted = parted.astype(np.float32).mean(-1)
+    opened = render_frame(scene, still_timeline(("26",), 1.0), 0)[box]
+    opened = opened.astype(np.float32).mean(-1)
     white = np.percentile(rest, 97)
-    assert (parted > 0.8 * white).sum() > 0.5 * (rest > 0.8 * white).sum()
+    # painting the whole gap between the moved lips (the earlier renderer) kept ~62 %
+    assert (opened > 0.8 * white).sum() > 0.75 * (rest > 0.8 * white).sum()
