@@ -3,9 +3,11 @@
 Each AU is a few *handles* placed on MediaPipe face-mesh landmarks: a
 displacement (in inter-ocular distances, IOD; ``u`` along the eye line and
 pointing away from the face midline, ``v`` down the face) spread by a
-Gaussian of radius ``r`` (IOD). Two AUs that a Gaussian cannot make use a
-region instead: the lower face below the mouth line (AU25 lips part, AU26
-jaw drop) and the eyelid band (AU43 / blinks). Fields are computed once per
+Gaussian of radius ``r`` (IOD). AUs that a Gaussian cannot make without
+smearing or folding use a region instead: the forehead and brows (AU1/AU2
+brow raisers), the eye opening (AU5 upper-lid raiser), the lower face below
+the lip line (AU25 lips part, AU26 jaw drop, torn open along the lip line)
+and the eyelid band (AU43 / blinks). Fields are computed once per
 face at unit amplitude; a frame scales and sums them and remaps the face
 (``cv2.remap``), so the per-frame cost is one remap of the face region.
 
@@ -13,8 +15,8 @@ Amplitude 1.0 is a typical macro apex. It is calibrated (:data:`CALIBRATION`)
 so that a macro smile (AU6 + AU12 at 1.0) displaces the mouth region by a
 mean of ~4.5 px and the eye regions by ~1.7 px at the 128-px aligned-crop
 scale (IOD = 64 px), the figures of a real posed smile in DESIGN.md §8.
-Appearance a warp cannot make (dark mouth interior when the lips part) is
-drawn by :func:`mouth_gap_polygon` users in the renderer.
+Appearance a warp cannot make (dark mouth interior and teeth where the lower
+face tears open) is drawn by the renderer (``render._mouth_interior``).
 """
 from __future__ import annotations
 
@@ -256,14 +258,6 @@ def _jaw_weight(lm: np.ndarray, ff: FaceFrame, u: np.ndarray, vv: np.ndarray) ->
     wgt *= (1 - t) * oval + t * np.exp(-(u / 0.55) ** 2)
     wgt *= np.where(vv > v_chin, np.exp(-((vv - v_chin) / 0.25) ** 2), 1.0)
     return wgt
-
-
-def mouth_gap_polygon(lm: np.ndarray, lower_shift: np.ndarray) -> np.ndarray:
-    """(N, 2) int32 polygon between the upper inner lip and the lower inner lip moved by
-    ``lower_shift`` ((len(LOWER_INNER_LIP), 2) pixels): the visible mouth interior."""
-    upper = lm[list(UPPER_INNER_LIP)]
-    lower = lm[list(LOWER_INNER_LIP)] + lower_shift
-    return np.concatenate([upper, lower[::-1]]).round().astype(np.int32)
 
 
 def region_masks(lm: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
