@@ -166,7 +166,8 @@ class Engine:
         step = None
         if selection.name in ("torch", "cuda"):  # the torch modules: eager, or CUDA graphs
             make = _torch_maker(selection.name, device, cuda_graphs)
-            enc = make(model.encoder, _encoder_specs(flow_size), ("features",))
+            enc = make(model.encoder, _encoder_specs(flow_size, cfg.appearance_dim),
+                       ("features",))
             det = make(model.detector, _detector_specs(cfg), OUTPUT_KEYS)
             step = make(IncrementalDetector(model.detector.eval()), _step_specs(cfg),
                         STEP_OUTPUTS)
@@ -195,7 +196,8 @@ class Engine:
                 if pair.detector_step is not None:  # a hop's few positions: one thread is
                     step = OnnxRuntimeBackend(pair.detector_step, threads=1)  # faster than two
             else:  # TensorRT builds the full-window graph only
-                enc, det = _tensorrt_pair(pair, cache_dir, precision, flow_size, log)
+                enc, det = _tensorrt_pair(pair, cache_dir, precision, flow_size, log,
+                                          cfg.appearance_dim)
         eng = cls(enc, det, selection.name, cfg, stepper=step)
         return eng.activate()
 
@@ -225,12 +227,20 @@ class Engine:
         self.close()
 
     # --- the two calls ------------------------------------------------------------------
-    def encode(self, flow_batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    @property
+    def appearance_dim(self) -> int:
+        """Width of the appearance input the encoder takes (0: flow only)."""
+        return getattr(self.cfg, "appearance_dim", 0)
+
+    def encode(self, flow_batch: np.ndarray, valid: np.ndarray,
+               appearance: np.ndarray | None = None) -> np.ndarray:
         """Per-frame features.
 
         Args:
             flow_batch: (n, 3, S', S') float16/float32 flow maps (one per frame).
             valid: (n,) bool/float; 0 where no face (those rows get the no-face feature).
+            appearance: (n, appearance_dim) float32 for a model with appearance fusion
+                (``stream.appearance.model_input``), else None.
 
         Returns:
             (n, feat_dim) float32.
@@ -240,8 +250,19 @@ class Engine:
         if flow.ndim != 4 or flow.shape[0] != mask.shape[0]:
             raise BackendError(f"Engine.encode: flow_batch {flow.shape} and valid {mask.shape} "
                                "must be (n, 3, S, S) and (n,)")
-        parts = [self.encoder.infer({"flow": flow[i:i + MAX_ENCODE_BATCH],
-                                     "valid": mask[i:i + MAX_ENCODE_BATCH]})["features"]
+        inputs = {"flow": flow, "valid": mask}
+        if self.appearance_dim:
+            app = None if appearance is None else np.asarray(appearance, np.float32)
+            if app is None or app.shape != (len(mask), self.appearance_dim):
+                raise BackendError(f"Engine.encode: this model fuses appearance and needs "
+                                   f"appearance (n={len(mask)}, {self.appearance_dim}), got "
+                                   f"{None if app is None else app.shape}")
+            inputs["appearance"] = app
+        elif appearance is not None:
+            raise BackendError("Engine.encode: this model is flow only "
+                               "(ModelConfig.appearance_dim = 0); pass appearance=None")
+        parts = [self.encoder.infer({k: v[i:i + MAX_ENCODE_BATCH]
+                                     for k, v in inputs.items()})["features"]
                  for i in range(0, max(len(mask), 1), MAX_ENCODE_BATCH)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
@@ -328,7 +349,8 @@ class Engine:
         """(n, feat_dim) features of frames before the stream starts (the no-face feature)."""
         spec = next(s for s in self.encoder.inputs if s.name == "flow")
         flow = np.zeros((1,) + tuple(spec.shape[1:]), np.float32)
-        no_face = self.encode(flow, np.zeros(1, np.float32))
+        app = np.zeros((1, self.appearance_dim), np.float32) if self.appearance_dim else None
+        no_face = self.encode(flow, np.zeros(1, np.float32), app)
         return np.repeat(no_face, n, axis=0)
 
 
@@ -355,9 +377,11 @@ def _exported_from(onnx_dir: Path, model, cfg, flow_size: int, log) -> bool:
     return False
 
 
-def _encoder_specs(flow_size: int) -> tuple[TensorSpec, ...]:
-    return (TensorSpec("flow", (None, 3, flow_size, flow_size), np.float32),
-            TensorSpec("valid", (None,), np.float32))
+def _encoder_specs(flow_size: int, appearance_dim: int = 0) -> tuple[TensorSpec, ...]:
+    specs = (TensorSpec("flow", (None, 3, flow_size, flow_size), np.float32),
+             TensorSpec("valid", (None,), np.float32))
+    return specs + ((TensorSpec("appearance", (None, appearance_dim), np.float32),)
+                    if appearance_dim else ())
 
 
 def _detector_specs(cfg) -> tuple[TensorSpec, ...]:
@@ -383,7 +407,7 @@ def _torch_maker(name: str, device: str | None, cuda_graphs: bool) -> Callable[.
                                                            graphs=cuda_graphs)
 
 
-def _tensorrt_pair(pair, cache_dir, precision, flow_size, log):
+def _tensorrt_pair(pair, cache_dir, precision, flow_size, log, appearance_dim: int = 0):
     from engine.backends.cache import onnx_sha256
     from engine.backends.fp16 import convert_to_fp16
     from engine.backends.tensorrt import TensorRTBackend
@@ -404,6 +428,9 @@ def _tensorrt_pair(pair, cache_dir, precision, flow_size, log):
     profile = {"flow": ((1, 3, flow_size, flow_size), (1, 3, flow_size, flow_size),
                         (MAX_ENCODE_BATCH, 3, flow_size, flow_size)),
                "valid": ((1,), (1,), (MAX_ENCODE_BATCH,))}
+    if appearance_dim:  # appearance fusion: the encoder's third input, same batch
+        profile["appearance"] = ((1, appearance_dim), (1, appearance_dim),
+                                 (MAX_ENCODE_BATCH, appearance_dim))
     engines = Path(cache_dir).expanduser() / "tensorrt"
     return (TensorRTBackend(enc_path, engines, precision, profile=profile, log=log),
             TensorRTBackend(det_path, engines, precision, log=log))
