@@ -15,9 +15,11 @@ def test_ratios_from_one_report_with_targets_and_load(tmp_path, capsys):
     sec = report["ratios"]
     v = sec["values"]
     assert v["pipeline_fps"] == 120.0 and v["pipeline_over_realtime"] == 4.0
-    # (the ratio is taken before face_alone_fps is rounded to 0.1: compare to 0.2 %)
-    assert v["face_alone_fps"] > 0 and v["pipeline_over_face_alone"] == pytest.approx(
-        120.0 / v["face_alone_fps"], rel=2e-3)
+    # (the ratio is taken before face_alone_fps is rounded to 0.1 fps: allow that rounding,
+    # large at the few fps a loaded machine gives this 12-frame run)
+    fps = v["face_alone_fps"]
+    assert fps > 0 and v["pipeline_over_face_alone"] == pytest.approx(
+        120.0 / fps, rel=0.05 / fps + 2e-3)
     assert v["pipeline_over_peer"] == 25.0 and v["incremental_over_full_w128"] == 0.2
     assert {"pipeline", "face_alone"} <= set(sec["load"])
     assert set(sec["per_face"]) == {"1", "2", "4"}
