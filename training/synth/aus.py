@@ -166,15 +166,7 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     field = np.zeros((2, h, w), np.float32)
     gain = CALIBRATION * ff.iod
     if au in HANDLES:
-        for idx, (u_out, v), r in HANDLES[au]:
-            sig2 = 2.0 * (r * ff.iod) ** 2
-            for i in idx:
-                p = lm[i]
-                side = np.sign((p - ff.centre) @ ff.ex) or 1.0
-                d = gain * (side * u_out * ff.ex + v * ff.ey)
-                g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / sig2)
-                field[0] += d[0] * g
-                field[1] += d[1] * g
+        _add_handles(field, HANDLES[au], lm, ff, xs, ys, gain)
         return field
     uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
     u, vv = uv[..., 0], uv[..., 1]
@@ -211,15 +203,7 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         wgt = _jaw_weight(lm, ff, u, vv)
         d = gain * LOWER_FACE_DROP[au] * ff.ey
         field = np.stack([d[0] * wgt, d[1] * wgt]).astype(np.float32)
-        for idx, (u_out, v), r in JAW_HANDLES.get(au, []):
-            sig2 = 2.0 * (r * ff.iod) ** 2
-            for i in idx:
-                p = lm[i]
-                side = np.sign((p - ff.centre) @ ff.ex) or 1.0
-                d = gain * (side * u_out * ff.ex + v * ff.ey)
-                g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / sig2)
-                field[0] += d[0] * g
-                field[1] += d[1] * g
+        _add_handles(field, JAW_HANDLES.get(au, []), lm, ff, xs, ys, gain)
         return field
     # blink / AU43: the band of each eye moves down by its opening height.
     for (c0, c1), top, bot in zip(EYE_CORNERS, UPPER_LID, LOWER_LID):
@@ -235,6 +219,21 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         field[0] += d[0] * wgt
         field[1] += d[1] * wgt
     return field
+
+
+def _add_handles(field: np.ndarray, handles, lm: np.ndarray, ff: FaceFrame, xs: np.ndarray,
+                 ys: np.ndarray, gain: float) -> None:
+    """Add Gaussian landmark handles (indices, (outward, down) in IOD, radius in IOD) to the
+    (2, H, W) ``field`` in place; "outward" points away from the face centre on each side."""
+    for idx, (u_out, v), r in handles:
+        sig2 = 2.0 * (r * ff.iod) ** 2
+        for i in idx:
+            p = lm[i]
+            side = np.sign((p - ff.centre) @ ff.ex) or 1.0
+            d = gain * (side * u_out * ff.ex + v * ff.ey)
+            g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / sig2)
+            field[0] += d[0] * g
+            field[1] += d[1] * g
 
 
 def _jaw_weight(lm: np.ndarray, ff: FaceFrame, u: np.ndarray, vv: np.ndarray) -> np.ndarray:
