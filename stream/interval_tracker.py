@@ -214,8 +214,11 @@ class IntervalTracker:
             apex = None
             if prov is not None:  # the provisional it confirms: same id; long ones keep its onset
                 self._provisional.remove(prov)
-                if self.model.kinds[int(np.argmax(prov.kind_mass))] == p.kind:
-                    onset = min(onset, prov.onset)  # (a micro does not take a macro's onset)
+                # the active head's kind is a guess: across kinds, the onset it saw may at
+                # most double the candidate (a micro does not take a long macro's onset)
+                same_kind = self.model.kinds[int(np.argmax(prov.kind_mass))] == p.kind
+                if same_kind or onset - prov.onset <= offset - onset + 1:
+                    onset = min(onset, prov.onset)
                 apex = min(max(prov.peak_frame, onset), offset)
             emotion_scores = p.emotion_mass / max(p.emotion_mass.sum(), 1e-9)
             id_ = prov.id if prov is not None else self._new_id()

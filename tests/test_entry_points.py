@@ -7,9 +7,7 @@ removed. Each entry point must reproduce them: frames, ids, kinds and emotions
 exactly, scores to 2e-3 (ONNX Runtime's float sums may differ across CPUs).
 
 Changed on purpose since: issue 18's fields (``track_id`` on ``face_found``,
-``frames_promised``), and the micro "surprise" event at 250-263 (was 241-263): a final
-event takes the onset of the provisional one it confirms only when their kinds agree
-(the provisional there was a macro; the demo label is a macro at 240-281 either way).
+``frames_promised``).
 """
 from __future__ import annotations
 

@@ -24,6 +24,9 @@ BEFORE = json.loads((Path(__file__).parent / "configs_effective.json").read_text
 #: (``training.train.run``); the value a YAML starts from is never read. The default
 #: is now the shipped model's 0.35; before, every YAML started from 0.3.
 SELECTED_BY_TRAINING = {"score_thresh"}
+#: Model keys added after the reference, with the value that keeps a config as it was
+#: (appearance fusion off: issue 15).
+ADDED_SINCE = {"appearance_dim": 0, "appearance_hidden": 32}
 
 
 def _plain(cfg) -> dict:
@@ -34,6 +37,7 @@ def _plain(cfg) -> dict:
 def test_effective_config_is_unchanged_key_by_key(name):
     model, train = load_config(CONFIGS / name)
     got = {"model": _plain(model), "train": _plain(train)}
+    assert {k: got["model"].pop(k) for k in ADDED_SINCE} == ADDED_SINCE, name
     for section in ("model", "train"):
         want = BEFORE[name][section]
         assert set(got[section]) == set(want), (name, section)
