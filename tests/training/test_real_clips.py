@@ -90,3 +90,17 @@ def test_derived_clips_loop_the_labels_and_hold_a_still_face():
     summary = records[-1]
     assert isinstance(summary, Summary) and summary.frames_processed == 300 and fps == 30.0
     assert summary.frames_with_face >= 299
+
+
+def test_a_real_held_smile_is_one_event_also_looped_ten_times():
+    """Issue 15: on real footage a held smile is one event, onset to release, positive; the
+    same clip looped ten times gives ten, with no start/cancel churn (the tracker before
+    rejoin_frames: release-only events, 9 of 19 starts withdrawn on the loop)."""
+    from engine.runtime import Engine
+    from training.real import run_clip
+    with Engine.load("onnxruntime", log=lambda s: None) as engine:
+        scores = {name: score_clip(name, *run_clip(name, engine))
+                  for name in ("single_face", "single_face_x10")}
+    one, looped = scores["single_face"], scores["single_face_x10"]
+    assert (one.matched, one.false_events, one.starts, one.cancels) == (1, 0, 1, 0), one
+    assert looped.matched >= 9 and looped.false_events == 0 and looped.cancels <= 1, looped
