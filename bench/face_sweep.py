@@ -108,17 +108,7 @@ def _tracker(opt: Option):
 
     class SweepTracker(FaceTracker):
         def _new_graph(self, k: int):
-            if not opt.static:
-                return super()._new_graph(k)
-            from stream.face import _native_stderr_muted
-            with _native_stderr_muted():
-                graph = self._sol.face_mesh.FaceMesh(
-                    static_image_mode=True, max_num_faces=k,
-                    refine_landmarks=self.cfg.face_landmarks == 478,
-                    min_detection_confidence=self.cfg.face_confidence,
-                    min_tracking_confidence=self.cfg.face_confidence)
-                graph.process(self._blank)
-            return graph
+            return super()._new_graph(k, static_image_mode=opt.static)
 
     return SweepTracker(StreamConfig(**opt.cfg))
 

@@ -292,11 +292,15 @@ class FaceTracker:
         self._rois.close()
         self._graphs, self._detector, self._far = {}, None, None
 
-    def _new_graph(self, k: int):
-        """A mesh graph for ``k`` faces, its TFLite set-up lines (on its first frame) muted."""
+    def _new_graph(self, k: int, static_image_mode: bool = False):
+        """A mesh graph for ``k`` faces, its TFLite set-up lines (on its first frame) muted.
+
+        ``static_image_mode``: MediaPipe re-detects on every frame (the face-stage sweep's
+        ``static_mesh`` option); the tracker itself always follows faces between frames.
+        """
         with _native_stderr_muted():
             graph = self._sol.face_mesh.FaceMesh(
-                static_image_mode=False, max_num_faces=k,
+                static_image_mode=static_image_mode, max_num_faces=k,
                 refine_landmarks=self.cfg.face_landmarks == 478,
                 min_detection_confidence=self.cfg.face_confidence,
                 min_tracking_confidence=self.cfg.face_confidence)

@@ -45,16 +45,17 @@ def encode_video(model, flow: np.ndarray, valid: np.ndarray, chunk: int = 1024,
     enc.eval()
     n = len(valid)
     feats = enc.no_face.detach().reshape(1, -1).repeat(n, 1)  # (F,) -> (N, F)
+    app_all = (torch.from_numpy(np.asarray(_need_appearance(appearance, model.cfg, n),
+                                           np.float32))
+               if model.cfg.appearance_dim else None)  # (N, A)
     idx = np.flatnonzero(valid)
     for s in range(0, len(idx), chunk):
         sel = idx[s:s + chunk]
         x = np.asarray(flow[sel], np.float32) if gains is None else \
             apply_gain(flow[sel], gains[sel])  # (n, 3, S, S)
         x = torch.from_numpy(x)
-        app = (None if not model.cfg.appearance_dim
-               else torch.from_numpy(np.asarray(_need_appearance(appearance, model.cfg,
-                                                                 n)[sel], np.float32)))
-        feats[torch.from_numpy(sel)] = enc.embed(x, app)
+        rows = torch.from_numpy(sel)
+        feats[rows] = enc.embed(x, None if app_all is None else app_all[rows])
     enc.train(was)
     return feats
 

@@ -21,11 +21,21 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def tiny_model() -> FEDN:
-    """An untrained :data:`TINY` FEDN with a non-trivial no-face vector."""
+def seeded_fedn(cfg: ModelConfig = TINY) -> FEDN:
+    """An untrained FEDN (seed 0, eval mode) with a non-trivial no-face vector."""
     torch.manual_seed(0)
-    m = FEDN(TINY).eval()
+    m = FEDN(cfg).eval()
     with torch.no_grad():
         m.encoder.no_face.normal_()
     return m
+
+
+def probe_with(**ok: bool):
+    """A backend probe for ``select_backend``: the named backends are here, the rest absent."""
+    return lambda name: (ok.get(name, False), f"{name} {'here' if ok.get(name) else 'absent'}")
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> FEDN:
+    """An untrained :data:`TINY` FEDN with a non-trivial no-face vector."""
+    return seeded_fedn(TINY)

@@ -13,7 +13,7 @@ from engine.backends import BackendError
 from engine.config import APPEARANCE_DIM, ModelConfig, StreamConfig
 from engine.model import FEDN
 from engine.runtime import Engine
-from tests.engine.conftest import TINY
+from tests.engine.conftest import TINY, seeded_fedn
 
 CFG = dataclasses.replace(TINY, appearance_dim=APPEARANCE_DIM)
 S = StreamConfig().flow_size
@@ -21,11 +21,7 @@ S = StreamConfig().flow_size
 
 @pytest.fixture(scope="module")
 def model() -> FEDN:
-    torch.manual_seed(0)
-    m = FEDN(CFG).eval()
-    with torch.no_grad():
-        m.encoder.no_face.normal_()
-    return m
+    return seeded_fedn(CFG)
 
 
 def _inputs(n: int, seed: int = 0):

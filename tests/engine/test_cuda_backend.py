@@ -12,16 +12,12 @@ from engine.backends.cuda import BATCH_BUCKETS, CudaGraphBackend, GraphRunner, b
 from engine.backends.torch import TorchBackend
 from engine.config import StreamConfig
 from engine.runtime import Engine, select_backend
-from tests.engine.conftest import TINY
+from tests.engine.conftest import TINY, probe_with
 
 S = StreamConfig().flow_size
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 QUIET = lambda m: None  # noqa: E731
-
-
-def probe_with(**ok: bool):
-    return lambda name: (ok.get(name, False), f"{name} {'here' if ok.get(name) else 'absent'}")
 
 
 def flows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,16 +11,11 @@ from engine.backends import BackendError, BackendUnavailable
 from engine.config import StreamConfig
 from engine.decode import OUTPUT_KEYS
 from engine.model import FEDN
-from tests.engine.conftest import TINY
+from tests.engine.conftest import TINY, probe_with
 from engine.runtime import Engine, load_model, select_backend
 
 CFG = TINY
 S = StreamConfig().flow_size
-
-
-def probe_with(**ok: bool):
-    return lambda name: (ok.get(name, False), f"{name} {'here' if ok.get(name) else 'absent'}")
-
 
 
 @pytest.fixture(scope="module")
