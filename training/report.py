@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -66,12 +67,32 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def load_union(roots: Sequence[str], cache: str, limit: int | None = None) -> list:
+    """The videos of every folder in ``roots`` as one test set.
+
+    With several folders each video is renamed ``<folder>/<video>``: two SynthME
+    sets of the same identities reuse names (``biden_003`` in test and test_r),
+    and the metrics match predictions to labels by video.
+    """
+    from training.features import load_split
+
+    if len(roots) == 1:
+        return load_split(roots[0], cache, workers=2, limit=limit)
+    names = [Path(r).name for r in roots]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--test: folder names must differ (they prefix the video names), "
+                         f"got {names}")
+    return [replace(v, video=f"{name}/{v.video}") for root, name in zip(roots, names)
+            for v in load_split(root, cache, workers=2, limit=limit)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="engine/weights/fedn_default.pt")
     ap.add_argument("--val", default="data/synthme/val", help="tunes the baseline")
-    ap.add_argument("--test", default="data/synthme/test", help="held-out identities")
+    ap.add_argument("--test", nargs="+", default=["data/synthme/test"],
+                    help="held-out identities: one folder, or several scored as their union")
     ap.add_argument("--cache", default="data/features")
     ap.add_argument("--out", default="data/runs/report")
     ap.add_argument("--engine", default="onnxruntime", help="backend of the streaming run")
@@ -92,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(1)
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        test = load_split(a.test, a.cache, workers=2, limit=a.limit)
+        test = load_union(a.test, a.cache, a.limit)
         val = load_split(a.val, a.cache, workers=2, limit=a.limit)
         model = load_model(a.weights)
         gt = ground_truth(test)

@@ -35,3 +35,34 @@ def test_per_subject_splits_counts():
     res = per_subject(gt, pred)
     assert res["s"] == {"tp": 1, "fp": 0, "fn": 0, "f1": 1.0}
     assert res["t"] == {"tp": 0, "fp": 1, "fn": 1, "f1": 0.0}
+
+
+def test_union_of_test_folders_keeps_same_named_videos_apart(monkeypatch):
+    """Two SynthME sets of the same identities reuse video names; their union must not merge
+    them (the metrics match spots to labels by video)."""
+    import numpy as np
+    import pytest
+
+    from training import features
+    from training.features import VideoFeatures
+    from training.infer import ground_truth
+    from training.report import load_union
+
+    def fake_split(root, cache, workers=2, limit=None):
+        onset = 10 if root.endswith("a") else 200
+        return [VideoFeatures("biden", "biden_003", np.zeros((300, 3, 2, 2), np.float16),
+                              np.ones(300, bool), 30.0, ((onset, onset + 40, "macro", "positive"),))]
+
+    monkeypatch.setattr(features, "load_split", fake_split)
+    union = load_union(["data/set_a", "data/set_b"], "cache")
+    assert [v.video for v in union] == ["set_a/biden_003", "set_b/biden_003"]
+    gt = ground_truth(union)
+    # each set's label is found in its own video only: predicting set_a's label for both
+    # videos is one hit and one false positive, not two hits
+    pred = [Spot(subject="biden", video=f"{name}/biden_003", onset=10, offset=50,
+                 emotion="positive", kind="macro", score=0.9) for name in ("set_a", "set_b")]
+    overall = evaluate(gt, pred)["spotting"]["overall"]
+    assert (overall["tp"], overall["fp"], overall["fn"]) == (1, 1, 1)
+    assert load_union(["data/set_a"], "cache")[0].video == "biden_003"  # one folder: as is
+    with pytest.raises(ValueError, match="folder names must differ"):
+        load_union(["x/test", "y/test"], "cache")
