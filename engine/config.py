@@ -237,12 +237,18 @@ class TrackerConfig:
     # provisional event ended continues that event (a held expression dips, then its release
     # fires): no second event_start, no withdrawal of the first
     rejoin_frames: int = 4
+    # a provisional event the active head held at >= on_thresh for at least this many frames
+    # is emitted from the active head when no end-anchored candidate confirms it, instead of
+    # withdrawn (a real expression held longer than the interval heads learned to see whole);
+    # 0: off, every unconfirmed provisional that fits the window is withdrawn
+    hold_frames: int = 0
 
     def __post_init__(self) -> None:
         _check_positive(self, ("on_frames", "off_frames"))
-        if self.rejoin_frames < 0:
-            raise ValueError(f"TrackerConfig.rejoin_frames must be >= 0, got "
-                             f"{self.rejoin_frames!r}")
+        for name in ("rejoin_frames", "hold_frames"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrackerConfig.{name} must be >= 0, got "
+                                 f"{getattr(self, name)!r}")
         for name in ("merge_iou", "cross_kind_iou", "on_thresh", "off_thresh"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"TrackerConfig.{name} must be in (0, 1], got "

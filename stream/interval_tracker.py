@@ -21,7 +21,8 @@ expression is under way. The tracker
   every ``event_start`` is later finalized into the ``event`` that overlaps it
   (same ``id``) or withdrawn with ``event_cancel`` — except an expression longer
   than the detector's window can hold (a 10 s smile), which only the active head
-  sees whole: it becomes an ``event`` of its own when the active head lets go;
+  sees whole, and (``hold_frames`` > 0) one the active head held firmly for that
+  many frames: it becomes an ``event`` of its own when the active head lets go;
 * **flushes** at end of stream: pending candidates are finalized, and an
   expression still under way is emitted with the last frame as offset and
   ``truncated: true``; the same when its face leaves for good (:meth:`face_left`),
@@ -106,6 +107,7 @@ class _Provisional:
     peak: float
     peak_frame: int
     ended_at: int | None = None  # frame where the active head let go
+    held: int = 0  # frames the active head read >= on_thresh while it was under way
 
 
 class IntervalTracker:
@@ -255,6 +257,7 @@ class IntervalTracker:
             else:
                 current.kind_mass = current.kind_mass + probs
                 current.emotion_mass = current.emotion_mass + active.emotion_probs[i]
+                current.held += int(p >= self.cfg.on_thresh)
                 if p > current.peak:
                     current.peak, current.peak_frame = p, frame
                 self._off_run = self._off_run + 1 if p < self.cfg.off_thresh else 0
@@ -288,8 +291,12 @@ class IntervalTracker:
         reach = self.model.window - self.model.level_margin(self.model.levels - 1)
         return prov.ended_at is not None and prov.ended_at - prov.onset + 1 > reach
 
+    def _held(self, prov: _Provisional) -> bool:
+        """The active head held it long enough to stand on its own (``hold_frames``)."""
+        return 0 < self.cfg.hold_frames <= prov.held
+
     def _close_ended(self, prov: _Provisional) -> Event | EventCancel:
-        if self._too_long(prov):
+        if self._too_long(prov) or self._held(prov):
             self._provisional.remove(prov)
             return self._emit_from_active(prov, prov.ended_at, truncated=False)
         return self._cancel(prov)

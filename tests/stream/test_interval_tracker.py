@@ -131,6 +131,27 @@ def test_expression_under_way_at_end_is_truncated(tracker):
     assert e.onset_frame == start.onset_frame and e.kind == "micro"
 
 
+@pytest.mark.parametrize("hold_frames, emitted", [(0, False), (40, True), (80, False)])
+def test_a_firmly_held_provisional_stands_without_a_candidate_when_asked(hold_frames, emitted):
+    """hold_frames: an unconfirmed provisional the active head held >= on_thresh for that
+    many frames is emitted from the active head, not withdrawn (off: withdrawn as before)."""
+    times = FrameTimes(fps=30)
+    for i in range(600):
+        times.add(i, i / 30, i / 30)
+    t = IntervalTracker(MODEL, TrackerConfig(hold_frames=hold_frames), times)
+    out = t.update(80, [], active(range(1, 81), [0.0] * 19 + [0.9] * 61, since=2, emotion=0))
+    [start] = [r for r in out if isinstance(r, EventStart)]
+    out = t.update(400, [], active(range(81, 401), [0.0] * 320, emotion=0))
+    if emitted:
+        [e] = finals(out)
+        assert e.id == start.id and not e.truncated and e.emotion == EMO[0]
+        assert (e.onset_frame, e.offset_frame) == (start.onset_frame, 84)  # let go at 81 + 3
+        assert not [r for r in out if isinstance(r, EventCancel)]
+    else:
+        [cancel] = [r for r in out if isinstance(r, EventCancel)]
+        assert cancel.id == start.id and finals(out) == []
+
+
 def test_frames_must_not_go_back(tracker):
     tracker.update(10)
     with pytest.raises(ValueError, match="go back"):
@@ -139,7 +160,8 @@ def test_frames_must_not_go_back(tracker):
 
 @pytest.mark.parametrize("kw, match", [({"merge_iou": 0}, "merge_iou"),
                                        ({"off_thresh": 0.9}, "hysteresis"),
-                                       ({"on_frames": 0}, "on_frames")])
+                                       ({"on_frames": 0}, "on_frames"),
+                                       ({"hold_frames": -1}, "hold_frames")])
 def test_config_checks(kw, match):
     with pytest.raises(ValueError, match=match):
         TrackerConfig(**kw)
