@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -218,6 +218,24 @@ def load_split(root: str | Path, cache_dir: str | Path, cfg: StreamConfig | None
         out.append(VideoFeatures(subject, video, got.flow, got.valid, got.fps,
                                  tuple(labels.get(video, ())), got.appearance))
     return out
+
+
+def load_union(roots: Sequence[str], cache: str, limit: int | None = None
+               ) -> list[VideoFeatures]:
+    """The videos of every folder in ``roots`` as one test set.
+
+    With several folders each video is renamed ``<folder>/<video>``: two SynthME
+    sets of the same identities reuse names (``biden_003`` in test and test_r),
+    and the metrics match predictions to labels by video.
+    """
+    if len(roots) == 1:
+        return load_split(roots[0], cache, workers=2, limit=limit)
+    names = [Path(r).name for r in roots]
+    if len(set(names)) != len(names):
+        raise ValueError(f"test folders: their names must differ (they prefix the video names), "
+                         f"got {names}")
+    return [replace(v, video=f"{name}/{v.video}") for root, name in zip(roots, names)
+            for v in load_split(root, cache, workers=2, limit=limit)]
 
 
 def summarize(items: Sequence[VideoFeatures]) -> dict:

@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -67,25 +66,6 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def load_union(roots: Sequence[str], cache: str, limit: int | None = None) -> list:
-    """The videos of every folder in ``roots`` as one test set.
-
-    With several folders each video is renamed ``<folder>/<video>``: two SynthME
-    sets of the same identities reuse names (``biden_003`` in test and test_r),
-    and the metrics match predictions to labels by video.
-    """
-    from training.features import load_split
-
-    if len(roots) == 1:
-        return load_split(roots[0], cache, workers=2, limit=limit)
-    names = [Path(r).name for r in roots]
-    if len(set(names)) != len(names):
-        raise ValueError(f"--test: folder names must differ (they prefix the video names), "
-                         f"got {names}")
-    return [replace(v, video=f"{name}/{v.video}") for root, name in zip(roots, names)
-            for v in load_split(root, cache, workers=2, limit=limit)]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine.runtime import Engine, load_model
         from training import baseline
         from training.evaluate import evaluate
-        from training.features import load_split, summarize
+        from training.features import load_split, load_union, summarize
         from training.infer import ground_truth, predict, streaming_spots
 
         torch.set_num_threads(1)
