@@ -223,6 +223,10 @@ def override(cfg: Any, values: Mapping[str, Any]) -> Any:
     return replace(cfg, **dict(values))
 
 
+#: Values of ``TrackerConfig.onset``.
+TRACKER_ONSETS: tuple[str, ...] = ("earliest", "active")
+
+
 @dataclass(frozen=True)
 class TrackerConfig:
     """Thresholds of the online interval tracker (``stream.interval_tracker``)."""
@@ -242,9 +246,15 @@ class TrackerConfig:
     # withdrawn (a real expression held longer than the interval heads learned to see whole);
     # 0: off, every unconfirmed provisional that fits the window is withdrawn
     hold_frames: int = 0
+    # onset of a final event that confirms a provisional one of the same kind: "earliest" of
+    # the candidate's and the provisional's; "active": the provisional's (the active head saw
+    # the start as it happened; a regressed onset can reach back over a pause into the
+    # expression before)
+    onset: str = "earliest"
 
     def __post_init__(self) -> None:
         _check_positive(self, ("on_frames", "off_frames"))
+        _check_choice(self, "onset", TRACKER_ONSETS)
         for name in ("rejoin_frames", "hold_frames"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrackerConfig.{name} must be >= 0, got "

@@ -219,7 +219,9 @@ class IntervalTracker:
                 # the active head's kind is a guess: across kinds, the onset it saw may at
                 # most double the candidate (a micro does not take a long macro's onset)
                 same_kind = self.model.kinds[int(np.argmax(prov.kind_mass))] == p.kind
-                if same_kind or onset - prov.onset <= offset - onset + 1:
+                if same_kind and self.cfg.onset == "active" and prov.onset <= offset:
+                    onset = prov.onset
+                elif same_kind or onset - prov.onset <= offset - onset + 1:
                     onset = min(onset, prov.onset)
                 apex = min(max(prov.peak_frame, onset), offset)
             emotion_scores = p.emotion_mass / max(p.emotion_mass.sum(), 1e-9)

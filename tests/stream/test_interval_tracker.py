@@ -152,6 +152,25 @@ def test_a_firmly_held_provisional_stands_without_a_candidate_when_asked(hold_fr
         assert cancel.id == start.id and finals(out) == []
 
 
+@pytest.mark.parametrize("onset, want", [("earliest", 48), ("active", 86)])
+def test_onset_of_a_confirmed_provisional_follows_the_onset_setting(onset, want):
+    """The looped-smile pattern: the active head starts at 86 (it saw the smile begin); the
+    only candidate regresses its onset back over the pause into the smile before (48)."""
+    times = FrameTimes(fps=30)
+    for i in range(400):
+        times.add(i, i / 30, i / 30)
+    t = IntervalTracker(MODEL, TrackerConfig(onset=onset), times)
+    # on from 86: held on_frames (3) at 88, which says "under way for 2 frames": onset 86
+    out = t.update(150, [], active(range(80, 151), [0.0] * 6 + [0.95] * 61 + [0.0] * 4,
+                                   since=2, kind=1))
+    [start] = [r for r in out if isinstance(r, EventStart)]
+    assert start.onset_frame == 86
+    out = t.update(200, [cand(48, 147, kind="macro")], active(range(151, 201), [0.0] * 50,
+                                                              kind=1))
+    [e] = finals(out)
+    assert e.id == start.id and (e.onset_frame, e.offset_frame) == (want, 147)
+
+
 def test_frames_must_not_go_back(tracker):
     tracker.update(10)
     with pytest.raises(ValueError, match="go back"):
@@ -161,7 +180,8 @@ def test_frames_must_not_go_back(tracker):
 @pytest.mark.parametrize("kw, match", [({"merge_iou": 0}, "merge_iou"),
                                        ({"off_thresh": 0.9}, "hysteresis"),
                                        ({"on_frames": 0}, "on_frames"),
-                                       ({"hold_frames": -1}, "hold_frames")])
+                                       ({"hold_frames": -1}, "hold_frames"),
+                                       ({"onset": "latest"}, "onset")])
 def test_config_checks(kw, match):
     with pytest.raises(ValueError, match=match):
         TrackerConfig(**kw)
