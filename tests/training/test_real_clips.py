@@ -70,12 +70,16 @@ def test_bad_inputs_say_where(tmp_path, monkeypatch):
 
 def test_cli_runs_a_clip_and_writes_json_and_figure(tmp_path):
     out = tmp_path / "real.json"
-    assert main(["--clips", "single_face", "--out", str(out)]) == 0
+    assert main(["--clips", "single_face", "--out", str(out), "--tracker", "onset=active"]) == 0
     got = json.loads(out.read_text())
+    assert got["tracker"]["onset"] == "active"
     (clip,) = got["clips"]
     assert clip["clip"] == "single_face" and clip["labels"] == 1 and clip["starts"] >= 1
     assert out.with_suffix(".png").stat().st_size > 5000
     assert main(["--clips", "nope", "--out", str(out)]) == 2
+    assert main(["--clips", "single_face", "--out", str(out), "--tracker", "onset=x"]) == 2
+    assert main(["--clips", "single_face", "--out", str(out), "--tracker",
+                 "hold_frames=1,2"]) == 2
 
 
 def test_derived_clips_loop_the_labels_and_hold_a_still_face():

@@ -15,8 +15,11 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from engine.config import TrackerConfig
+
 from training.real import (CLIPS, DERIVED, ClipScore, clip_path, labels_of, read_labels,
                            run_clip, score_clip)
+from training.tracker_sweep import parse_grid
 
 
 def plot(scores: Sequence[ClipScore], labels, fps: dict[str, float], path: Path) -> None:
@@ -48,6 +51,15 @@ def plot(scores: Sequence[ClipScore], labels, fps: dict[str, float], path: Path)
     plt.close(fig)
 
 
+def tracker_settings(items: Sequence[str]) -> TrackerConfig:
+    """``["onset=active", "hold_frames=24"]`` → that TrackerConfig (one value per field)."""
+    grid = parse_grid(items)
+    several = [name for name, values in grid.items() if len(values) != 1]
+    if several:
+        raise ValueError(f"--tracker takes one value per field, got several for {several}")
+    return TrackerConfig(**{name: values[0] for name, values in grid.items()})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.real", description=__doc__.split("\n")[0])
     ap.add_argument("--weights", help="checkpoint (default: the shipped weights)")
@@ -55,12 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--clips", default=",".join([*CLIPS, *DERIVED]),
                     help="comma-separated clip names")
     ap.add_argument("--out", default="training/real/results.json", help="JSON; figure next to it")
+    ap.add_argument("--tracker", nargs="*", default=[],
+                    help="FIELD=VALUE ... interval tracker settings (engine.config.TrackerConfig)")
     args = ap.parse_args(argv)
     names = [c for c in args.clips.split(",") if c]
     try:
         for name in names:
             clip_path(name)
         labels = read_labels()
+        tracker_cfg = tracker_settings(args.tracker)
         from engine.runtime import Engine
         engine = Engine.load(args.engine, weights=args.weights, log=lambda s: None)
     except (ValueError, FileNotFoundError) as exc:
@@ -69,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores, fps = [], {}
     with engine:
         for name in tqdm(names, desc="real clips", unit="clip"):
-            records, fps[name] = run_clip(name, engine)
+            records, fps[name] = run_clip(name, engine, tracker_cfg=tracker_cfg)
             scores.append(score_clip(name, records, fps[name], labels))
     print(f"{'clip':24} {'matched':>8} {'false':>6} {'starts':>7} {'withdrawn':>10}  onset err (s)")
     for sc in scores:
@@ -84,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"weights": args.weights or "shipped", "engine": engine.name,
-                               "clips": [asdict(sc) for sc in scores]}, indent=1))
+                               "tracker": asdict(tracker_cfg), "clips": [asdict(sc) for sc in scores]}, indent=1))
     plot(scores, labels, fps, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
