@@ -74,6 +74,34 @@ JAW_RAMP, JAW_CORNER_REACH = 0.03, 0.7
 #: Every AU this module can render.
 AUS: tuple[str, ...] = ("1", "2", "4", "5") + tuple(h for h in HANDLES if h != "4") + tuple(
     LOWER_FACE_DROP) + (BLINK_AU,)
+#: Appearance a warp cannot make, as relative brightness at amplitude 1 (the renderer scales
+#: the warped face by 1 + sum of amplitude x shade): skin creases and the bulges beside them,
+#: drawn where the AU's own field moves the face. A real-face classifier reads a smile by
+#: its nasolabial folds and the raised cheek's lower-lid bulge and crow's feet, and raised
+#: brows by the horizontal forehead lines, as much as by the shape (a warp alone moved fer,
+#: not facex: README, realism). Per crease: (dark, width) of the line and (light, offset,
+#: width) of the bulge beside it, all in IOD; light > 0 brightens the bulge.
+CREASES: dict[str, dict[str, tuple[float, float, float, float, float]]] = {
+    "12": {"nasolabial": (0.24, 0.05, 0.12, 0.10, 0.06)},
+    "6": {"lower_lid": (0.20, 0.030, 0.10, 0.06, 0.035),
+          "crows_feet": (0.16, 0.018, 0.0, 0.0, 1.0)},
+    "1": {"forehead": (0.14, 0.028, 0.06, 0.05, 0.03)},
+    "2": {"forehead": (0.14, 0.028, 0.06, 0.05, 0.03)},
+}
+#: Crease geometry, per side (image-left first): nasolabial fold from the nose wing down past
+#: the mouth corner; the lower-lid landmarks (the bulge's crease runs LID_CREASE_DROP below);
+#: crow's feet from the outer eye corner, their angles (degrees, 0 = outward) and length;
+#: forehead lines above the brows (first line, spacing), their count and lateral weighting.
+NASOLABIAL = ((129, 206, 216, 212), (358, 426, 436, 432))
+LOWER_LID_LINE = ((33, 7, 163, 144, 145, 153, 154, 155, 133),
+                  (263, 249, 390, 373, 374, 380, 381, 382, 362))
+LID_CREASE_DROP = 0.10
+OUTER_CORNERS, CROWS_ANGLES, CROWS_LEN = (33, 263), (-28.0, 0.0, 24.0), 0.14
+BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
+FOREHEAD_LINES = (0.13, 0.09, 3)
+#: Forehead-line weight across the face: AU1 (inner brows) in the middle, AU2 at the sides;
+#: (centre |u|, spread) in IOD.
+FOREHEAD_SPAN = {"1": (0.0, 0.30), "2": (0.55, 0.20)}
 #: Global gain applied to every handle/region so that the smile hits DESIGN.md §8.
 CALIBRATION: float = 2.25
 
@@ -286,3 +314,100 @@ def region_masks(lm: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray
             m[max(y0, 0):y1, max(x0, 0):x1] = 1
         out[name] = m.astype(bool)
     return out
+
+
+def au_shade(au: str, lm: np.ndarray, shape: tuple[int, int],
+             field: np.ndarray) -> np.ndarray | None:
+    """Relative brightness change (H, W) float32 of ``au`` at amplitude 1 (:data:`CREASES`),
+    or None for an AU without creases.
+
+    Args:
+        au: one of :data:`AUS`.
+        lm: (478, 2) landmarks in the image the map is for.
+        shape: (H, W) of that image.
+        field: (2, H, W) the AU's own forward field (:func:`au_field`): the creases are
+            drawn where it moves the landmarks.
+    """
+    if au not in CREASES:
+        return None
+    h, w = shape
+    ff = FaceFrame.from_landmarks(lm)
+    xi = np.clip(lm[:, 0].round().astype(int), 0, w - 1)
+    yi = np.clip(lm[:, 1].round().astype(int), 0, h - 1)
+    moved = lm + field[:, yi, xi].T
+    out = np.zeros((h, w), np.float32)
+    for name, prof in CREASES[au].items():
+        for curve in _crease_curves(name, au, moved, ff):
+            _draw_crease(out, curve, ff, prof)
+    return out
+
+
+def _crease_curves(name: str, au: str, moved: np.ndarray, ff: FaceFrame) -> list[np.ndarray]:
+    """The pixel polylines (N, 2) of crease ``name``, image-left side first (forehead lines:
+    one per line)."""
+    if name == "nasolabial":
+        # past the outer landmark the fold runs on down beside the mouth corner
+        return [np.concatenate([moved[list(idx)], moved[[idx[-1]]] + 0.1 * ff.iod * ff.ey])
+                for idx in NASOLABIAL]
+    if name == "lower_lid":
+        return [moved[list(idx)] + LID_CREASE_DROP * ff.iod * ff.ey for idx in LOWER_LID_LINE]
+    if name == "crows_feet":
+        out = []
+        for side, i in zip((-1.0, 1.0), OUTER_CORNERS):
+            for ang in CROWS_ANGLES:
+                a = np.deg2rad(ang)
+                d = (side * np.cos(a) * ff.ex + np.sin(a) * ff.ey) * ff.iod
+                p0 = moved[i] + 0.05 * d
+                out.append(np.stack([p0, p0 + CROWS_LEN * d]))
+        return out
+    # forehead: lines parallel to the (raised) brows, arched, weighted across the face
+    v_brow = float(ff.uv(moved[list(BROWS)])[:, 1].mean())
+    first, step, n = FOREHEAD_LINES
+    centre, spread = FOREHEAD_SPAN[au]
+    us = np.linspace(-0.75, 0.75, 31)
+    lines = []
+    for k in range(n):
+        v = v_brow - first - step * k + 0.12 * us ** 2
+        pts = ff.centre + ff.iod * (us[:, None] * ff.ex + v[:, None] * ff.ey)
+        lines.append(np.concatenate([pts, np.exp(-((np.abs(us) - centre) / spread) ** 2 / 2)
+                                     [:, None]], 1))
+    return lines
+
+
+def _draw_crease(out: np.ndarray, curve: np.ndarray, ff: FaceFrame, prof) -> None:
+    """Add one crease along the pixel polyline ``curve`` (N, 2; an optional third column
+    weights it along its length) to ``out`` (H, W) in place: a dark line, a light bulge on
+    its lateral (away from the face midline) or, for a line across the face, upper side, both
+    fading towards the curve's ends."""
+    dark, width, light, off, lw = prof
+    pts, wts = curve[:, :2], (curve[:, 2] if curve.shape[1] > 2 else np.ones(len(curve)))
+    seg = np.r_[0.0, np.cumsum(np.hypot(*np.diff(pts, axis=0).T))]
+    if seg[-1] <= 0:
+        return
+    t = np.linspace(0.0, seg[-1], max(int(seg[-1] / (0.01 * ff.iod)), 8))
+    dense = np.stack([np.interp(t, seg, pts[:, 0]), np.interp(t, seg, pts[:, 1])], -1)
+    wt = np.interp(t, seg, wts) * np.sin(np.pi * np.clip(t / seg[-1], 0, 1)) ** 0.6
+    tan = np.gradient(dense, axis=0)
+    nrm = np.stack([-tan[:, 1], tan[:, 0]], -1) / (np.hypot(*tan.T)[:, None] + 1e-9)
+    across = abs(float((pts[-1] - pts[0]) @ ff.ex)) > 0.6 * seg[-1]  # runs across the face
+    outward = np.sign((pts.mean(0) - ff.centre) @ ff.ex) or 1.0  # mirrored photos too
+    ref = -ff.ey if across else outward * ff.ex  # the bulge's side: above, or lateral
+    nrm *= np.where(nrm @ ref < 0, -1.0, 1.0)[:, None]
+    reach = (3 * width + off + 3 * lw) * ff.iod
+    x0, y0 = np.floor(dense.min(0) - reach).astype(int)
+    x1, y1 = np.ceil(dense.max(0) + reach).astype(int)
+    h, w = out.shape
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    p = np.stack([xs.ravel(), ys.ravel()], -1)  # (P, 2) pixels of the crease's box
+    d2 = ((p[:, None, :] - dense[None].astype(np.float32)) ** 2).sum(-1)  # (P, N)
+    k = np.argmin(d2, 1)
+    rel = (p - dense[k]) / ff.iod
+    dist = np.sqrt(d2[np.arange(len(p)), k]) / ff.iod
+    s = (rel * nrm[k]).sum(-1)
+    val = -dark * np.exp(-0.5 * (dist / width) ** 2)
+    if light > 0:
+        val += light * np.exp(-0.5 * ((s - off) / lw) ** 2) * _smoothstep(s / (2 * width))
+    out[y0:y1, x0:x1] += (val * wt[k]).reshape(y1 - y0, x1 - x0).astype(np.float32)

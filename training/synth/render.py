@@ -9,11 +9,11 @@ compression bursts, each only when its timeline entry is active.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .aus import AUS, LOWER_INNER_LIP, UPPER_INNER_LIP, FaceFrame, au_field
+from .aus import AUS, LOWER_INNER_LIP, UPPER_INNER_LIP, FaceFrame, au_field, au_shade
 from .config import SynthConfig
 from .faces import FacePhoto
 from .timeline import AU_COLUMN, Timeline
@@ -56,6 +56,8 @@ class Scene:
         skin: (3,) BGR colour of the occluder ("hand").
         photo_id: the face asset used.
         mirrored: whether the photo was mirrored.
+        shades: {AU column: (h, w) float32 relative brightness at amplitude 1} over the
+            ROI, for the AUs with creases (``aus.CREASES``).
     """
 
     base: np.ndarray
@@ -69,6 +71,7 @@ class Scene:
     skin: np.ndarray
     photo_id: str
     mirrored: bool
+    shades: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def _augment_photo(image: np.ndarray, rng: np.random.Generator,
@@ -137,6 +140,11 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
     x1, y1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
     fields = np.stack([au_field(au, lm_f - (x0, y0), (y1 - y0, x1 - x0)) for au in AUS])
     _relax_resting_smile(fields, lm_f)
+    shades = {}
+    for j, au in enumerate(AUS):
+        sh = au_shade(au, lm_f - (x0, y0), (y1 - y0, x1 - x0), fields[j])
+        if sh is not None:
+            shades[j] = sh
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     inner = cv2.boundingRect(lm_f[[50, 280, 152, 9]].astype(np.float32))
     patch = base[inner[1]:inner[1] + inner[3], inner[0]:inner[0] + inner[2]].reshape(-1, 3)
@@ -144,7 +152,7 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
     return Scene(base=base, roi=(x0, y0, x1, y1), fields=fields.astype(np.float32), gx=gx, gy=gy,
                  landmarks=lm_f.astype(np.float32), centre=ff.centre.astype(np.float32),
                  face_w=face_w_src * s, skin=skin.astype(np.float32), photo_id=photo.id,
-                 mirrored=mirrored)
+                 mirrored=mirrored, shades=shades)
 
 
 def resting_smile(lm: np.ndarray) -> float:
@@ -252,6 +260,11 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
             fy += a[j] * scene.fields[j, 1]
         img[y0:y1, x0:x1] = cv2.remap(scene.base, scene.gx - fx, scene.gy - fy, cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE)
+        shaded = [j for j in active if j in scene.shades]
+        if shaded:  # creases and bulges (aus.CREASES), on the warped face
+            gain = 1.0 + sum(a[j] * scene.shades[j] for j in shaded)
+            roi = img[y0:y1, x0:x1]
+            img[y0:y1, x0:x1] = cv2.multiply(roi, cv2.merge([gain] * 3), dtype=cv2.CV_8U)
         if sum(a[AU_COLUMN[au]] for au in LIP_PARTING) > 0.02:
             _mouth_interior(img, scene, fx, fy, teeth=a[AU_COLUMN["12"]] > 0.3)
     px, py, rot, sc = (float(v) for v in tl.pose[i])
