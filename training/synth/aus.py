@@ -43,7 +43,7 @@ HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
     "7": [((145, 374), (0.0, -0.060), 0.10), ((159, 386), (0.0, 0.030), 0.09)],
     "9": [((129, 358, 98, 327), (0.0, -0.050), 0.11), ((107, 336), (0.0, 0.020), 0.12)],
     "10": [((37, 267, 0, 40, 270), (0.0, -0.050), 0.11)],
-    "12": [((61, 291), (0.085, -0.065), 0.16)],
+    "12": [((61, 291), (0.085, -0.065), 0.21)],
     "14": [((61, 291), (0.060, -0.010), 0.10)],
     "15": [((61, 291), (0.010, 0.070), 0.14)],
     "17": [((152, 199, 175), (0.0, -0.055), 0.20), ((17, 84, 314), (0.0, -0.070), 0.12)],
@@ -67,6 +67,11 @@ LOWER_FACE_DROP: dict[str, float] = {"25": 0.055, "26": 0.13}
 JAW_HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
     "26": [((61, 291), (-0.030, 0.020), 0.10)],
 }
+#: The renderer samples each pixel from x - f(x) (the field at the pixel's target), so a
+#: Gaussian centred on its landmark moves that landmark only part of the way and magnifies
+#: what surrounds it (thick, bunched lip corners in a smile). Centred this share of the way
+#: to the target, the corner lands near it and the lips stretch thin behind it.
+HANDLE_AT_TARGET: dict[str, float] = {"12": 1.0}
 BLINK_AU = "43"
 #: Jaw drop shape: least vertical ramp from the upper to the lower lip (IOD) and how far
 #: past the mouth corners (multiple of the half mouth width) the opening reaches.
@@ -194,7 +199,7 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     field = np.zeros((2, h, w), np.float32)
     gain = CALIBRATION * ff.iod
     if au in HANDLES:
-        _add_handles(field, HANDLES[au], lm, ff, xs, ys, gain)
+        _add_handles(field, HANDLES[au], lm, ff, xs, ys, gain, HANDLE_AT_TARGET.get(au, 0.0))
         return field
     uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
     u, vv = uv[..., 0], uv[..., 1]
@@ -250,16 +255,19 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _add_handles(field: np.ndarray, handles, lm: np.ndarray, ff: FaceFrame, xs: np.ndarray,
-                 ys: np.ndarray, gain: float) -> None:
+                 ys: np.ndarray, gain: float, at_target: float = 0.0) -> None:
     """Add Gaussian landmark handles (indices, (outward, down) in IOD, radius in IOD) to the
-    (2, H, W) ``field`` in place; "outward" points away from the face centre on each side."""
+    (2, H, W) ``field`` in place; "outward" points away from the face centre on each side.
+    ``at_target`` moves each Gaussian's centre that share of the way to where it sends its
+    landmark (see :data:`HANDLE_AT_TARGET`)."""
     for idx, (u_out, v), r in handles:
         sig2 = 2.0 * (r * ff.iod) ** 2
         for i in idx:
             p = lm[i]
             side = np.sign((p - ff.centre) @ ff.ex) or 1.0
             d = gain * (side * u_out * ff.ex + v * ff.ey)
-            g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / sig2)
+            c = p + at_target * d
+            g = np.exp(-((xs - c[0]) ** 2 + (ys - c[1]) ** 2) / sig2)
             field[0] += d[0] * g
             field[1] += d[1] * g
 
