@@ -38,8 +38,8 @@ MOUTH_CORNERS = (61, 291)
 #: handles per AU: (landmark indices, (u_out, v) displacement in IOD, radius in IOD).
 HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
     "4": [((107, 336, 55, 285, 66, 296), (-0.035, 0.045), 0.13)],
-    "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.060), 0.17),
-          ((145, 374), (0.0, -0.030), 0.07)],
+    "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.036), 0.17),
+          ((145, 374), (0.0, -0.018), 0.07)],
     "7": [((145, 374), (0.0, -0.060), 0.10), ((159, 386), (0.0, 0.030), 0.09)],
     "9": [((129, 358, 98, 327), (0.0, -0.050), 0.11), ((107, 336), (0.0, 0.020), 0.12)],
     "10": [((37, 267, 0, 40, 270), (0.0, -0.050), 0.11)],
@@ -71,7 +71,7 @@ JAW_HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]]
 #: Gaussian centred on its landmark moves that landmark only part of the way and magnifies
 #: what surrounds it (thick, bunched lip corners in a smile). Centred this share of the way
 #: to the target, the corner lands near it and the lips stretch thin behind it.
-HANDLE_AT_TARGET: dict[str, float] = {"12": 1.0}
+HANDLE_AT_TARGET: dict[str, float] = {"6": 1.0, "12": 1.0}
 BLINK_AU = "43"
 #: Jaw drop shape: least vertical ramp from the upper to the lower lip (IOD) and how far
 #: past the mouth corners (multiple of the half mouth width) the opening reaches.
