@@ -295,6 +295,43 @@ def _jaw_weight(lm: np.ndarray, ff: FaceFrame, u: np.ndarray, vv: np.ndarray) ->
     return wgt
 
 
+#: Upper-lid margin landmarks per eye (corner to corner), image-left eye's first.
+UPPER_LID_LINE = ((33, 246, 161, 160, 159, 158, 157, 173, 133),
+                  (263, 466, 388, 387, 386, 385, 384, 398, 362))
+#: Eye-opening landmarks per eye (the sclera's colour is sampled inside).
+EYE_OPENING = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7),
+               (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249))
+
+
+def sclera_reveal(lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(2, H, W) float32, per eye (image-left first): for each pixel between its upper lid and
+    where AU5 raises it, the AU5 amplitude at which the raised lid uncovers it (inf elsewhere). AU5's warp stretches the
+    eye (iris included); a real raised lid uncovers the white above the iris, so the renderer
+    paints this band as sclera. Consistent with :func:`au_field`'s AU5 lift."""
+    h, w = shape
+    ff = FaceFrame.from_landmarks(lm)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
+    u, vv = uv[..., 0], uv[..., 1]
+    lift, _ = EYE_WIDEN["5"]
+    out = np.full((2, h, w), np.inf, np.float32)
+    for k, ((c0, c1), top, bot, line) in enumerate(zip(EYE_CORNERS, UPPER_LID, LOWER_LID,
+                                                        UPPER_LID_LINE)):
+        corners = ff.uv(lm[[c0, c1]])
+        uc = corners[:, 0].mean()
+        half_w = abs(corners[1, 0] - corners[0, 0]) / 2
+        vt, vb = ff.uv(lm[[top]])[0, 1], ff.uv(lm[[bot]])[0, 1]
+        lid = ff.uv(lm[list(line)])
+        o = np.argsort(lid[:, 0])
+        inside = (u > lid[o[0], 0]) & (u < lid[o[-1], 0])
+        v_lid = np.interp(u, lid[o, 0], lid[o, 1])
+        rise = lift * max(vb - vt, 0.02) * np.exp(-((u - uc) / (1.1 * half_w)) ** 4)  # IOD
+        t = (v_lid - vv) / np.maximum(rise, 1e-4)
+        band = inside & (t > 0) & (t < 2.0)
+        out[k][band] = t[band]
+    return out
+
+
 def region_masks(lm: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Boolean masks (H, W) of the mouth, eyes and brows regions (for calibration/tests)."""
     ff = FaceFrame.from_landmarks(lm)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .aus import AUS, LOWER_INNER_LIP, UPPER_INNER_LIP, FaceFrame, au_field, au_shade
+from .aus import (AUS, EYE_OPENING, LOWER_INNER_LIP, UPPER_INNER_LIP, FaceFrame, au_field,
+                  au_shade, sclera_reveal)
 from .config import SynthConfig
 from .faces import FacePhoto
 from .timeline import AU_COLUMN, Timeline
@@ -28,6 +29,10 @@ MOUTH_PROBE, TEETH_SHARE, TEETH_BRIGHTNESS = 0.025, 0.8, 1.0
 #: canines, premolar; foreshortened) and their darkening.
 TOOTH_CORNER_SHADE, TOOTH_LIP_SHADE = 0.45, 0.15
 TOOTH_GAPS, TOOTH_GAP_DARK = (0.0, 0.13, 0.23, 0.31, 0.37), 0.22
+#: Eye white uncovered by AU5: the brightest share of the eye opening's pixels gives its
+#: colour (percentile), the band's soft edge (AU5 amplitude units) and the lid's shadow on
+#: it (darkening at the lid margin).
+SCLERA_PERCENTILE, SCLERA_EDGE, SCLERA_LID_SHADOW = 80.0, 0.08, 0.3
 #: Mouth interior colour: this share of the warped pixels, plus a dark red (BGR 10, 10, 20).
 MOUTH_DARK = 0.15
 #: The warp tears (mouth interior shows) where the remap's source misses the pixel by more
@@ -63,6 +68,8 @@ class Scene:
         mirrored: whether the photo was mirrored.
         shades: {AU column: (h, w) float32 relative brightness at amplitude 1} over the
             ROI, for the AUs with creases (``aus.CREASES``).
+        sclera: (2, h, w) float32 per eye, the AU5 amplitude that uncovers each ROI pixel as
+            eye white (``aus.sclera_reveal``; inf: never), and sclera_bgr (2, 3) its colour.
     """
 
     base: np.ndarray
@@ -77,6 +84,8 @@ class Scene:
     photo_id: str
     mirrored: bool
     shades: dict[int, np.ndarray] = field(default_factory=dict)
+    sclera: np.ndarray | None = None
+    sclera_bgr: np.ndarray | None = None
 
 
 def _augment_photo(image: np.ndarray, rng: np.random.Generator,
@@ -151,13 +160,31 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
         if sh is not None:
             shades[j] = sh
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    sclera = sclera_reveal(lm_f - (x0, y0), (y1 - y0, x1 - x0))
     inner = cv2.boundingRect(lm_f[[50, 280, 152, 9]].astype(np.float32))
     patch = base[inner[1]:inner[1] + inner[3], inner[0]:inner[0] + inner[2]].reshape(-1, 3)
     skin = np.median(patch, 0) * rng.uniform(0.6, 1.0) if patch.size else np.full(3, 120.0)
     return Scene(base=base, roi=(x0, y0, x1, y1), fields=fields.astype(np.float32), gx=gx, gy=gy,
                  landmarks=lm_f.astype(np.float32), centre=ff.centre.astype(np.float32),
                  face_w=face_w_src * s, skin=skin.astype(np.float32), photo_id=photo.id,
-                 mirrored=mirrored, shades=shades)
+                 mirrored=mirrored, shades=shades, sclera=sclera,
+                 sclera_bgr=_sclera_colour(base, lm_f))
+
+
+def _sclera_colour(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """(2, 3) BGR of each eye's white (an eye in shadow has a darker one): the mean of the
+    brightest pixels inside its opening."""
+    import cv2
+
+    out = []
+    for idx in EYE_OPENING:
+        mask = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [lm[list(idx)].round().astype(np.int32)], 255)
+        px = img[mask > 0].reshape(-1, 3).astype(np.float32)
+        lum = px.mean(1) if len(px) >= 4 else None
+        out.append(np.full(3, 200.0) if lum is None
+                   else px[lum >= np.percentile(lum, SCLERA_PERCENTILE)].mean(0))
+    return np.array(out, np.float32)
 
 
 def resting_smile(lm: np.ndarray) -> float:
@@ -270,6 +297,8 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
             gain = 1.0 + sum(a[j] * scene.shades[j] for j in shaded)
             roi = img[y0:y1, x0:x1]
             img[y0:y1, x0:x1] = cv2.multiply(roi, cv2.merge([gain] * 3), dtype=cv2.CV_8U)
+        if a[AU_COLUMN["5"]] > 0.02 and scene.sclera is not None:
+            _paint_sclera(img, scene, float(a[AU_COLUMN["5"]]))
         if sum(a[AU_COLUMN[au]] for au in LIP_PARTING) > 0.02:
             _mouth_interior(img, scene, fx, fy, teeth=a[AU_COLUMN["12"]] > 0.3)
     px, py, rot, sc = (float(v) for v in tl.pose[i])
@@ -291,6 +320,26 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(tl.jpeg_q[i])])
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return img
+
+
+def _paint_sclera(img: np.ndarray, scene: Scene, amp: float) -> None:
+    """Paint the eye white a raised upper lid uncovers at AU5 amplitude ``amp`` (the band
+    below the raised lid, ``aus.sclera_reveal``), in the lid's shadow near its margin."""
+    x0, y0 = scene.roi[:2]
+    edge = SCLERA_EDGE
+    for t_eye, colour in zip(scene.sclera, scene.sclera_bgr):
+        m = np.clip((amp - edge - t_eye) / edge, 0, 1)
+        if not m.any():
+            continue
+        ys, xs = np.nonzero(m > 0)
+        sy, sx = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
+        m, t = m[sy, sx], t_eye[sy, sx]
+        shade = 1 - SCLERA_LID_SHADOW * np.clip(t / max(amp, 1e-3), 0, 1)  # under the lid
+        box = (slice(y0 + sy.start, y0 + sy.stop), slice(x0 + sx.start, x0 + sx.stop))
+        roi = img[box].astype(np.float32)
+        white = colour[None, None, :] * shade[..., None]
+        img[box] = np.clip(roi * (1 - m[..., None]) + white * m[..., None], 0,
+                           255).astype(np.uint8)
 
 
 def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarray,
