@@ -107,6 +107,8 @@ FOREHEAD_LINES = (0.13, 0.09, 3)
 #: Forehead-line weight across the face: AU1 (inner brows) in the middle, AU2 at the sides;
 #: (centre |u|, spread) in IOD.
 FOREHEAD_SPAN = {"1": (0.0, 0.30), "2": (0.55, 0.20)}
+#: Creases are drawn from samples this far apart along them (IOD).
+CREASE_STEP = 0.03
 #: Global gain applied to every handle/region so that the smile hits DESIGN.md §8.
 CALIBRATION: float = 2.25
 
@@ -429,16 +431,18 @@ def _draw_crease(out: np.ndarray, curve: np.ndarray, ff: FaceFrame, prof) -> Non
     seg = np.r_[0.0, np.cumsum(np.hypot(*np.diff(pts, axis=0).T))]
     if seg[-1] <= 0:
         return
-    t = np.linspace(0.0, seg[-1], max(int(seg[-1] / (0.01 * ff.iod)), 8))
+    step = CREASE_STEP * ff.iod
+    t = np.linspace(0.0, seg[-1], max(int(np.ceil(seg[-1] / step)) + 1, 4))
     dense = np.stack([np.interp(t, seg, pts[:, 0]), np.interp(t, seg, pts[:, 1])], -1)
-    wt = np.interp(t, seg, wts) * np.sin(np.pi * np.clip(t / seg[-1], 0, 1)) ** 0.6
+    wt = (np.interp(t, seg, wts) * np.sin(np.pi * np.clip(t / seg[-1], 0, 1)) ** 0.6)
     tan = np.gradient(dense, axis=0)
-    nrm = np.stack([-tan[:, 1], tan[:, 0]], -1) / (np.hypot(*tan.T)[:, None] + 1e-9)
+    tan /= np.hypot(*tan.T)[:, None] + 1e-9
+    nrm = np.stack([-tan[:, 1], tan[:, 0]], -1)
     across = abs(float((pts[-1] - pts[0]) @ ff.ex)) > 0.6 * seg[-1]  # runs across the face
     outward = np.sign((pts.mean(0) - ff.centre) @ ff.ex) or 1.0  # mirrored photos too
     ref = -ff.ey if across else outward * ff.ex  # the bulge's side: above, or lateral
     nrm *= np.where(nrm @ ref < 0, -1.0, 1.0)[:, None]
-    reach = (3 * width + off + 3 * lw) * ff.iod
+    reach = (3 * width + ((off + 3 * lw) if light > 0 else 0.0)) * ff.iod
     x0, y0 = np.floor(dense.min(0) - reach).astype(int)
     x1, y1 = np.ceil(dense.max(0) + reach).astype(int)
     h, w = out.shape
@@ -446,13 +450,15 @@ def _draw_crease(out: np.ndarray, curve: np.ndarray, ff: FaceFrame, prof) -> Non
     if x1 <= x0 or y1 <= y0:
         return
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    p = np.stack([xs.ravel(), ys.ravel()], -1)  # (P, 2) pixels of the crease's box
-    d2 = ((p[:, None, :] - dense[None].astype(np.float32)) ** 2).sum(-1)  # (P, N)
-    k = np.argmin(d2, 1)
-    rel = (p - dense[k]) / ff.iod
-    dist = np.sqrt(d2[np.arange(len(p)), k]) / ff.iod
-    s = (rel * nrm[k]).sum(-1)
-    val = -dark * np.exp(-0.5 * (dist / width) ** 2)
+    mid = dense.mean(0)
+    pc = np.stack([xs.ravel() - mid[0], ys.ravel() - mid[1]], -1).astype(np.float32)  # (P, 2)
+    q = (dense - mid).astype(np.float32)  # (N, 2) samples, centred so the expansion is exact
+    k = np.argmin((q ** 2).sum(-1)[None, :] - 2.0 * (pc @ q.T), 1)  # nearest sample, by matmul
+    rel = (pc - q[k]) / np.float32(ff.iod)
+    s = (rel * nrm[k].astype(np.float32)).sum(-1)  # across the crease
+    along = np.abs((rel * tan[k].astype(np.float32)).sum(-1))  # within a sample's reach: 0
+    dist2 = s ** 2 + np.maximum(along - np.float32(CREASE_STEP / 2), 0) ** 2
+    val = -dark * np.exp(-0.5 * dist2 / width ** 2)
     if light > 0:
         val += light * np.exp(-0.5 * ((s - off) / lw) ** 2) * _smoothstep(s / (2 * width))
     out[y0:y1, x0:x1] += (val * wt[k]).reshape(y1 - y0, x1 - x0).astype(np.float32)

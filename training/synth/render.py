@@ -66,10 +66,11 @@ class Scene:
         skin: (3,) BGR colour of the occluder ("hand").
         photo_id: the face asset used.
         mirrored: whether the photo was mirrored.
-        shades: {AU column: (h, w) float32 relative brightness at amplitude 1} over the
-            ROI, for the AUs with creases (``aus.CREASES``).
-        sclera: (2, h, w) float32 per eye, the AU5 amplitude that uncovers each ROI pixel as
-            eye white (``aus.sclera_reveal``; inf: never), and sclera_bgr (2, 3) its colour.
+        shades: {AU column: ((y0, y1, x0, x1) box in the ROI, float32 relative brightness
+            at amplitude 1 over it)}, for the AUs with creases (``aus.CREASES``).
+        sclera: per eye, ((y0, y1, x0, x1) box in the ROI, float32 AU5 amplitude that
+            uncovers each of its pixels as eye white, ``aus.sclera_reveal``; inf: never), and
+            sclera_bgr (2, 3) each eye white's colour.
     """
 
     base: np.ndarray
@@ -83,8 +84,8 @@ class Scene:
     skin: np.ndarray
     photo_id: str
     mirrored: bool
-    shades: dict[int, np.ndarray] = field(default_factory=dict)
-    sclera: np.ndarray | None = None
+    shades: dict[int, tuple[tuple[int, int, int, int], np.ndarray]] = field(default_factory=dict)
+    sclera: list | None = None
     sclera_bgr: np.ndarray | None = None
 
 
@@ -158,9 +159,10 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
     for j, au in enumerate(AUS):
         sh = au_shade(au, lm_f - (x0, y0), (y1 - y0, x1 - x0), fields[j])
         if sh is not None:
-            shades[j] = sh
+            shades[j] = _crop(sh, np.abs(sh) > 1e-3)
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    sclera = sclera_reveal(lm_f - (x0, y0), (y1 - y0, x1 - x0))
+    sclera = [_crop(t, np.isfinite(t))
+              for t in sclera_reveal(lm_f - (x0, y0), (y1 - y0, x1 - x0))]
     inner = cv2.boundingRect(lm_f[[50, 280, 152, 9]].astype(np.float32))
     patch = base[inner[1]:inner[1] + inner[3], inner[0]:inner[0] + inner[2]].reshape(-1, 3)
     skin = np.median(patch, 0) * rng.uniform(0.6, 1.0) if patch.size else np.full(3, 120.0)
@@ -294,9 +296,7 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
                                       borderMode=cv2.BORDER_REPLICATE)
         shaded = [j for j in active if j in scene.shades]
         if shaded:  # creases and bulges (aus.CREASES), on the warped face
-            gain = 1.0 + sum(a[j] * scene.shades[j] for j in shaded)
-            roi = img[y0:y1, x0:x1]
-            img[y0:y1, x0:x1] = cv2.multiply(roi, cv2.merge([gain] * 3), dtype=cv2.CV_8U)
+            _shade(img, scene, [(scene.shades[j], float(a[j])) for j in shaded])
         if a[AU_COLUMN["5"]] > 0.02 and scene.sclera is not None:
             _paint_sclera(img, scene, float(a[AU_COLUMN["5"]]))
         if sum(a[AU_COLUMN[au]] for au in LIP_PARTING) > 0.02:
@@ -322,20 +322,44 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
     return img
 
 
+def _crop(m: np.ndarray, keep: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """((y0, y1, x0, x1), m[y0:y1, x0:x1]): ``m`` cut to the bounding box of ``keep``
+    (an empty box when nothing is kept)."""
+    ys, xs = np.nonzero(keep)
+    if not len(ys):
+        return (0, 0, 0, 0), m[:0, :0]
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    return (y0, y1, x0, x1), np.ascontiguousarray(m[y0:y1, x0:x1])
+
+
+def _shade(img: np.ndarray, scene: Scene, maps: list) -> None:
+    """Scale the face by 1 + sum of amplitude x shade over the boxes of the (box, map),
+    amplitude pairs ``maps`` (``Scene.shades``), in place."""
+    import cv2
+
+    boxes = np.array([b for (b, _), _ in maps])
+    ya, yb, xa, xb = boxes[:, 0].min(), boxes[:, 1].max(), boxes[:, 2].min(), boxes[:, 3].max()
+    if yb <= ya or xb <= xa:
+        return
+    gain = np.ones((yb - ya, xb - xa), np.float32)
+    for ((b0, b1, c0, c1), m), amp in maps:
+        gain[b0 - ya:b1 - ya, c0 - xa:c1 - xa] += amp * m
+    x0, y0 = scene.roi[:2]
+    box = (slice(y0 + ya, y0 + yb), slice(x0 + xa, x0 + xb))
+    img[box] = cv2.multiply(img[box], cv2.merge([gain] * 3), dtype=cv2.CV_8U)
+
+
 def _paint_sclera(img: np.ndarray, scene: Scene, amp: float) -> None:
     """Paint the eye white a raised upper lid uncovers at AU5 amplitude ``amp`` (the band
     below the raised lid, ``aus.sclera_reveal``), in the lid's shadow near its margin."""
     x0, y0 = scene.roi[:2]
     edge = SCLERA_EDGE
-    for t_eye, colour in zip(scene.sclera, scene.sclera_bgr):
-        m = np.clip((amp - edge - t_eye) / edge, 0, 1)
+    for ((b0, b1, c0, c1), t), colour in zip(scene.sclera, scene.sclera_bgr):
+        m = np.clip((amp - edge - t) / edge, 0, 1)
         if not m.any():
             continue
-        ys, xs = np.nonzero(m > 0)
-        sy, sx = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
-        m, t = m[sy, sx], t_eye[sy, sx]
         shade = 1 - SCLERA_LID_SHADOW * np.clip(t / max(amp, 1e-3), 0, 1)  # under the lid
-        box = (slice(y0 + sy.start, y0 + sy.stop), slice(x0 + sx.start, x0 + sx.stop))
+        box = (slice(y0 + b0, y0 + b1), slice(x0 + c0, x0 + c1))
         roi = img[box].astype(np.float32)
         white = colour[None, None, :] * shade[..., None]
         img[box] = np.clip(roi * (1 - m[..., None]) + white * m[..., None], 0,
