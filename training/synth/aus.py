@@ -15,8 +15,11 @@ Amplitude 1.0 is a typical macro apex. It is calibrated (:data:`CALIBRATION`)
 so that a macro smile (AU6 + AU12 at 1.0) displaces the mouth region by a
 mean of ~4.5 px and the eye regions by ~1.7 px at the 128-px aligned-crop
 scale (IOD = 64 px), the figures of a real posed smile in DESIGN.md §8.
-Appearance a warp cannot make (dark mouth interior and teeth where the lower
-face tears open) is drawn by the renderer (``render._mouth_interior``).
+Appearance a warp cannot make is drawn too: skin creases and bulges as a
+brightness map per AU (:data:`CREASES`, :func:`au_shade`: nasolabial folds,
+lower-lid bulge, crow's feet, forehead lines), the eye white a raised upper lid
+uncovers (:func:`sclera_reveal`), and the dark mouth interior and teeth where
+the lower face tears open (``render._mouth_interior``).
 """
 from __future__ import annotations
 
@@ -306,10 +309,11 @@ EYE_OPENING = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 
 
 
 def sclera_reveal(lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(2, H, W) float32, per eye (image-left first): for each pixel between its upper lid and
-    where AU5 raises it, the AU5 amplitude at which the raised lid uncovers it (inf elsewhere). AU5's warp stretches the
-    eye (iris included); a real raised lid uncovers the white above the iris, so the renderer
-    paints this band as sclera. Consistent with :func:`au_field`'s AU5 lift."""
+    """(2, H, W) float32, per eye (image-left first): for each pixel between its upper lid
+    and where AU5 raises it, the AU5 amplitude at which the raised lid uncovers it (inf
+    elsewhere). AU5's warp stretches the eye, iris included; a real raised lid uncovers the
+    white above the iris, so the renderer paints this band as sclera. Consistent with
+    :func:`au_field`'s AU5 lift."""
     h, w = shape
     ff = FaceFrame.from_landmarks(lm)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
