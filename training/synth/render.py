@@ -3,9 +3,11 @@
 :func:`build_scene` does the per-video work once (augmentation, placement,
 background, one displacement field per AU over the face region);
 :func:`render_frame` does the per-frame work: a weighted sum of the active AU
-fields and one ``cv2.remap`` of the face region, the mouth interior when the
-lips part, then head pose (one ``warpAffine``), occluder, lighting, noise and
-compression bursts, each only when its timeline entry is active.
+fields and one ``cv2.remap`` of the face region, the creases of the active AUs
+(a brightness map each), the eye white a raised upper lid uncovers, the mouth
+interior when the lips part, then head pose (one ``warpAffine``), occluder,
+lighting, noise and compression bursts, each only when its timeline entry is
+active.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ LIP_PARTING = ("25", "26")
 MOUTH_PROBE, TEETH_SHARE, TEETH_BRIGHTNESS = 0.025, 0.8, 1.0
 #: Teeth relief (``_teeth_relief``): darkening towards the mouth corners and just under the
 #: upper lip, and the gaps between teeth (|u| from the mouth centre, IOD: incisors, laterals,
-#: canines, premolar; foreshortened) and their darkening.
+#: canines, first premolars; foreshortened) and their darkening.
 TOOTH_CORNER_SHADE, TOOTH_LIP_SHADE = 0.45, 0.15
 TOOTH_GAPS, TOOTH_GAP_DARK = (0.0, 0.13, 0.23, 0.31, 0.37), 0.22
 #: Eye white uncovered by AU5: the brightest share of the eye opening's pixels gives its
@@ -431,7 +433,7 @@ def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarra
         bright = np.percentile(face.mean(1), 95)
         cast = face.mean(0) / max(float(face.mean()), 1.0)
         tooth = bright * TEETH_BRIGHTNESS * (0.8 + 0.2 * cast)
-        tooth = tooth * _teeth_relief(scene, ff, band, (bx0, by0, bx1, by1))[..., None]
+        tooth = tooth * _teeth_relief(ff, hi, (bx0, by0, bx1, by1))[..., None]
         inside = inside * (1 - tmask) + tooth * tmask
         # the teeth cover the warp's stretched lip line too (else a dark rim around them)
         mask = np.maximum(mask, tmask * near[..., None])
@@ -439,22 +441,22 @@ def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarra
     img[by0:by1, bx0:bx1] = np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _teeth_relief(scene: Scene, ff: FaceFrame, band: np.ndarray,
-                  box: tuple[int, int, int, int]) -> np.ndarray:
-    """(h, w) brightness factor of the upper-teeth band ``band`` (pixel polygon) over ``box``
-    (x0, y0, x1, y1): darker towards the mouth corners (the teeth turn away into shadow),
-    under the upper lip and at the gaps between the teeth (:data:`TOOTH_GAPS`), so the band
-    reads as a row of teeth rather than a flat strip."""
+def _teeth_relief(ff: FaceFrame, upper: np.ndarray, box: tuple[int, int, int, int]
+                  ) -> np.ndarray:
+    """(h, w) brightness factor of the upper teeth under ``upper`` (the band's upper edge,
+    (N, 2) pixels) over ``box`` (x0, y0, x1, y1): darker towards the mouth corners (the
+    teeth turn away into shadow), just under the upper lip and at the gaps between the
+    teeth (:data:`TOOTH_GAPS`), so the band reads as a row of teeth, not a flat strip."""
     x0, y0, x1, y1 = box
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     rel = np.stack([xs - ff.centre[0], ys - ff.centre[1]], -1)
     u, v = rel @ ff.ex / ff.iod, rel @ ff.ey / ff.iod
-    buv = ff.uv(band)
-    uc, half = float(buv[:, 0].mean()), max(float(np.ptp(buv[:, 0])) / 2, 0.05)
-    top = float(buv[:, 1].min())
+    edge = ff.uv(upper)
+    o = np.argsort(edge[:, 0])
+    uc, half = float(edge[:, 0].mean()), max(float(np.ptp(edge[:, 0])) / 2, 0.05)
     x = np.clip(np.abs(u - uc) / half, 0, 1)
     f = 1 - TOOTH_CORNER_SHADE * x ** 2
-    f *= 1 - TOOTH_LIP_SHADE * np.exp(-((v - top) / 0.02) ** 2)
+    f *= 1 - TOOTH_LIP_SHADE * np.exp(-((v - np.interp(u, edge[o, 0], edge[o, 1])) / 0.02) ** 2)
     for g in TOOTH_GAPS:
         f *= 1 - TOOTH_GAP_DARK * np.exp(-((np.abs(u - uc) - g) / 0.01) ** 2)
     return f.astype(np.float32)
