@@ -15,8 +15,11 @@ Amplitude 1.0 is a typical macro apex. It is calibrated (:data:`CALIBRATION`)
 so that a macro smile (AU6 + AU12 at 1.0) displaces the mouth region by a
 mean of ~4.5 px and the eye regions by ~1.7 px at the 128-px aligned-crop
 scale (IOD = 64 px), the figures of a real posed smile in DESIGN.md §8.
-Appearance a warp cannot make (dark mouth interior and teeth where the lower
-face tears open) is drawn by the renderer (``render._mouth_interior``).
+Appearance a warp cannot make is drawn too: skin creases and bulges as a
+brightness map per AU (:data:`CREASES`, :func:`au_shade`: nasolabial folds,
+lower-lid bulge, crow's feet, forehead lines), the eye white a raised upper lid
+uncovers (:func:`sclera_reveal`), and the dark mouth interior and teeth where
+the lower face tears open (``render._mouth_interior``).
 """
 from __future__ import annotations
 
@@ -38,12 +41,12 @@ MOUTH_CORNERS = (61, 291)
 #: handles per AU: (landmark indices, (u_out, v) displacement in IOD, radius in IOD).
 HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
     "4": [((107, 336, 55, 285, 66, 296), (-0.035, 0.045), 0.13)],
-    "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.060), 0.17),
-          ((145, 374), (0.0, -0.030), 0.07)],
+    "6": [((117, 346, 118, 347, 50, 280), (0.0, -0.036), 0.17),
+          ((145, 374), (0.0, -0.018), 0.07)],
     "7": [((145, 374), (0.0, -0.060), 0.10), ((159, 386), (0.0, 0.030), 0.09)],
     "9": [((129, 358, 98, 327), (0.0, -0.050), 0.11), ((107, 336), (0.0, 0.020), 0.12)],
     "10": [((37, 267, 0, 40, 270), (0.0, -0.050), 0.11)],
-    "12": [((61, 291), (0.085, -0.065), 0.16)],
+    "12": [((61, 291), (0.085, -0.065), 0.21)],
     "14": [((61, 291), (0.060, -0.010), 0.10)],
     "15": [((61, 291), (0.010, 0.070), 0.14)],
     "17": [((152, 199, 175), (0.0, -0.055), 0.20), ((17, 84, 314), (0.0, -0.070), 0.12)],
@@ -67,6 +70,11 @@ LOWER_FACE_DROP: dict[str, float] = {"25": 0.055, "26": 0.13}
 JAW_HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]] = {
     "26": [((61, 291), (-0.030, 0.020), 0.10)],
 }
+#: The renderer samples each pixel from x - f(x) (the field at the pixel's target), so a
+#: Gaussian centred on its landmark moves that landmark only part of the way and magnifies
+#: what surrounds it (thick, bunched lip corners in a smile). Centred this share of the way
+#: to the target, the corner lands near it and the lips stretch thin behind it.
+HANDLE_AT_TARGET: dict[str, float] = {"6": 1.0, "12": 1.0}
 BLINK_AU = "43"
 #: Jaw drop shape: least vertical ramp from the upper to the lower lip (IOD) and how far
 #: past the mouth corners (multiple of the half mouth width) the opening reaches.
@@ -74,6 +82,36 @@ JAW_RAMP, JAW_CORNER_REACH = 0.03, 0.7
 #: Every AU this module can render.
 AUS: tuple[str, ...] = ("1", "2", "4", "5") + tuple(h for h in HANDLES if h != "4") + tuple(
     LOWER_FACE_DROP) + (BLINK_AU,)
+#: Appearance a warp cannot make, as relative brightness at amplitude 1 (the renderer scales
+#: the warped face by 1 + sum of amplitude x shade): skin creases and the bulges beside them,
+#: drawn where the AU's own field moves the face. A real-face classifier reads a smile by
+#: its nasolabial folds and the raised cheek's lower-lid bulge and crow's feet, and raised
+#: brows by the horizontal forehead lines, as much as by the shape (a warp alone moved fer,
+#: not facex: README, realism). Per crease: (dark, width) of the line and (light, offset,
+#: width) of the bulge beside it, all in IOD; light > 0 brightens the bulge.
+CREASES: dict[str, dict[str, tuple[float, float, float, float, float]]] = {
+    "12": {"nasolabial": (0.24, 0.05, 0.12, 0.10, 0.06)},
+    "6": {"lower_lid": (0.20, 0.030, 0.10, 0.06, 0.035),
+          "crows_feet": (0.16, 0.018, 0.0, 0.0, 1.0)},
+    "1": {"forehead": (0.14, 0.028, 0.06, 0.05, 0.03)},
+    "2": {"forehead": (0.14, 0.028, 0.06, 0.05, 0.03)},
+}
+#: Crease geometry, per side (image-left first): nasolabial fold from the nose wing down past
+#: the mouth corner; the lower-lid landmarks (the bulge's crease runs LID_CREASE_DROP below);
+#: crow's feet from the outer eye corner, their angles (degrees, 0 = outward) and length;
+#: forehead lines above the brows (first line, spacing), their count and lateral weighting.
+NASOLABIAL = ((129, 206, 216, 212), (358, 426, 436, 432))
+LOWER_LID_LINE = ((33, 7, 163, 144, 145, 153, 154, 155, 133),
+                  (263, 249, 390, 373, 374, 380, 381, 382, 362))
+LID_CREASE_DROP = 0.10
+OUTER_CORNERS, CROWS_ANGLES, CROWS_LEN = (33, 263), (-28.0, 0.0, 24.0), 0.14
+BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
+FOREHEAD_LINES = (0.13, 0.09, 3)
+#: Forehead-line weight across the face: AU1 (inner brows) in the middle, AU2 at the sides;
+#: (centre |u|, spread) in IOD.
+FOREHEAD_SPAN = {"1": (0.0, 0.30), "2": (0.55, 0.20)}
+#: Creases are drawn from samples this far apart along them (IOD).
+CREASE_STEP = 0.03
 #: Global gain applied to every handle/region so that the smile hits DESIGN.md §8.
 CALIBRATION: float = 2.25
 
@@ -166,7 +204,7 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     field = np.zeros((2, h, w), np.float32)
     gain = CALIBRATION * ff.iod
     if au in HANDLES:
-        _add_handles(field, HANDLES[au], lm, ff, xs, ys, gain)
+        _add_handles(field, HANDLES[au], lm, ff, xs, ys, gain, HANDLE_AT_TARGET.get(au, 0.0))
         return field
     uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
     u, vv = uv[..., 0], uv[..., 1]
@@ -222,16 +260,19 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _add_handles(field: np.ndarray, handles, lm: np.ndarray, ff: FaceFrame, xs: np.ndarray,
-                 ys: np.ndarray, gain: float) -> None:
+                 ys: np.ndarray, gain: float, at_target: float = 0.0) -> None:
     """Add Gaussian landmark handles (indices, (outward, down) in IOD, radius in IOD) to the
-    (2, H, W) ``field`` in place; "outward" points away from the face centre on each side."""
+    (2, H, W) ``field`` in place; "outward" points away from the face centre on each side.
+    ``at_target`` moves each Gaussian's centre that share of the way to where it sends its
+    landmark (see :data:`HANDLE_AT_TARGET`)."""
     for idx, (u_out, v), r in handles:
         sig2 = 2.0 * (r * ff.iod) ** 2
         for i in idx:
             p = lm[i]
             side = np.sign((p - ff.centre) @ ff.ex) or 1.0
             d = gain * (side * u_out * ff.ex + v * ff.ey)
-            g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / sig2)
+            c = p + at_target * d
+            g = np.exp(-((xs - c[0]) ** 2 + (ys - c[1]) ** 2) / sig2)
             field[0] += d[0] * g
             field[1] += d[1] * g
 
@@ -257,6 +298,44 @@ def _jaw_weight(lm: np.ndarray, ff: FaceFrame, u: np.ndarray, vv: np.ndarray) ->
     wgt *= (1 - t) * oval + t * np.exp(-(u / 0.55) ** 2)
     wgt *= np.where(vv > v_chin, np.exp(-((vv - v_chin) / 0.25) ** 2), 1.0)
     return wgt
+
+
+#: Upper-lid margin landmarks per eye (corner to corner), image-left eye's first.
+UPPER_LID_LINE = ((33, 246, 161, 160, 159, 158, 157, 173, 133),
+                  (263, 466, 388, 387, 386, 385, 384, 398, 362))
+#: Eye-opening landmarks per eye (the sclera's colour is sampled inside).
+EYE_OPENING = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7),
+               (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249))
+
+
+def sclera_reveal(lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(2, H, W) float32, per eye (image-left first): for each pixel between its upper lid
+    and where AU5 raises it, the AU5 amplitude at which the raised lid uncovers it (inf
+    elsewhere). AU5's warp stretches the eye, iris included; a real raised lid uncovers the
+    white above the iris, so the renderer paints this band as sclera. Consistent with
+    :func:`au_field`'s AU5 lift."""
+    h, w = shape
+    ff = FaceFrame.from_landmarks(lm)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
+    u, vv = uv[..., 0], uv[..., 1]
+    lift, _ = EYE_WIDEN["5"]
+    out = np.full((2, h, w), np.inf, np.float32)
+    for k, ((c0, c1), top, bot, line) in enumerate(zip(EYE_CORNERS, UPPER_LID, LOWER_LID,
+                                                        UPPER_LID_LINE)):
+        corners = ff.uv(lm[[c0, c1]])
+        uc = corners[:, 0].mean()
+        half_w = abs(corners[1, 0] - corners[0, 0]) / 2
+        vt, vb = ff.uv(lm[[top]])[0, 1], ff.uv(lm[[bot]])[0, 1]
+        lid = ff.uv(lm[list(line)])
+        o = np.argsort(lid[:, 0])
+        inside = (u > lid[o[0], 0]) & (u < lid[o[-1], 0])
+        v_lid = np.interp(u, lid[o, 0], lid[o, 1])
+        rise = lift * max(vb - vt, 0.02) * np.exp(-((u - uc) / (1.1 * half_w)) ** 4)  # IOD
+        t = (v_lid - vv) / np.maximum(rise, 1e-4)
+        band = inside & (t > 0) & (t < 2.0)
+        out[k][band] = t[band]
+    return out
 
 
 def region_masks(lm: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -286,3 +365,104 @@ def region_masks(lm: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray
             m[max(y0, 0):y1, max(x0, 0):x1] = 1
         out[name] = m.astype(bool)
     return out
+
+
+def au_shade(au: str, lm: np.ndarray, shape: tuple[int, int],
+             field: np.ndarray) -> np.ndarray | None:
+    """Relative brightness change (H, W) float32 of ``au`` at amplitude 1 (:data:`CREASES`),
+    or None for an AU without creases.
+
+    Args:
+        au: one of :data:`AUS`.
+        lm: (478, 2) landmarks in the image the map is for.
+        shape: (H, W) of that image.
+        field: (2, H, W) the AU's own forward field (:func:`au_field`): the creases are
+            drawn where it moves the landmarks.
+    """
+    if au not in CREASES:
+        return None
+    h, w = shape
+    ff = FaceFrame.from_landmarks(lm)
+    xi = np.clip(lm[:, 0].round().astype(int), 0, w - 1)
+    yi = np.clip(lm[:, 1].round().astype(int), 0, h - 1)
+    moved = lm + field[:, yi, xi].T
+    out = np.zeros((h, w), np.float32)
+    for name, prof in CREASES[au].items():
+        for curve in _crease_curves(name, au, moved, ff):
+            _draw_crease(out, curve, ff, prof)
+    return out
+
+
+def _crease_curves(name: str, au: str, moved: np.ndarray, ff: FaceFrame) -> list[np.ndarray]:
+    """The pixel polylines (N, 2) of crease ``name``, image-left side first (forehead lines:
+    one per line)."""
+    if name == "nasolabial":
+        # past the outer landmark the fold runs on down beside the mouth corner
+        return [np.concatenate([moved[list(idx)], moved[[idx[-1]]] + 0.1 * ff.iod * ff.ey])
+                for idx in NASOLABIAL]
+    if name == "lower_lid":
+        return [moved[list(idx)] + LID_CREASE_DROP * ff.iod * ff.ey for idx in LOWER_LID_LINE]
+    if name == "crows_feet":
+        out = []
+        for side, i in zip((-1.0, 1.0), OUTER_CORNERS):
+            for ang in CROWS_ANGLES:
+                a = np.deg2rad(ang)
+                d = (side * np.cos(a) * ff.ex + np.sin(a) * ff.ey) * ff.iod
+                p0 = moved[i] + 0.05 * d
+                out.append(np.stack([p0, p0 + CROWS_LEN * d]))
+        return out
+    # forehead: lines parallel to the (raised) brows, arched, weighted across the face
+    v_brow = float(ff.uv(moved[list(BROWS)])[:, 1].mean())
+    first, step, n = FOREHEAD_LINES
+    centre, spread = FOREHEAD_SPAN[au]
+    us = np.linspace(-0.75, 0.75, 31)
+    lines = []
+    for k in range(n):
+        v = v_brow - first - step * k + 0.12 * us ** 2
+        pts = ff.centre + ff.iod * (us[:, None] * ff.ex + v[:, None] * ff.ey)
+        lines.append(np.concatenate([pts, np.exp(-((np.abs(us) - centre) / spread) ** 2 / 2)
+                                     [:, None]], 1))
+    return lines
+
+
+def _draw_crease(out: np.ndarray, curve: np.ndarray, ff: FaceFrame, prof) -> None:
+    """Add one crease along the pixel polyline ``curve`` (N, 2; an optional third column
+    weights it along its length) to ``out`` (H, W) in place: a dark line, a light bulge on
+    its lateral (away from the face midline) or, for a line across the face, upper side, both
+    fading towards the curve's ends."""
+    dark, width, light, off, lw = prof
+    pts, wts = curve[:, :2], (curve[:, 2] if curve.shape[1] > 2 else np.ones(len(curve)))
+    seg = np.r_[0.0, np.cumsum(np.hypot(*np.diff(pts, axis=0).T))]
+    if seg[-1] <= 0:
+        return
+    step = CREASE_STEP * ff.iod
+    t = np.linspace(0.0, seg[-1], max(int(np.ceil(seg[-1] / step)) + 1, 4))
+    dense = np.stack([np.interp(t, seg, pts[:, 0]), np.interp(t, seg, pts[:, 1])], -1)
+    wt = (np.interp(t, seg, wts) * np.sin(np.pi * np.clip(t / seg[-1], 0, 1)) ** 0.6)
+    tan = np.gradient(dense, axis=0)
+    tan /= np.hypot(*tan.T)[:, None] + 1e-9
+    nrm = np.stack([-tan[:, 1], tan[:, 0]], -1)
+    across = abs(float((pts[-1] - pts[0]) @ ff.ex)) > 0.6 * seg[-1]  # runs across the face
+    outward = np.sign((pts.mean(0) - ff.centre) @ ff.ex) or 1.0  # mirrored photos too
+    ref = -ff.ey if across else outward * ff.ex  # the bulge's side: above, or lateral
+    nrm *= np.where(nrm @ ref < 0, -1.0, 1.0)[:, None]
+    reach = (3 * width + ((off + 3 * lw) if light > 0 else 0.0)) * ff.iod
+    x0, y0 = np.floor(dense.min(0) - reach).astype(int)
+    x1, y1 = np.ceil(dense.max(0) + reach).astype(int)
+    h, w = out.shape
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    mid = dense.mean(0)
+    pc = np.stack([xs.ravel() - mid[0], ys.ravel() - mid[1]], -1).astype(np.float32)  # (P, 2)
+    q = (dense - mid).astype(np.float32)  # (N, 2) samples, centred so the expansion is exact
+    k = np.argmin((q ** 2).sum(-1)[None, :] - 2.0 * (pc @ q.T), 1)  # nearest sample, by matmul
+    rel = (pc - q[k]) / np.float32(ff.iod)
+    s = (rel * nrm[k].astype(np.float32)).sum(-1)  # across the crease
+    along = np.abs((rel * tan[k].astype(np.float32)).sum(-1))  # within a sample's reach: 0
+    dist2 = s ** 2 + np.maximum(along - np.float32(CREASE_STEP / 2), 0) ** 2
+    val = -dark * np.exp(-0.5 * dist2 / width ** 2)
+    if light > 0:
+        val += light * np.exp(-0.5 * ((s - off) / lw) ** 2) * _smoothstep(s / (2 * width))
+    out[y0:y1, x0:x1] += (val * wt[k]).reshape(y1 - y0, x1 - x0).astype(np.float32)

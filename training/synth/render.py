@@ -3,17 +3,20 @@
 :func:`build_scene` does the per-video work once (augmentation, placement,
 background, one displacement field per AU over the face region);
 :func:`render_frame` does the per-frame work: a weighted sum of the active AU
-fields and one ``cv2.remap`` of the face region, the mouth interior when the
-lips part, then head pose (one ``warpAffine``), occluder, lighting, noise and
-compression bursts, each only when its timeline entry is active.
+fields and one ``cv2.remap`` of the face region, the creases of the active AUs
+(a brightness map each), the eye white a raised upper lid uncovers, the mouth
+interior when the lips part, then head pose (one ``warpAffine``), occluder,
+lighting, noise and compression bursts, each only when its timeline entry is
+active.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .aus import AUS, LOWER_INNER_LIP, UPPER_INNER_LIP, FaceFrame, au_field
+from .aus import (AUS, EYE_OPENING, LOWER_INNER_LIP, UPPER_INNER_LIP, FaceFrame, au_field,
+                  au_shade, sclera_reveal)
 from .config import SynthConfig
 from .faces import FacePhoto
 from .timeline import AU_COLUMN, Timeline
@@ -23,6 +26,15 @@ LIP_PARTING = ("25", "26")
 #: Mouth interior: how far outside each lip line the drop is sampled (IOD), the upper share
 #: of the gap that shows teeth in a smile, teeth brightness (x the face's bright skin).
 MOUTH_PROBE, TEETH_SHARE, TEETH_BRIGHTNESS = 0.025, 0.8, 1.0
+#: Teeth relief (``_teeth_relief``): darkening towards the mouth corners and just under the
+#: upper lip, and the gaps between teeth (|u| from the mouth centre, IOD: incisors, laterals,
+#: canines, first premolars; foreshortened) and their darkening.
+TOOTH_CORNER_SHADE, TOOTH_LIP_SHADE = 0.45, 0.15
+TOOTH_GAPS, TOOTH_GAP_DARK = (0.0, 0.13, 0.23, 0.31, 0.37), 0.22
+#: Eye white uncovered by AU5: the brightest share of the eye opening's pixels gives its
+#: colour (percentile), the band's soft edge (AU5 amplitude units) and the lid's shadow on
+#: it (darkening at the lid margin).
+SCLERA_PERCENTILE, SCLERA_EDGE, SCLERA_LID_SHADOW = 80.0, 0.08, 0.3
 #: Mouth interior colour: this share of the warped pixels, plus a dark red (BGR 10, 10, 20).
 MOUTH_DARK = 0.15
 #: The warp tears (mouth interior shows) where the remap's source misses the pixel by more
@@ -56,6 +68,11 @@ class Scene:
         skin: (3,) BGR colour of the occluder ("hand").
         photo_id: the face asset used.
         mirrored: whether the photo was mirrored.
+        shades: {AU column: ((y0, y1, x0, x1) box in the ROI, float32 relative brightness
+            at amplitude 1 over it)}, for the AUs with creases (``aus.CREASES``).
+        sclera: per eye, ((y0, y1, x0, x1) box in the ROI, float32 AU5 amplitude that
+            uncovers each of its pixels as eye white, ``aus.sclera_reveal``; inf: never), and
+            sclera_bgr (2, 3) each eye white's colour.
     """
 
     base: np.ndarray
@@ -69,6 +86,9 @@ class Scene:
     skin: np.ndarray
     photo_id: str
     mirrored: bool
+    shades: dict[int, tuple[tuple[int, int, int, int], np.ndarray]] = field(default_factory=dict)
+    sclera: list | None = None
+    sclera_bgr: np.ndarray | None = None
 
 
 def _augment_photo(image: np.ndarray, rng: np.random.Generator,
@@ -137,14 +157,38 @@ def build_scene(photo: FacePhoto, cfg: SynthConfig, rng: np.random.Generator) ->
     x1, y1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
     fields = np.stack([au_field(au, lm_f - (x0, y0), (y1 - y0, x1 - x0)) for au in AUS])
     _relax_resting_smile(fields, lm_f)
+    shades = {}
+    for j, au in enumerate(AUS):
+        sh = au_shade(au, lm_f - (x0, y0), (y1 - y0, x1 - x0), fields[j])
+        if sh is not None:
+            shades[j] = _crop(sh, np.abs(sh) > 1e-3)
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    sclera = [_crop(t, np.isfinite(t))
+              for t in sclera_reveal(lm_f - (x0, y0), (y1 - y0, x1 - x0))]
     inner = cv2.boundingRect(lm_f[[50, 280, 152, 9]].astype(np.float32))
     patch = base[inner[1]:inner[1] + inner[3], inner[0]:inner[0] + inner[2]].reshape(-1, 3)
     skin = np.median(patch, 0) * rng.uniform(0.6, 1.0) if patch.size else np.full(3, 120.0)
     return Scene(base=base, roi=(x0, y0, x1, y1), fields=fields.astype(np.float32), gx=gx, gy=gy,
                  landmarks=lm_f.astype(np.float32), centre=ff.centre.astype(np.float32),
                  face_w=face_w_src * s, skin=skin.astype(np.float32), photo_id=photo.id,
-                 mirrored=mirrored)
+                 mirrored=mirrored, shades=shades, sclera=sclera,
+                 sclera_bgr=_sclera_colour(base, lm_f))
+
+
+def _sclera_colour(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """(2, 3) BGR of each eye's white (an eye in shadow has a darker one): the mean of the
+    brightest pixels inside its opening."""
+    import cv2
+
+    out = []
+    for idx in EYE_OPENING:
+        mask = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [lm[list(idx)].round().astype(np.int32)], 255)
+        px = img[mask > 0].reshape(-1, 3).astype(np.float32)
+        lum = px.mean(1) if len(px) >= 4 else None
+        out.append(np.full(3, 200.0) if lum is None
+                   else px[lum >= np.percentile(lum, SCLERA_PERCENTILE)].mean(0))
+    return np.array(out, np.float32)
 
 
 def resting_smile(lm: np.ndarray) -> float:
@@ -252,6 +296,11 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
             fy += a[j] * scene.fields[j, 1]
         img[y0:y1, x0:x1] = cv2.remap(scene.base, scene.gx - fx, scene.gy - fy, cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE)
+        shaded = [j for j in active if j in scene.shades]
+        if shaded:  # creases and bulges (aus.CREASES), on the warped face
+            _shade(img, scene, [(scene.shades[j], float(a[j])) for j in shaded])
+        if a[AU_COLUMN["5"]] > 0.02 and scene.sclera is not None:
+            _paint_sclera(img, scene, float(a[AU_COLUMN["5"]]))
         if sum(a[AU_COLUMN[au]] for au in LIP_PARTING) > 0.02:
             _mouth_interior(img, scene, fx, fy, teeth=a[AU_COLUMN["12"]] > 0.3)
     px, py, rot, sc = (float(v) for v in tl.pose[i])
@@ -273,6 +322,50 @@ def render_frame(scene: Scene, tl: Timeline, i: int, noise: NoiseBank | None = N
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(tl.jpeg_q[i])])
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return img
+
+
+def _crop(m: np.ndarray, keep: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """((y0, y1, x0, x1), m[y0:y1, x0:x1]): ``m`` cut to the bounding box of ``keep``
+    (an empty box when nothing is kept)."""
+    ys, xs = np.nonzero(keep)
+    if not len(ys):
+        return (0, 0, 0, 0), m[:0, :0]
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    return (y0, y1, x0, x1), np.ascontiguousarray(m[y0:y1, x0:x1])
+
+
+def _shade(img: np.ndarray, scene: Scene, maps: list) -> None:
+    """Scale the face by 1 + sum of amplitude x shade over the boxes of the (box, map),
+    amplitude pairs ``maps`` (``Scene.shades``), in place."""
+    import cv2
+
+    boxes = np.array([b for (b, _), _ in maps])
+    ya, yb, xa, xb = boxes[:, 0].min(), boxes[:, 1].max(), boxes[:, 2].min(), boxes[:, 3].max()
+    if yb <= ya or xb <= xa:
+        return
+    gain = np.ones((yb - ya, xb - xa), np.float32)
+    for ((b0, b1, c0, c1), m), amp in maps:
+        gain[b0 - ya:b1 - ya, c0 - xa:c1 - xa] += amp * m
+    x0, y0 = scene.roi[:2]
+    box = (slice(y0 + ya, y0 + yb), slice(x0 + xa, x0 + xb))
+    img[box] = cv2.multiply(img[box], cv2.merge([gain] * 3), dtype=cv2.CV_8U)
+
+
+def _paint_sclera(img: np.ndarray, scene: Scene, amp: float) -> None:
+    """Paint the eye white a raised upper lid uncovers at AU5 amplitude ``amp`` (the band
+    below the raised lid, ``aus.sclera_reveal``), in the lid's shadow near its margin."""
+    x0, y0 = scene.roi[:2]
+    edge = SCLERA_EDGE
+    for ((b0, b1, c0, c1), t), colour in zip(scene.sclera, scene.sclera_bgr):
+        m = np.clip((amp - edge - t) / edge, 0, 1)
+        if not m.any():
+            continue
+        shade = 1 - SCLERA_LID_SHADOW * np.clip(t / max(amp, 1e-3), 0, 1)  # under the lid
+        box = (slice(y0 + b0, y0 + b1), slice(x0 + c0, x0 + c1))
+        roi = img[box].astype(np.float32)
+        white = colour[None, None, :] * shade[..., None]
+        img[box] = np.clip(roi * (1 - m[..., None]) + white * m[..., None], 0,
+                           255).astype(np.uint8)
 
 
 def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarray,
@@ -340,9 +433,33 @@ def _mouth_interior(img: np.ndarray, scene: Scene, fx: np.ndarray, fy: np.ndarra
         bright = np.percentile(face.mean(1), 95)
         cast = face.mean(0) / max(float(face.mean()), 1.0)
         tooth = bright * TEETH_BRIGHTNESS * (0.8 + 0.2 * cast)
+        tooth = tooth * _teeth_relief(ff, hi, (bx0, by0, bx1, by1))[..., None]
         inside = inside * (1 - tmask) + tooth * tmask
+        # the teeth cover the warp's stretched lip line too (else a dark rim around them)
+        mask = np.maximum(mask, tmask * near[..., None])
     out = patch * (1 - mask) + inside * mask
     img[by0:by1, bx0:bx1] = np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _teeth_relief(ff: FaceFrame, upper: np.ndarray, box: tuple[int, int, int, int]
+                  ) -> np.ndarray:
+    """(h, w) brightness factor of the upper teeth under ``upper`` (the band's upper edge,
+    (N, 2) pixels) over ``box`` (x0, y0, x1, y1): darker towards the mouth corners (the
+    teeth turn away into shadow), just under the upper lip and at the gaps between the
+    teeth (:data:`TOOTH_GAPS`), so the band reads as a row of teeth, not a flat strip."""
+    x0, y0, x1, y1 = box
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    rel = np.stack([xs - ff.centre[0], ys - ff.centre[1]], -1)
+    u, v = rel @ ff.ex / ff.iod, rel @ ff.ey / ff.iod
+    edge = ff.uv(upper)
+    o = np.argsort(edge[:, 0])
+    uc, half = float(edge[:, 0].mean()), max(float(np.ptp(edge[:, 0])) / 2, 0.05)
+    x = np.clip(np.abs(u - uc) / half, 0, 1)
+    f = 1 - TOOTH_CORNER_SHADE * x ** 2
+    f *= 1 - TOOTH_LIP_SHADE * np.exp(-((v - np.interp(u, edge[o, 0], edge[o, 1])) / 0.02) ** 2)
+    for g in TOOTH_GAPS:
+        f *= 1 - TOOTH_GAP_DARK * np.exp(-((np.abs(u - uc) - g) / 0.01) ** 2)
+    return f.astype(np.float32)
 
 
 def _occluder(img: np.ndarray, scene: Scene, cover: float, side: int,
