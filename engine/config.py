@@ -251,6 +251,9 @@ class TrackerConfig:
     # the start as it happened; a regressed onset can reach back over a pause into the
     # expression before)
     onset: str = "earliest"
+    # a final event longer than MICRO_MAX_S is "macro" whatever the kind head said (MEGC's
+    # micro-expressions last at most 0.5 s); False: the kind head decides alone
+    kind_from_duration: bool = False
 
     def __post_init__(self) -> None:
         _check_positive(self, ("on_frames", "off_frames"))

@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.config import ModelConfig, TrackerConfig
+from engine.config import MICRO_MAX_S, ModelConfig, TrackerConfig
 from engine.contracts import ActiveFrames, Candidate, Event, EventCancel, EventStart, Record
 from engine.intervals import tiou
 
@@ -332,6 +332,9 @@ class IntervalTracker:
                cls: type[Event] | type[EventStart] = Event) -> Event | EventStart:
         """An interval record; a provisional one (``EventStart``) has no latency yet."""
         arrival = self.times.arrival(offset) if cls is Event else None
+        if (cls is Event and kind == "micro" and self.cfg.kind_from_duration
+                and offset - onset + 1 > MICRO_MAX_S * self.times.fps):
+            kind = "macro"  # too long to be a micro-expression
         latency_ms = (self.clock() - arrival) * 1e3 if arrival is not None else 0.0
         emotions = self.model.emotions
         return cls(onset_frame=onset, apex_frame=apex if apex is not None else (onset + offset) // 2,

@@ -38,10 +38,19 @@ def parse_grid(items: Sequence[str]) -> dict[str, list]:
             raise ValueError(f"--grid {item!r}: expected FIELD=V1,V2,... with FIELD one of "
                              f"{sorted(types)}")
         try:
-            grid[name] = [types[name](v) for v in values.split(",")]
+            grid[name] = [_value(types[name], v) for v in values.split(",")]
         except ValueError:
             raise ValueError(f"--grid {item!r}: {name} takes {types[name].__name__} values")
     return grid
+
+
+def _value(kind: type, text: str):
+    """``text`` as a value of type ``kind`` (bool: true/false, 1/0)."""
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1")
+    return kind(text)
 
 
 def combinations(grid: dict[str, list]) -> list[dict]:

@@ -171,6 +171,19 @@ def test_onset_of_a_confirmed_provisional_follows_the_onset_setting(onset, want)
     assert e.id == start.id and (e.onset_frame, e.offset_frame) == (want, 147)
 
 
+@pytest.mark.parametrize("by_duration", [False, True])
+def test_an_event_too_long_for_a_micro_expression_is_macro_when_asked(by_duration):
+    times = FrameTimes(fps=30)
+    for i in range(200):
+        times.add(i, i / 30, i / 30)
+    t = IntervalTracker(MODEL, TrackerConfig(kind_from_duration=by_duration), times)
+    out = t.update(100, [cand(10, 30, kind="micro"), cand(60, 74, kind="micro")])
+    out += t.flush(100)
+    kinds = {e.onset_frame: e.kind for e in finals(out)}
+    # 21 frames = 0.7 s > MICRO_MAX_S; 15 frames = 0.5 s is still micro
+    assert kinds == {10: "macro" if by_duration else "micro", 60: "micro"}
+
+
 def test_frames_must_not_go_back(tracker):
     tracker.update(10)
     with pytest.raises(ValueError, match="go back"):

@@ -17,10 +17,12 @@ def test_grid_values_take_the_field_types_and_combine():
     combos = combinations(grid)
     assert len(combos) == 4 and {"hold_frames": 24, "on_thresh": 0.7} in combos
     assert combinations({}) == [{}]
+    assert parse_grid(["kind_from_duration=false,true"]) == {"kind_from_duration": [False, True]}
 
 
 @pytest.mark.parametrize("item, match", [("nope=1", "FIELD one of"), ("hold_frames", "FIELD="),
-                                         ("hold_frames=x", "takes int")])
+                                         ("hold_frames=x", "takes int"),
+                                         ("kind_from_duration=maybe", "takes bool")])
 def test_bad_grid_is_a_one_line_error(item, match):
     with pytest.raises(ValueError, match=match):
         parse_grid([item])
