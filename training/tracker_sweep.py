@@ -27,20 +27,21 @@ from tqdm import tqdm
 from engine.config import TrackerConfig
 
 
-def parse_grid(items: Sequence[str]) -> dict[str, list]:
+def parse_grid(items: Sequence[str], option: str = "--grid") -> dict[str, list]:
     """``["hold_frames=0,24", "on_thresh=0.5"]`` → {"hold_frames": [0, 24], "on_thresh": [0.5]},
-    each value converted to the field's type; a one-line ValueError on an unknown field."""
+    each value converted to the field's type; a one-line ValueError (naming ``option``) on an
+    unknown field or a value of the wrong type."""
     types = {f.name: type(getattr(TrackerConfig(), f.name)) for f in fields(TrackerConfig)}
     grid: dict[str, list] = {}
     for item in items:
         name, sep, values = item.partition("=")
         if not sep or name not in types or not values:
-            raise ValueError(f"--grid {item!r}: expected FIELD=V1,V2,... with FIELD one of "
+            raise ValueError(f"{option} {item!r}: expected FIELD=V1,V2,... with FIELD one of "
                              f"{sorted(types)}")
         try:
             grid[name] = [_value(types[name], v) for v in values.split(",")]
         except ValueError:
-            raise ValueError(f"--grid {item!r}: {name} takes {types[name].__name__} values")
+            raise ValueError(f"{option} {item!r}: {name} takes {types[name].__name__} values")
     return grid
 
 

@@ -49,8 +49,9 @@ def test_union_of_test_folders_keeps_same_named_videos_apart(monkeypatch):
 
     def fake_split(root, cache, workers=2, limit=None):
         onset = 10 if root.endswith("a") else 200
+        label = (onset, onset + 40, "macro", "positive")
         return [VideoFeatures("biden", "biden_003", np.zeros((300, 3, 2, 2), np.float16),
-                              np.ones(300, bool), 30.0, ((onset, onset + 40, "macro", "positive"),))]
+                              np.ones(300, bool), 30.0, (label,))]
 
     monkeypatch.setattr(features, "load_split", fake_split)
     union = load_union(["data/set_a", "data/set_b"], "cache")

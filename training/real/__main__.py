@@ -16,7 +16,6 @@ from typing import Sequence
 from tqdm import tqdm
 
 from engine.config import TrackerConfig
-
 from training.real import (CLIPS, DERIVED, ClipScore, clip_path, labels_of, read_labels,
                            run_clip, score_clip)
 from training.tracker_sweep import parse_grid
@@ -53,7 +52,7 @@ def plot(scores: Sequence[ClipScore], labels, fps: dict[str, float], path: Path)
 
 def tracker_settings(items: Sequence[str]) -> TrackerConfig:
     """``["onset=active", "hold_frames=24"]`` → that TrackerConfig (one value per field)."""
-    grid = parse_grid(items)
+    grid = parse_grid(items, option="--tracker")
     several = [name for name, values in grid.items() if len(values) != 1]
     if several:
         raise ValueError(f"--tracker takes one value per field, got several for {several}")
@@ -99,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"weights": args.weights or "shipped", "engine": engine.name,
-                               "tracker": asdict(tracker_cfg), "clips": [asdict(sc) for sc in scores]}, indent=1))
+                               "tracker": asdict(tracker_cfg),
+                               "clips": [asdict(sc) for sc in scores]}, indent=1))
     plot(scores, labels, fps, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
