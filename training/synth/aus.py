@@ -182,6 +182,11 @@ class FaceFrame:
         rel = pts - self.centre
         return np.stack([rel @ self.ex, rel @ self.ey], -1) / self.iod
 
+    def uv_grid(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinate grids (H, W) -> (u, v) grids (H, W) in IOD units."""
+        uv = self.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(*xs.shape, 2)  # (H·W, 2)
+        return uv[..., 0], uv[..., 1]
+
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
@@ -206,8 +211,7 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if au in HANDLES:
         _add_handles(field, HANDLES[au], lm, ff, xs, ys, gain, HANDLE_AT_TARGET.get(au, 0.0))
         return field
-    uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
-    u, vv = uv[..., 0], uv[..., 1]
+    u, vv = ff.uv_grid(xs, ys)
     if au in EYE_WIDEN:
         lift, spread = EYE_WIDEN[au]
         field = np.zeros((2, h, w), np.float32)
@@ -317,8 +321,7 @@ def sclera_reveal(lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     ff = FaceFrame.from_landmarks(lm)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    uv = ff.uv(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(h, w, 2)
-    u, vv = uv[..., 0], uv[..., 1]
+    u, vv = ff.uv_grid(xs, ys)
     lift, _ = EYE_WIDEN["5"]
     out = np.full((2, h, w), np.inf, np.float32)
     for k, ((c0, c1), top, bot, line) in enumerate(zip(EYE_CORNERS, UPPER_LID, LOWER_LID,

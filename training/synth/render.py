@@ -449,8 +449,7 @@ def _teeth_relief(ff: FaceFrame, upper: np.ndarray, box: tuple[int, int, int, in
     teeth (:data:`TOOTH_GAPS`), so the band reads as a row of teeth, not a flat strip."""
     x0, y0, x1, y1 = box
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    rel = np.stack([xs - ff.centre[0], ys - ff.centre[1]], -1)
-    u, v = rel @ ff.ex / ff.iod, rel @ ff.ey / ff.iod
+    u, v = ff.uv_grid(xs, ys)
     edge = ff.uv(upper)
     o = np.argsort(edge[:, 0])
     uc, half = float(edge[:, 0].mean()), max(float(np.ptp(edge[:, 0])) / 2, 0.05)
