@@ -31,7 +31,8 @@ def parse_grid(items: Sequence[str], option: str = "--grid") -> dict[str, list]:
     """``["hold_frames=0,24", "on_thresh=0.5"]`` → {"hold_frames": [0, 24], "on_thresh": [0.5]},
     each value converted to the field's type; a one-line ValueError (naming ``option``) on an
     unknown field or a value of the wrong type."""
-    types = {f.name: type(getattr(TrackerConfig(), f.name)) for f in fields(TrackerConfig)}
+    defaults = TrackerConfig()
+    types = {f.name: type(getattr(defaults, f.name)) for f in fields(defaults)}
     grid: dict[str, list] = {}
     for item in items:
         name, sep, values = item.partition("=")
