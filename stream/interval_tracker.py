@@ -224,12 +224,33 @@ class IntervalTracker:
                 elif same_kind or onset - prov.onset <= offset - onset + 1:
                     onset = min(onset, prov.onset)
                 apex = min(max(prov.peak_frame, onset), offset)
+            onset = self._after_previous(onset, offset,
+                                         seen=None if prov is None else prov.onset)
+            if apex is not None:
+                apex = max(apex, onset)
             emotion_scores = p.emotion_mass / max(p.emotion_mass.sum(), 1e-9)
             id_ = prov.id if prov is not None else self._new_id()
             records.append(self._event(onset, offset, p.kind, emotion_scores, p.score, id_,
                                        apex=apex))
             self._remember(onset, offset)
         return records
+
+    def _after_previous(self, onset: int, offset: int, seen: int | None = None) -> int:
+        """``onset``, moved out of an earlier final event that it reaches back into.
+
+        A regressed onset can stretch back over a short pause into the expression before
+        (a smile repeated every 2 s), making one event of the end of one and the whole of the
+        next. An event that outlasts an emitted one and begins inside it starts where the
+        active head saw it start (``seen``, the provisional's onset) when that lies after the
+        emitted event, else the frame after it (``TrackerConfig.onset_after_previous``). An
+        event nested in an emitted one (a micro inside a macro) is not moved.
+        """
+        if not self.cfg.onset_after_previous:
+            return onset
+        for done_on, done_off in self._emitted:
+            if done_on < onset <= done_off < offset:
+                onset = seen if seen is not None and done_off < seen <= offset else done_off + 1
+        return onset
 
     def _remember(self, onset: int, offset: int) -> None:
         self._emitted.append((onset, offset))

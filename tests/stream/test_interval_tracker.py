@@ -253,3 +253,45 @@ def test_a_candidate_of_another_kind_confirms_but_does_not_take_a_provisional_on
     assert [(e.onset_frame, e.offset_frame) for e in micro] == [(50, 56)]  # not from 13
     [start] = [r for r in out if isinstance(r, EventStart)]
     assert micro[0].id == start.id  # it still confirms the start (its kind was a guess)
+
+
+def _repeated_smile(cfg: TrackerConfig, second_onset: int) -> list:
+    """A smile 15-74 emitted, then a second one the active head sees start at 86 whose only
+    candidate regresses its onset to ``second_onset``; the final events."""
+    times = FrameTimes(fps=30)
+    for i in range(400):
+        times.add(i, i / 30, i / 30)
+    t = IntervalTracker(MODEL, cfg, times)
+    out = t.update(100, [cand(15, 74, kind="macro")], active(range(0, 101), [0.0] * 101, kind=1))
+    out += t.update(150, [], active(range(101, 151), [0.95] * 46 + [0.0] * 4,
+                                    since=15, kind=1))  # fires at 103: onset 103 - 15 = 88
+    out += t.update(200, [cand(second_onset, 147, kind="macro")],
+                    active(range(151, 201), [0.0] * 50, kind=1))
+    return finals(out)
+
+
+@pytest.mark.parametrize("after_previous, want", [(True, 88), (False, 60)])
+def test_an_onset_that_reaches_into_the_event_before_starts_after_it(after_previous, want):
+    """The looped smile with onset="earliest": the candidate's onset (60) lies inside the smile
+    emitted before (15-74); the active head saw this one start at 88."""
+    first, second = _repeated_smile(TrackerConfig(onset_after_previous=after_previous), 60)
+    assert (first.onset_frame, first.offset_frame) == (15, 74)
+    assert (second.onset_frame, second.offset_frame) == (want, 147)
+
+
+def test_an_onset_inside_the_event_before_without_a_later_start_is_its_end_plus_one():
+    times = FrameTimes(fps=30)
+    for i in range(400):
+        times.add(i, i / 30, i / 30)
+    t = IntervalTracker(MODEL, TrackerConfig(), times)
+    out = t.update(100, [cand(15, 74, kind="macro")], active(range(0, 101), [0.0] * 101, kind=1))
+    out += t.update(200, [cand(60, 147, kind="macro")], active(range(101, 201), [0.0] * 100,
+                                                               kind=1))
+    assert [(e.onset_frame, e.offset_frame) for e in finals(out)] == [(15, 74), (75, 147)]
+
+
+def test_an_event_nested_in_the_one_before_keeps_its_onset(tracker):
+    out = tracker.update(150, [cand(20, 120, kind="macro")])  # a long macro, emitted
+    out += tracker.update(200, [cand(60, 66, kind="micro")])  # a micro inside it
+    out += tracker.flush(260)
+    assert sorted((e.onset_frame, e.offset_frame) for e in finals(out)) == [(20, 120), (60, 66)]
