@@ -158,30 +158,47 @@ class StepAttention(nn.Module):
     The same per-head arithmetic as the full model, with the query's 1/sqrt(d)
     folded into its projection and the band mask of ``n`` queries over
     ``span - 1 + n`` keys precomputed; exported as one ONNX ``Attention`` node.
-    ``project=False`` leaves out the output projection (the caller folds it into
-    what follows).
+    With ``project`` the output projection and the caller's residual are one
+    ``Gemm`` (``residual + y·Woᵀ``): the projection's bias moves into the values'
+    (each query's weights sum to 1, so ``softmax·(v + δ) = softmax·v + δ``, and
+    ``Wo·δ = bo``) when ``Wo`` solves for it to float32 precision, else it stays
+    one ``Add``. ``project=False`` leaves the projection out (the caller folds
+    it into what follows).
     """
 
     def __init__(self, attn: nn.Module, n: int, project: bool = True) -> None:
         super().__init__()
         c = attn.qkv.in_features
         self.span, self.heads, self.channels, self.n = attn.span, attn.heads, c, n
+        self.project = project
         d = c // attn.heads
         with torch.no_grad():
             w, b = attn.qkv.weight.detach().clone(), attn.qkv.bias.detach().clone()
             w[:c] /= math.sqrt(d)  # (q / sqrt(d)) · k, as the full model's (q · k) / sqrt(d)
             b[:c] /= math.sqrt(d)
+            self.b_out = None
+            if project:
+                wo, bo = attn.out.weight.detach().double(), attn.out.bias.detach().double()
+                delta = torch.linalg.lstsq(wo, bo.reshape(-1, 1)).solution.reshape(-1)
+                if float((wo @ delta - bo).abs().max()) <= 1e-7 * max(1.0, float(bo.abs().max())):
+                    b[2 * c:] += delta.to(b.dtype)  # bo carried by the values
+                else:
+                    self.register_buffer("b_out", attn.out.bias.detach().clone(),
+                                         persistent=False)
+                self.register_buffer("w_out_t", attn.out.weight.detach().t().contiguous(),
+                                     persistent=False)  # (C_in, C_out): addmm's layout
             self.register_buffer("w_in", w, persistent=False)  # (3C, C): q | k | v
             self.register_buffer("b_in", b, persistent=False)
             allowed = _band(n, self.span)  # (n, m)
             self.register_buffer("bias", torch.zeros(allowed.shape).masked_fill(
                 ~allowed, float("-inf")), persistent=False)
-        self.out = attn.out if project else None
 
     def forward(self, x: torch.Tensor, k_cache: torch.Tensor | None,
-                v_cache: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B·n, C) new positions, (B, span-1, C) caches → (B·n, C), and all (B, span-1+n, C)
-        keys / values."""
+                v_cache: torch.Tensor | None, residual: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B·n, C) new positions, (B, span-1, C) caches[, (B·n, C) residual] → with
+        ``project``: residual + projected output (B·n, C), else the output (B, n, C); and
+        all (B, span-1+n, C) keys / values."""
         c, h, n = self.channels, self.heads, self.n
         d = c // h
         qkv = F.linear(x, self.w_in, self.b_in).reshape(-1, n, 3 * c)  # (B·n, 3C) -> (B, n, 3C)
@@ -197,9 +214,26 @@ class StepAttention(nn.Module):
             if mask is not None:  # (B, H, n, D) @ (B, H, D, m) -> (B, H, n, m)
                 att = att + mask
             y = att.softmax(dim=-1) @ v.reshape(b, m, h, d).transpose(1, 2)  # -> (B, H, n, D)
-            y = y.transpose(1, 2)  # -> (B, n, H, D)
-        y = y.reshape(-1, c)  # -> (B·n, C)
-        return (y if self.out is None else self.out(y)), k, v
+            y = y.transpose(1, 2).reshape(-1, n, c)  # -> (B, n, H, D) -> (B, n, C)
+        if not self.project:
+            return y, k, v
+        out = torch.addmm(residual, y.reshape(-1, c), self.w_out_t)  # (B, n, C) -> (B·n, C)
+        return (out if self.b_out is None else out + self.b_out), k, v
+
+
+#: GELU(16) is 16 in float32 (erf rounds to 1) and b / 16 is exact: a hidden unit with weight 0
+#: and bias 16 carries an MLP's output bias through its output matrix.
+_GELU_FIXED = 16.0
+
+
+def _mlp_with_bias_unit(fc1: nn.Linear, fc2: nn.Linear) -> tuple[torch.Tensor, ...]:
+    """``fc2(GELU(fc1(x)))`` as (w1, b1, w2ᵀ) of one more hidden unit that carries fc2's bias,
+    so that the output layer and the residual are one ``Gemm`` (``x + h·w2ᵀ``)."""
+    with torch.no_grad():
+        w1 = torch.cat([fc1.weight.detach(), fc1.weight.new_zeros(1, fc1.in_features)])
+        b1 = torch.cat([fc1.bias.detach(), fc1.bias.new_full((1,), _GELU_FIXED)])
+        w2t = torch.cat([fc2.weight.detach().t(), (fc2.bias.detach() / _GELU_FIXED)[None]])
+    return w1.clone(), b1.clone(), w2t.contiguous()  # (H+1, C), (H+1,), (H+1, C)
 
 
 def _fused_mlps(mlps: list[nn.Sequential]) -> tuple[torch.Tensor, ...]:
@@ -284,17 +318,25 @@ class IncrementalDetector(nn.Module):
             steps = nn.ModuleList()
             for block in pyr.blocks[level]:
                 s = nn.Module()
-                s.ln1, s.ln2, s.fc1, s.fc2 = block.ln1, block.ln2, block.mlp[0], block.mlp[2]
+                s.ln1, s.ln2 = block.ln1, block.ln2
+                for name, t in zip(("w1", "b1", "w2t"),
+                                   _mlp_with_bias_unit(block.mlp[0], block.mlp[2])):
+                    s.register_buffer(name, t, persistent=False)
                 s.attn = StepAttention(block.attn, n // 2 ** level)
                 steps.append(s)
             self.blocks.append(steps)
-        # interval head: cls | emo | reg branches fused; reg's per-point unit = scale·stride
+        # both heads as one MLP over [the P points; the n frames]: cls | emo | reg and
+        # act | emo | since branches fused, the output layer block-diagonal over the two heads
         self.head_dims = (len(cfg.kinds), len(cfg.emotions), 2)
-        for name, t in zip(("h_w1", "h_b1", "h_w2", "h_b2"),
-                           _fused_mlps([head.cls, head.emo, head.reg])):
-            self.register_buffer(name, t, persistent=False)
+        self.act_dims = (len(cfg.kinds), len(cfg.emotions), 1)
+        points = _fused_mlps([head.cls, head.emo, head.reg])
+        frames = _fused_mlps([active.act, active.emo, active.since])
         with torch.no_grad():
-            unit = head.scale.detach() * 2.0 ** torch.arange(cfg.levels)  # (L,)
+            for name, t in zip(("o_w1", "o_b1", "o_w2", "o_b2"), (
+                    torch.cat([points[0], frames[0]]), torch.cat([points[1], frames[1]]),
+                    torch.block_diag(points[2], frames[2]), torch.cat([points[3], frames[3]]))):
+                self.register_buffer(name, t.clone(), persistent=False)
+            unit = head.scale.detach() * 2.0 ** torch.arange(cfg.levels)  # (L,): scale·stride
             self.register_buffer("unit", torch.cat([unit[lv].expand(n // 2 ** lv) for lv in
                                                     range(cfg.levels)]).reshape(-1, 1).clone(),
                                  persistent=False)  # (P, 1)
@@ -304,10 +346,6 @@ class IncrementalDetector(nn.Module):
             # active head
             self.register_buffer("spread", _spread(n, cfg.levels), persistent=False)
         self.act_ln = active.ln
-        self.act_dims = (len(cfg.kinds), len(cfg.emotions), 1)
-        for name, t in zip(("a_w1", "a_b1", "a_w2", "a_b2"),
-                           _fused_mlps([active.act, active.emo, active.since])):
-            self.register_buffer(name, t, persistent=False)
         self.since_unit = active.since_unit
 
     def forward(self, feats: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -324,49 +362,50 @@ class IncrementalDetector(nn.Module):
         parts = dict(zip(self.split_names, state.split(self.split_sizes, dim=1)))  # (B, ·, C)
         new: dict[str, torch.Tensor] = {}  # part name -> what this step leaves (B, rows, C)
 
-        def attend(name: str, attn: StepAttention, x: torch.Tensor) -> torch.Tensor:
-            y, k, v = attn(x, parts.get(f"{name}.k"), parts.get(f"{name}.v"))
+        def attend(name: str, attn: StepAttention, x: torch.Tensor,
+                   residual: torch.Tensor | None = None) -> torch.Tensor:
+            y, k, v = attn(x, parts.get(f"{name}.k"), parts.get(f"{name}.v"), residual)
             if attn.span > 1:
                 new[f"{name}.k"], new[f"{name}.v"] = k, v
             return y
 
         # segment fusion: attention, causal mean of its (unprojected) outputs, gated residual
         x = self.embed(feats.reshape(-1, cfg.feat_dim))  # (B, n, F) -> (B·n, C)
-        a = attend("fusion", self.fusion_attn, self.fusion_ln(x)).reshape(-1, n, c)  # (B, n, C)
+        a = attend("fusion", self.fusion_attn, self.fusion_ln(x))  # (B, n, C)
         if self.mean_span > 1:
             a = new["fusion.mean"] = _append(parts["fusion.mean"], a)  # (B, span-1+n, C)
         g = (self.mean @ a).reshape(-1, c)  # (n, m) @ (B, m, C) -> (B, n, C) -> (B·n, C)
         gate, value = F.linear(torch.cat([x, g], dim=1), self.w_gate, self.b_gate).split(c, 1)
         x = x + torch.sigmoid(gate) * value
-        # pyramid
+        # pyramid; each residual is the Gemm of its branch's last layer
         levels = []  # (B, n_l, C) per level
         for level in range(cfg.levels):
             if level:  # (B·n_l-1, C) -> pairs (B·n_l, 2C) -> (B·n_l, C); n_l-1 is even
                 down = self.downs[level]
                 x = down.ln(F.linear(x.reshape(-1, 2 * c), down.w, down.b))
             for i, blk in enumerate(self.blocks[level]):
-                x = x + attend(f"level{level}.block{i}", blk.attn, blk.ln1(x))
-                x = x + blk.fc2(_gelu(blk.fc1(blk.ln2(x))))
+                x = attend(f"level{level}.block{i}", blk.attn, blk.ln1(x), x)
+                x = torch.addmm(x, _gelu(F.linear(blk.ln2(x), blk.w1, blk.b1)), blk.w2t)
             levels.append(self.norms[level](x).reshape(-1, n // 2 ** level, c))
-        # interval head, over all points of each stream at once
-        pts = torch.cat(levels, dim=1).reshape(-1, c)  # (B, P, C) -> (B·P, C)
-        hid = _gelu(F.linear(pts, self.h_w1, self.h_b1))  # -> (B·P, ΣC)
-        cls, emo, reg = F.linear(hid, self.h_w2, self.h_b2).reshape(
-            -1, self.unit.shape[0], sum(self.head_dims)).split(self.head_dims, dim=-1)
-        # (B·P, ·) -> (B, P, ·)
-        reg = (F.relu(reg) * self.unit) @ self.to_on_off.t()  # (B, P, 2): (d_on, d_off)
-        # active head: every level spread onto the frames, summed
+        # active head's input: every level spread onto the frames, summed
         seq = [levels[0]]
         for level in range(1, cfg.levels):
             seq += [parts[f"level{level}.last"], levels[level]]
             new[f"level{level}.last"] = levels[level]
-        x = (self.spread @ torch.cat(seq, dim=1)).reshape(-1, c)  # (n,·) @ (B,·,C) -> (B·n, C)
-        hid = _gelu(F.linear(self.act_ln(x), self.a_w1, self.a_b1))
-        act, act_emo, since = F.linear(hid, self.a_w2, self.a_b2).reshape(
-            -1, n, sum(self.act_dims)).split(self.act_dims, dim=-1)  # (B·n, ·) -> (B, n, ·)
+        frames = self.act_ln(self.spread @ torch.cat(seq, dim=1))  # (n,·) @ (B,·,C) -> (B,n,C)
+        # both heads at once, over the P points and the n frames of each stream
+        n_pts = self.unit.shape[0]
+        rows = torch.cat(levels + [frames], dim=1).reshape(-1, c)  # (B, P+n, C) -> (B·(P+n), C)
+        hid = _gelu(F.linear(rows, self.o_w1, self.o_b1))  # -> (B·(P+n), 2ΣC)
+        out = F.linear(hid, self.o_w2, self.o_b2).reshape(
+            -1, n_pts + n, sum(self.head_dims) + sum(self.act_dims))  # -> (B, P+n, Σo)
+        at_points, at_frames = out.split((n_pts, n), dim=1)  # (B, P, Σo), (B, n, Σo)
+        cls, emo, reg, _ = at_points.split(self.head_dims + (sum(self.act_dims),), dim=-1)
+        _, act, act_emo, since = at_frames.split((sum(self.head_dims),) + self.act_dims, dim=-1)
+        reg = (F.relu(reg) * self.unit) @ self.to_on_off.t()  # (B, P, 2): (d_on, d_off)
         out = {"cls_logits": cls, "emo_logits": emo, "reg": reg, "act_logits": act,
                "act_emo_logits": act_emo,
-               "act_since": _softplus(since).reshape(-1, n) * self.since_unit}
+               "act_since": _softplus(since).reshape(-1, n) * self.since_unit}  # (B, n, 1) -> (B, n)
         out[STATE_OUTPUT] = torch.cat([new[p.name] for p in self.layout], dim=1)  # (B, rows, C)
         return out
 
