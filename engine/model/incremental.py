@@ -161,8 +161,8 @@ class StepAttention(nn.Module):
     With ``project`` the output projection and the caller's residual are one
     ``Gemm`` (``residual + y·Woᵀ``): the projection's bias moves into the values'
     (each query's weights sum to 1, so ``softmax·(v + δ) = softmax·v + δ``, and
-    ``Wo·δ = bo``) when ``Wo`` solves for it to float32 precision, else it stays
-    one ``Add``. ``project=False`` leaves the projection out (the caller folds
+    ``Wo·δ = bo``; the cached values carry δ too) when ``Wo`` solves for it to
+    float32 precision, else it stays one ``Add``. ``project=False`` leaves the projection out (the caller folds
     it into what follows).
     """
 
@@ -176,17 +176,17 @@ class StepAttention(nn.Module):
             w, b = attn.qkv.weight.detach().clone(), attn.qkv.bias.detach().clone()
             w[:c] /= math.sqrt(d)  # (q / sqrt(d)) · k, as the full model's (q · k) / sqrt(d)
             b[:c] /= math.sqrt(d)
-            self.b_out = None
+            b_out = None  # the output projection's bias where the values cannot carry it
             if project:
                 wo, bo = attn.out.weight.detach().double(), attn.out.bias.detach().double()
                 delta = torch.linalg.lstsq(wo, bo.reshape(-1, 1)).solution.reshape(-1)
                 if float((wo @ delta - bo).abs().max()) <= 1e-7 * max(1.0, float(bo.abs().max())):
                     b[2 * c:] += delta.to(b.dtype)  # bo carried by the values
                 else:
-                    self.register_buffer("b_out", attn.out.bias.detach().clone(),
-                                         persistent=False)
+                    b_out = attn.out.bias.detach().clone()
                 self.register_buffer("w_out_t", attn.out.weight.detach().t().contiguous(),
                                      persistent=False)  # (C_in, C_out): addmm's layout
+            self.register_buffer("b_out", b_out, persistent=False)
             self.register_buffer("w_in", w, persistent=False)  # (3C, C): q | k | v
             self.register_buffer("b_in", b, persistent=False)
             allowed = _band(n, self.span)  # (n, m)
@@ -219,21 +219,6 @@ class StepAttention(nn.Module):
             return y, k, v
         out = torch.addmm(residual, y.reshape(-1, c), self.w_out_t)  # (B, n, C) -> (B·n, C)
         return (out if self.b_out is None else out + self.b_out), k, v
-
-
-#: GELU(16) is 16 in float32 (erf rounds to 1) and b / 16 is exact: a hidden unit with weight 0
-#: and bias 16 carries an MLP's output bias through its output matrix.
-_GELU_FIXED = 16.0
-
-
-def _mlp_with_bias_unit(fc1: nn.Linear, fc2: nn.Linear) -> tuple[torch.Tensor, ...]:
-    """``fc2(GELU(fc1(x)))`` as (w1, b1, w2ᵀ) of one more hidden unit that carries fc2's bias,
-    so that the output layer and the residual are one ``Gemm`` (``x + h·w2ᵀ``)."""
-    with torch.no_grad():
-        w1 = torch.cat([fc1.weight.detach(), fc1.weight.new_zeros(1, fc1.in_features)])
-        b1 = torch.cat([fc1.bias.detach(), fc1.bias.new_full((1,), _GELU_FIXED)])
-        w2t = torch.cat([fc2.weight.detach().t(), (fc2.bias.detach() / _GELU_FIXED)[None]])
-    return w1.clone(), b1.clone(), w2t.contiguous()  # (H+1, C), (H+1,), (H+1, C)
 
 
 def _fused_mlps(mlps: list[nn.Sequential]) -> tuple[torch.Tensor, ...]:
@@ -318,25 +303,17 @@ class IncrementalDetector(nn.Module):
             steps = nn.ModuleList()
             for block in pyr.blocks[level]:
                 s = nn.Module()
-                s.ln1, s.ln2 = block.ln1, block.ln2
-                for name, t in zip(("w1", "b1", "w2t"),
-                                   _mlp_with_bias_unit(block.mlp[0], block.mlp[2])):
-                    s.register_buffer(name, t, persistent=False)
+                s.ln1, s.ln2, s.fc1, s.fc2 = block.ln1, block.ln2, block.mlp[0], block.mlp[2]
                 s.attn = StepAttention(block.attn, n // 2 ** level)
                 steps.append(s)
             self.blocks.append(steps)
-        # both heads as one MLP over [the P points; the n frames]: cls | emo | reg and
-        # act | emo | since branches fused, the output layer block-diagonal over the two heads
+        # interval head: cls | emo | reg branches fused; reg's per-point unit = scale·stride
         self.head_dims = (len(cfg.kinds), len(cfg.emotions), 2)
-        self.act_dims = (len(cfg.kinds), len(cfg.emotions), 1)
-        points = _fused_mlps([head.cls, head.emo, head.reg])
-        frames = _fused_mlps([active.act, active.emo, active.since])
+        for name, t in zip(("h_w1", "h_b1", "h_w2", "h_b2"),
+                           _fused_mlps([head.cls, head.emo, head.reg])):
+            self.register_buffer(name, t, persistent=False)
         with torch.no_grad():
-            for name, t in zip(("o_w1", "o_b1", "o_w2", "o_b2"), (
-                    torch.cat([points[0], frames[0]]), torch.cat([points[1], frames[1]]),
-                    torch.block_diag(points[2], frames[2]), torch.cat([points[3], frames[3]]))):
-                self.register_buffer(name, t.clone(), persistent=False)
-            unit = head.scale.detach() * 2.0 ** torch.arange(cfg.levels)  # (L,): scale·stride
+            unit = head.scale.detach() * 2.0 ** torch.arange(cfg.levels)  # (L,)
             self.register_buffer("unit", torch.cat([unit[lv].expand(n // 2 ** lv) for lv in
                                                     range(cfg.levels)]).reshape(-1, 1).clone(),
                                  persistent=False)  # (P, 1)
@@ -346,6 +323,10 @@ class IncrementalDetector(nn.Module):
             # active head
             self.register_buffer("spread", _spread(n, cfg.levels), persistent=False)
         self.act_ln = active.ln
+        self.act_dims = (len(cfg.kinds), len(cfg.emotions), 1)
+        for name, t in zip(("a_w1", "a_b1", "a_w2", "a_b2"),
+                           _fused_mlps([active.act, active.emo, active.since])):
+            self.register_buffer(name, t, persistent=False)
         self.since_unit = active.since_unit
 
     def forward(self, feats: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -377,7 +358,7 @@ class IncrementalDetector(nn.Module):
         g = (self.mean @ a).reshape(-1, c)  # (n, m) @ (B, m, C) -> (B, n, C) -> (B·n, C)
         gate, value = F.linear(torch.cat([x, g], dim=1), self.w_gate, self.b_gate).split(c, 1)
         x = x + torch.sigmoid(gate) * value
-        # pyramid; each residual is the Gemm of its branch's last layer
+        # pyramid; each attention's residual is its output projection's Gemm
         levels = []  # (B, n_l, C) per level
         for level in range(cfg.levels):
             if level:  # (B·n_l-1, C) -> pairs (B·n_l, 2C) -> (B·n_l, C); n_l-1 is even
@@ -385,27 +366,27 @@ class IncrementalDetector(nn.Module):
                 x = down.ln(F.linear(x.reshape(-1, 2 * c), down.w, down.b))
             for i, blk in enumerate(self.blocks[level]):
                 x = attend(f"level{level}.block{i}", blk.attn, blk.ln1(x), x)
-                x = torch.addmm(x, _gelu(F.linear(blk.ln2(x), blk.w1, blk.b1)), blk.w2t)
+                x = x + blk.fc2(_gelu(blk.fc1(blk.ln2(x))))
             levels.append(self.norms[level](x).reshape(-1, n // 2 ** level, c))
-        # active head's input: every level spread onto the frames, summed
+        # interval head, over all points of each stream at once
+        pts = torch.cat(levels, dim=1).reshape(-1, c)  # (B, P, C) -> (B·P, C)
+        hid = _gelu(F.linear(pts, self.h_w1, self.h_b1))  # -> (B·P, ΣC)
+        cls, emo, reg = F.linear(hid, self.h_w2, self.h_b2).reshape(
+            -1, self.unit.shape[0], sum(self.head_dims)).split(self.head_dims, dim=-1)
+        # (B·P, ·) -> (B, P, ·)
+        reg = (F.relu(reg) * self.unit) @ self.to_on_off.t()  # (B, P, 2): (d_on, d_off)
+        # active head: every level spread onto the frames, summed
         seq = [levels[0]]
         for level in range(1, cfg.levels):
             seq += [parts[f"level{level}.last"], levels[level]]
             new[f"level{level}.last"] = levels[level]
-        frames = self.act_ln(self.spread @ torch.cat(seq, dim=1))  # (n,·) @ (B,·,C) -> (B,n,C)
-        # both heads at once, over the P points and the n frames of each stream
-        n_pts = self.unit.shape[0]
-        rows = torch.cat(levels + [frames], dim=1).reshape(-1, c)  # (B, P+n, C) -> (B·(P+n), C)
-        hid = _gelu(F.linear(rows, self.o_w1, self.o_b1))  # -> (B·(P+n), 2ΣC)
-        out = F.linear(hid, self.o_w2, self.o_b2).reshape(
-            -1, n_pts + n, sum(self.head_dims) + sum(self.act_dims))  # -> (B, P+n, Σo)
-        at_points, at_frames = out.split((n_pts, n), dim=1)  # (B, P, Σo), (B, n, Σo)
-        cls, emo, reg, _ = at_points.split(self.head_dims + (sum(self.act_dims),), dim=-1)
-        _, act, act_emo, since = at_frames.split((sum(self.head_dims),) + self.act_dims, dim=-1)
-        reg = (F.relu(reg) * self.unit) @ self.to_on_off.t()  # (B, P, 2): (d_on, d_off)
+        x = (self.spread @ torch.cat(seq, dim=1)).reshape(-1, c)  # (n,·) @ (B,·,C) -> (B·n, C)
+        hid = _gelu(F.linear(self.act_ln(x), self.a_w1, self.a_b1))
+        act, act_emo, since = F.linear(hid, self.a_w2, self.a_b2).reshape(
+            -1, n, sum(self.act_dims)).split(self.act_dims, dim=-1)  # (B·n, ·) -> (B, n, ·)
         out = {"cls_logits": cls, "emo_logits": emo, "reg": reg, "act_logits": act,
                "act_emo_logits": act_emo,
-               "act_since": _softplus(since).reshape(-1, n) * self.since_unit}  # (B, n, 1) -> (B, n)
+               "act_since": _softplus(since).reshape(-1, n) * self.since_unit}
         out[STATE_OUTPUT] = torch.cat([new[p.name] for p in self.layout], dim=1)  # (B, rows, C)
         return out
 
