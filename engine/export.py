@@ -39,7 +39,7 @@ from engine.backends import BackendError
 
 OPSET = 18
 #: Bump when the export recipe changes; part of the first-use cache key.
-EXPORT_VERSION = 3  # 2: + detector_step.onnx; 3: its batch dim, Attention nodes
+EXPORT_VERSION = 4  # 2: + detector_step.onnx; 3: its batch dim, Attention nodes; 4: residual Gemms
 ENCODER_INPUTS = ("flow", "valid")  # + "appearance" for a model with appearance fusion
 ENCODER_OUTPUTS = ("features",)
 DETECTOR_INPUTS = ("features",)

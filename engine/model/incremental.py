@@ -158,30 +158,47 @@ class StepAttention(nn.Module):
     The same per-head arithmetic as the full model, with the query's 1/sqrt(d)
     folded into its projection and the band mask of ``n`` queries over
     ``span - 1 + n`` keys precomputed; exported as one ONNX ``Attention`` node.
-    ``project=False`` leaves out the output projection (the caller folds it into
-    what follows).
+    With ``project`` the output projection and the caller's residual are one
+    ``Gemm`` (``residual + y·Woᵀ``): the projection's bias moves into the values'
+    (each query's weights sum to 1, so ``softmax·(v + δ) = softmax·v + δ``, and
+    ``Wo·δ = bo``; the cached values carry δ too) when ``Wo`` solves for it to
+    float32 precision, else it stays one ``Add``. ``project=False`` leaves the projection out (the caller folds
+    it into what follows).
     """
 
     def __init__(self, attn: nn.Module, n: int, project: bool = True) -> None:
         super().__init__()
         c = attn.qkv.in_features
         self.span, self.heads, self.channels, self.n = attn.span, attn.heads, c, n
+        self.project = project
         d = c // attn.heads
         with torch.no_grad():
             w, b = attn.qkv.weight.detach().clone(), attn.qkv.bias.detach().clone()
             w[:c] /= math.sqrt(d)  # (q / sqrt(d)) · k, as the full model's (q · k) / sqrt(d)
             b[:c] /= math.sqrt(d)
+            b_out = None  # the output projection's bias where the values cannot carry it
+            if project:
+                wo, bo = attn.out.weight.detach().double(), attn.out.bias.detach().double()
+                delta = torch.linalg.lstsq(wo, bo.reshape(-1, 1)).solution.reshape(-1)
+                if float((wo @ delta - bo).abs().max()) <= 1e-7 * max(1.0, float(bo.abs().max())):
+                    b[2 * c:] += delta.to(b.dtype)  # bo carried by the values
+                else:
+                    b_out = attn.out.bias.detach().clone()
+                self.register_buffer("w_out_t", attn.out.weight.detach().t().contiguous(),
+                                     persistent=False)  # (C_in, C_out): addmm's layout
+            self.register_buffer("b_out", b_out, persistent=False)
             self.register_buffer("w_in", w, persistent=False)  # (3C, C): q | k | v
             self.register_buffer("b_in", b, persistent=False)
             allowed = _band(n, self.span)  # (n, m)
             self.register_buffer("bias", torch.zeros(allowed.shape).masked_fill(
                 ~allowed, float("-inf")), persistent=False)
-        self.out = attn.out if project else None
 
     def forward(self, x: torch.Tensor, k_cache: torch.Tensor | None,
-                v_cache: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B·n, C) new positions, (B, span-1, C) caches → (B·n, C), and all (B, span-1+n, C)
-        keys / values."""
+                v_cache: torch.Tensor | None, residual: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B·n, C) new positions, (B, span-1, C) caches[, (B·n, C) residual] → with
+        ``project``: residual + projected output (B·n, C), else the output (B, n, C); and
+        all (B, span-1+n, C) keys / values."""
         c, h, n = self.channels, self.heads, self.n
         d = c // h
         qkv = F.linear(x, self.w_in, self.b_in).reshape(-1, n, 3 * c)  # (B·n, 3C) -> (B, n, 3C)
@@ -197,9 +214,11 @@ class StepAttention(nn.Module):
             if mask is not None:  # (B, H, n, D) @ (B, H, D, m) -> (B, H, n, m)
                 att = att + mask
             y = att.softmax(dim=-1) @ v.reshape(b, m, h, d).transpose(1, 2)  # -> (B, H, n, D)
-            y = y.transpose(1, 2)  # -> (B, n, H, D)
-        y = y.reshape(-1, c)  # -> (B·n, C)
-        return (y if self.out is None else self.out(y)), k, v
+            y = y.transpose(1, 2).reshape(-1, n, c)  # -> (B, n, H, D) -> (B, n, C)
+        if not self.project:
+            return y, k, v
+        out = torch.addmm(residual, y.reshape(-1, c), self.w_out_t)  # (B, n, C) -> (B·n, C)
+        return (out if self.b_out is None else out + self.b_out), k, v
 
 
 def _fused_mlps(mlps: list[nn.Sequential]) -> tuple[torch.Tensor, ...]:
@@ -324,28 +343,29 @@ class IncrementalDetector(nn.Module):
         parts = dict(zip(self.split_names, state.split(self.split_sizes, dim=1)))  # (B, ·, C)
         new: dict[str, torch.Tensor] = {}  # part name -> what this step leaves (B, rows, C)
 
-        def attend(name: str, attn: StepAttention, x: torch.Tensor) -> torch.Tensor:
-            y, k, v = attn(x, parts.get(f"{name}.k"), parts.get(f"{name}.v"))
+        def attend(name: str, attn: StepAttention, x: torch.Tensor,
+                   residual: torch.Tensor | None = None) -> torch.Tensor:
+            y, k, v = attn(x, parts.get(f"{name}.k"), parts.get(f"{name}.v"), residual)
             if attn.span > 1:
                 new[f"{name}.k"], new[f"{name}.v"] = k, v
             return y
 
         # segment fusion: attention, causal mean of its (unprojected) outputs, gated residual
         x = self.embed(feats.reshape(-1, cfg.feat_dim))  # (B, n, F) -> (B·n, C)
-        a = attend("fusion", self.fusion_attn, self.fusion_ln(x)).reshape(-1, n, c)  # (B, n, C)
+        a = attend("fusion", self.fusion_attn, self.fusion_ln(x))  # (B, n, C)
         if self.mean_span > 1:
             a = new["fusion.mean"] = _append(parts["fusion.mean"], a)  # (B, span-1+n, C)
         g = (self.mean @ a).reshape(-1, c)  # (n, m) @ (B, m, C) -> (B, n, C) -> (B·n, C)
         gate, value = F.linear(torch.cat([x, g], dim=1), self.w_gate, self.b_gate).split(c, 1)
         x = x + torch.sigmoid(gate) * value
-        # pyramid
+        # pyramid; each attention's residual is its output projection's Gemm
         levels = []  # (B, n_l, C) per level
         for level in range(cfg.levels):
             if level:  # (B·n_l-1, C) -> pairs (B·n_l, 2C) -> (B·n_l, C); n_l-1 is even
                 down = self.downs[level]
                 x = down.ln(F.linear(x.reshape(-1, 2 * c), down.w, down.b))
             for i, blk in enumerate(self.blocks[level]):
-                x = x + attend(f"level{level}.block{i}", blk.attn, blk.ln1(x))
+                x = attend(f"level{level}.block{i}", blk.attn, blk.ln1(x), x)
                 x = x + blk.fc2(_gelu(blk.fc1(blk.ln2(x))))
             levels.append(self.norms[level](x).reshape(-1, n // 2 ** level, c))
         # interval head, over all points of each stream at once

@@ -121,6 +121,30 @@ def test_torch_step_equals_full_window(cfg):
     _assert_hops_equal(got, _full_window_hops(model, feats))
 
 
+def test_an_output_projection_that_cannot_carry_its_bias_keeps_it():
+    """The projection's bias moves into the values only where ``Wo·δ = bo`` solves: a
+    singular ``Wo`` (a zero row, bias there non-zero) keeps its own bias, still equal."""
+    model = _model(CFG)
+    inc = IncrementalDetector(model.detector).eval()
+    assert all(blk.attn.b_out is None for level in inc.blocks for blk in level)
+    with torch.no_grad():
+        out = model.detector.pyramid.blocks[1][0].attn.out
+        out.weight[3] = 0.0
+        out.bias[3] = 0.5
+    inc = IncrementalDetector(model.detector).eval()
+    kept = [blk.attn.b_out is not None for level in inc.blocks for blk in level]
+    assert kept == [False, True, False]
+    feats = _features(model, n=96)
+    state = inc.initial_state(model.encoder.no_face)
+    got = []
+    with torch.inference_mode():
+        for start in range(0, len(feats), CFG.hop):
+            out = inc(torch.from_numpy(feats[None, start:start + CFG.hop]), state)
+            state = out[STATE_OUTPUT]
+            got.append({k: out[k][0].numpy() for k in OUTPUT_KEYS})
+    _assert_hops_equal(got, _full_window_hops(model, feats))
+
+
 def test_the_state_matters(model):
     """Guard against a vacuous comparison: a zero state (not the fresh-stream one) differs at
     the first hop, and the full window's early positions (truncated context) differ too."""
@@ -195,6 +219,11 @@ def test_step_graph_has_one_attention_node_per_attention(onnx_pair):
     assert {o.domain: o.version for o in m.opset_import}[""] >= 23
     assert ops.count("Attention") == 1 + CFG.levels * CFG.blocks_per_level
     assert "Softmax" not in ops and "Transpose" not in ops
+    # each block's attention residual is the C input of its output projection's Gemm
+    weights = {t.name for t in m.graph.initializer}
+    residual_gemms = [n for n in m.graph.node if n.op_type == "Gemm" and len(n.input) == 3
+                      and n.input[2] not in weights]
+    assert len(residual_gemms) == CFG.levels * CFG.blocks_per_level
 
 
 def test_onnxruntime_step_equals_full_window(model, engines):
