@@ -106,19 +106,25 @@ def test_state_layout_carries_each_span():
     assert "level1.block1.k" in deep and len(deep) == 3 + 3 * 2 * 2 + 2
 
 
+def _assert_steps_equal_full_window(model, inc, feats):
+    """Step ``inc`` hop by hop over ``feats`` from a fresh state: equal to the full window."""
+    hop = model.cfg.hop
+    state = inc.initial_state(model.encoder.no_face)
+    got = []
+    with torch.inference_mode():
+        for start in range(0, len(feats), hop):
+            out = inc(torch.from_numpy(feats[None, start:start + hop]), state)
+            state = out[STATE_OUTPUT]
+            got.append({k: out[k][0].numpy() for k in OUTPUT_KEYS})
+    _assert_hops_equal(got, _full_window_hops(model, feats))
+
+
 @pytest.mark.parametrize("cfg", [CFG, CFG_DEEP], ids=["base", "deep"])
 def test_torch_step_equals_full_window(cfg):
     model = _model(cfg)
     inc = IncrementalDetector(model.detector).eval()
     feats = _features(model, n=N - N % cfg.hop)
-    state = inc.initial_state(model.encoder.no_face)
-    got = []
-    with torch.inference_mode():
-        for start in range(0, len(feats), cfg.hop):
-            out = inc(torch.from_numpy(feats[None, start:start + cfg.hop]), state)
-            state = out[STATE_OUTPUT]
-            got.append({k: out[k][0].numpy() for k in OUTPUT_KEYS})
-    _assert_hops_equal(got, _full_window_hops(model, feats))
+    _assert_steps_equal_full_window(model, inc, feats)
 
 
 def test_an_output_projection_that_cannot_carry_its_bias_keeps_it():
@@ -135,14 +141,7 @@ def test_an_output_projection_that_cannot_carry_its_bias_keeps_it():
     kept = [blk.attn.b_out is not None for level in inc.blocks for blk in level]
     assert kept == [False, True, False]
     feats = _features(model, n=96)
-    state = inc.initial_state(model.encoder.no_face)
-    got = []
-    with torch.inference_mode():
-        for start in range(0, len(feats), CFG.hop):
-            out = inc(torch.from_numpy(feats[None, start:start + CFG.hop]), state)
-            state = out[STATE_OUTPUT]
-            got.append({k: out[k][0].numpy() for k in OUTPUT_KEYS})
-    _assert_hops_equal(got, _full_window_hops(model, feats))
+    _assert_steps_equal_full_window(model, inc, feats)
 
 
 def test_the_state_matters(model):
