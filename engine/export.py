@@ -401,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
         flow = rng.standard_normal((4, 3, flow_size, flow_size)).astype(np.float32)
         valid = np.array([1, 1, 0, 1], np.float32)
         feats = rng.standard_normal((1, cfg.window, cfg.feat_dim)).astype(np.float32)
-        enc = parity(model.encoder, pair.encoder, {"flow": flow, "valid": valid})
+        enc_feed = {"flow": flow, "valid": valid}
+        if cfg.appearance_dim:  # a fused model's encoder reads the appearance input too
+            enc_feed["appearance"] = rng.random((4, cfg.appearance_dim)).astype(np.float32)
+        enc = parity(model.encoder, pair.encoder, enc_feed)
         det = parity(model.detector, pair.detector, {"features": feats})
         step = step_parity(model, pair.detector_step)
         worst = max(list(enc.values()) + list(det.values()) + list(step.values()))

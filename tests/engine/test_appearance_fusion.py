@@ -94,3 +94,14 @@ def test_flow_only_engine_refuses_appearance(tiny_model, tmp_path):
     with pytest.raises(BackendError, match="flow only"):
         eng.encode(flow, valid, app)
     eng.close()
+
+
+def test_the_export_command_exports_and_checks_a_fused_checkpoint(model, tmp_path):
+    """``python -m engine.export`` on a fused model: all three graphs, parity checked with the
+    appearance input fed (it used to feed flow and valid only, and failed)."""
+    from engine.export import main
+    ckpt = tmp_path / "fused.pt"
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(CFG)}, ckpt)
+    assert main(["--weights", str(ckpt), "--out", str(tmp_path / "out")]) == 0
+    assert {p.name for p in (tmp_path / "out").glob("*.onnx")} == {
+        "encoder.onnx", "detector.onnx", "detector_step.onnx"}
