@@ -47,6 +47,9 @@ def test_scoring_rules():
     assert release_only.conversion == 0.0
     late = score_clip("single_face", [_event(26, 71)], 30.0, labels)  # tIoU 0.8, onset 0.37 s
     assert late.matched == 0
+    under_way = [real.Label("single_face", 0, 40, 71, "macro", "positive", True, False)]
+    seen_late = score_clip("single_face", [_event(11, 71)], 30.0, under_way)  # tIoU 0.85
+    assert seen_late.matched == 1  # under way at frame 0: no onset to be late for
     wrong = score_clip("single_face", [_event(15, 71, "negative")], 30.0, labels)
     assert wrong.matched == 0 and wrong.false_events == 1
     ambiguous = score_clip("carphone", [_event(52, 60), _event(80, 100), _event(18, 108)],

@@ -38,7 +38,8 @@ STILL_NOISE_SIGMA = 2.0  # grey levels
 #: Frames not counted either way (by eye, ambiguous: README): an unmatched event at least
 #: half inside them is not a false event.
 DONT_CARE: dict[str, tuple[tuple[int, int], ...]] = {"carphone": ((50, 65),)}
-#: A match needs the onset within this (the issue-15 bar), seconds, and tIoU ≥ MATCH_TIOU.
+#: A match needs the onset within this (the issue-15 bar), seconds, and tIoU ≥ MATCH_TIOU;
+#: a label open at its start (under way when the clip begins) has no onset to be within.
 ONSET_TOL_S = 0.3
 MATCH_TIOU = 0.5
 
@@ -179,7 +180,8 @@ class ClipScore:
 def score_clip(name: str, records: Sequence[Record], fps: float,
                labels: Sequence[Label] | None = None) -> ClipScore:
     """Match a clip's final events with its labels (same emotion, tIoU ≥ 0.5, onset within
-    0.3 s, each label and event used once, best tIoU first)."""
+    0.3 s unless the label was under way when the clip began, each label and event used once,
+    best tIoU first)."""
     labs = labels_of(name, labels)
     events = [r for r in records if isinstance(r, Event)]
     pairs = sorted(((tiou(e.onset_frame, e.offset_frame, lab.onset, lab.offset), i, j)
@@ -188,8 +190,8 @@ def score_clip(name: str, records: Sequence[Record], fps: float,
     for t, i, j in pairs:
         e, lab = events[i], labs[j]
         onset_err = abs(e.onset_frame - lab.onset) / fps
-        if i in used_e or j in used_l or t < MATCH_TIOU or e.emotion != lab.emotion \
-                or onset_err > ONSET_TOL_S:
+        late = onset_err > ONSET_TOL_S and not lab.open_start
+        if i in used_e or j in used_l or t < MATCH_TIOU or e.emotion != lab.emotion or late:
             continue
         used_e.add(i)
         used_l.add(j)
