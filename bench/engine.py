@@ -44,8 +44,11 @@ def bench_engine(eng, frames: int = 300, hops: int = 60, warmup: int = 10,
     hop = window[-eng.cfg.hop:]
     state = eng.initial_state() if eng.can_step else None
     valid = np.ones(1, bool)
+    # a fused model's encoder reads the appearance input too (probs ‖ baseline delta)
+    app = (rng.random((1, eng.cfg.appearance_dim)).astype(np.float32)
+           if eng.cfg.appearance_dim else None)
     for _ in range(warmup):
-        eng.encode(flow, valid)
+        eng.encode(flow, valid, app)
         eng.detect(window)
         if state is not None:
             eng.detect_step(hop, state)
@@ -53,7 +56,7 @@ def bench_engine(eng, frames: int = 300, hops: int = 60, warmup: int = 10,
         if backend is not None:
             backend.timings.clear()
     for _ in range(frames):
-        eng.encode(flow, valid)
+        eng.encode(flow, valid, app)
     for _ in range(hops):
         eng.detect(window)
         if state is not None:

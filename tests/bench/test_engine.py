@@ -55,3 +55,16 @@ def test_tracks_due_on_one_frame_share_one_step_call():
         timed = 12 - 10  # due frames after the warm-up
         assert r["step_calls"] == {"batched": timed, "per_track": n * timed}
     assert any("3 track(s)" in line for line in lines)
+
+
+def test_a_fused_model_is_timed_with_its_appearance_input(tmp_path):
+    """A model with appearance fusion: the encoder is fed the appearance input it needs
+    (it used to get flow and valid only and fail)."""
+    import dataclasses
+
+    from engine.config import APPEARANCE_DIM
+    from tests.engine.conftest import TINY, seeded_fedn
+    model = seeded_fedn(dataclasses.replace(TINY, appearance_dim=APPEARANCE_DIM))
+    with runtime.Engine.load("torch", model=model, cache_dir=tmp_path, log=lambda s: None) as eng:
+        out = bench_engine.bench_engine(eng, frames=3, hops=2, warmup=1)
+    assert out["encoder_per_frame_ms"]["n"] == 3 and out["detector_per_hop_ms"]["n"] == 2
