@@ -253,8 +253,9 @@ class TrackerConfig:
     # the start as it happened; a regressed onset can reach back over a pause into the
     # expression before)
     onset: str = "earliest"
-    # a final event's onset that lies inside an earlier final event it outlasts moves to the
-    # frame after that event's offset (stream.interval_tracker's _after_previous)
+    # a final event's onset that lies inside an earlier final event it outlasts moves to where
+    # the active head saw this one start, if that is after the earlier one, else to the frame
+    # after the earlier one's offset (stream.interval_tracker's _after_previous)
     onset_after_previous: bool = True
     # a final event longer than MICRO_MAX_S is "macro" whatever the kind head said (MEGC's
     # micro-expressions last at most 0.5 s); False: the kind head decides alone
