@@ -161,6 +161,13 @@ def ground_truth(items: Sequence[VideoFeatures]) -> list[Spot]:
             for v in items for on, off, kind, emo in v.intervals]
 
 
+def conversion(provisional: dict[str, int]) -> float | None:
+    """Share of ``event_start`` records that became final events, from the counts
+    :func:`streaming_spots` fills (``"starts"``, ``"withdrawn"``); None without starts."""
+    starts = provisional.get("starts", 0)
+    return round((starts - provisional.get("withdrawn", 0)) / starts, 3) if starts else None
+
+
 def streaming_spots(engine: Engine, items: Sequence[VideoFeatures],
                     tracker_cfg: TrackerConfig = TrackerConfig(),
                     provisional: dict[str, int] | None = None) -> list[Spot]:

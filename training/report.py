@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training import baseline
         from training.evaluate import evaluate
         from training.features import load_split, load_union, summarize
-        from training.infer import ground_truth, predict, streaming_spots
+        from training.infer import conversion, ground_truth, predict, streaming_spots
 
         torch.set_num_threads(1)
         out = Path(a.out)
@@ -110,10 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with Engine.load(a.engine, weights=a.weights, log=lambda s: None) as eng:
                 live = streaming_spots(eng, test, provisional=provisional)
             results["FEDN (streaming)"] = evaluate(gt, live)
-            starts = provisional.get("starts", 0)
             # issue 15: back-to-back expressions should give one event each, not churn
-            extra["provisional"] = {**provisional, "conversion": round(
-                (starts - provisional.get("withdrawn", 0)) / starts, 3) if starts else None}
+            extra["provisional"] = {**provisional, "conversion": conversion(provisional)}
             extra["streaming_s"] = round(time.perf_counter() - t0, 1)
             extra["streaming_engine"] = a.engine
             extra["agreement"] = agreement(live, offline)

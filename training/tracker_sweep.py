@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine.runtime import Engine
         from training.evaluate import evaluate
         from training.features import load_union
-        from training.infer import ground_truth, streaming_spots
+        from training.infer import conversion, ground_truth, streaming_spots
 
         val = load_union(a.val, a.cache)
         gt = ground_truth(val)
@@ -88,11 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 counts: dict[str, int] = {}
                 spots = streaming_spots(eng, val, TrackerConfig(**combo), provisional=counts)
                 sp = evaluate(gt, spots)["spotting"]
-                starts = counts.get("starts", 0)
                 rows.append({"settings": combo, **{k: round(sp[k]["f1"], 4) for k in sp},
-                             "starts": starts, "withdrawn": counts.get("withdrawn", 0),
-                             "conversion": round((starts - counts.get("withdrawn", 0)) / starts, 3)
-                             if starts else None})
+                             "starts": counts.get("starts", 0),
+                             "withdrawn": counts.get("withdrawn", 0),
+                             "conversion": conversion(counts)})
     except ValueError as exc:
         print(f"training.tracker_sweep: {exc}", file=sys.stderr)
         return 2

@@ -66,3 +66,10 @@ def test_union_of_test_folders_keeps_same_named_videos_apart(monkeypatch):
     assert load_union(["data/set_a"], "cache")[0].video == "biden_003"  # one folder: as is
     with pytest.raises(ValueError, match="names must differ"):
         load_union(["x/test", "y/test"], "cache")
+
+
+def test_conversion_is_the_share_of_starts_not_withdrawn():
+    from training.infer import conversion
+    assert conversion({"starts": 4, "withdrawn": 1}) == 0.75
+    assert conversion({"starts": 3, "withdrawn": 0}) == 1.0
+    assert conversion({}) is None and conversion({"starts": 0, "withdrawn": 0}) is None
