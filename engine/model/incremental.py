@@ -162,8 +162,8 @@ class StepAttention(nn.Module):
     ``Gemm`` (``residual + y·Woᵀ``): the projection's bias moves into the values'
     (each query's weights sum to 1, so ``softmax·(v + δ) = softmax·v + δ``, and
     ``Wo·δ = bo``; the cached values carry δ too) when ``Wo`` solves for it to
-    float32 precision, else it stays one ``Add``. ``project=False`` leaves the projection out (the caller folds
-    it into what follows).
+    float32 precision, else it stays one ``Add``. ``project=False`` leaves the
+    projection out (the caller folds it into what follows).
     """
 
     def __init__(self, attn: nn.Module, n: int, project: bool = True) -> None:
