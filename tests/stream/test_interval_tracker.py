@@ -23,6 +23,14 @@ def active(frames, probs, since=5.0, kind=0, emotion=1):
     return ActiveFrames(np.asarray(frames), k, e, np.full(n, since))
 
 
+def _tracker(cfg: TrackerConfig, frames: int) -> IntervalTracker:
+    """A tracker over ``frames`` frames at 30 fps, captured and arriving on time."""
+    times = FrameTimes(fps=30)
+    for i in range(frames):
+        times.add(i, i / 30, i / 30)
+    return IntervalTracker(MODEL, cfg, times)
+
+
 @pytest.fixture
 def tracker():
     times = FrameTimes(fps=30)
@@ -135,10 +143,7 @@ def test_expression_under_way_at_end_is_truncated(tracker):
 def test_a_firmly_held_provisional_stands_without_a_candidate_when_asked(hold_frames, emitted):
     """hold_frames: an unconfirmed provisional the active head held >= on_thresh for that
     many frames is emitted from the active head, not withdrawn (off: withdrawn as before)."""
-    times = FrameTimes(fps=30)
-    for i in range(600):
-        times.add(i, i / 30, i / 30)
-    t = IntervalTracker(MODEL, TrackerConfig(hold_frames=hold_frames), times)
+    t = _tracker(TrackerConfig(hold_frames=hold_frames), frames=600)
     out = t.update(80, [], active(range(1, 81), [0.0] * 19 + [0.9] * 61, since=2, emotion=0))
     [start] = [r for r in out if isinstance(r, EventStart)]
     out = t.update(400, [], active(range(81, 401), [0.0] * 320, emotion=0))
@@ -156,10 +161,7 @@ def test_a_firmly_held_provisional_stands_without_a_candidate_when_asked(hold_fr
 def test_onset_of_a_confirmed_provisional_follows_the_onset_setting(onset, want):
     """The looped-smile pattern: the active head starts at 86 (it saw the smile begin); the
     only candidate regresses its onset back over the pause into the smile before (48)."""
-    times = FrameTimes(fps=30)
-    for i in range(400):
-        times.add(i, i / 30, i / 30)
-    t = IntervalTracker(MODEL, TrackerConfig(onset=onset), times)
+    t = _tracker(TrackerConfig(onset=onset), frames=400)
     # on from 86: held on_frames (3) at 88, which says "under way for 2 frames": onset 86
     out = t.update(150, [], active(range(80, 151), [0.0] * 6 + [0.95] * 61 + [0.0] * 4,
                                    since=2, kind=1))
@@ -173,10 +175,7 @@ def test_onset_of_a_confirmed_provisional_follows_the_onset_setting(onset, want)
 
 @pytest.mark.parametrize("by_duration", [False, True])
 def test_an_event_too_long_for_a_micro_expression_is_macro_when_asked(by_duration):
-    times = FrameTimes(fps=30)
-    for i in range(200):
-        times.add(i, i / 30, i / 30)
-    t = IntervalTracker(MODEL, TrackerConfig(kind_from_duration=by_duration), times)
+    t = _tracker(TrackerConfig(kind_from_duration=by_duration), frames=200)
     out = t.update(100, [cand(10, 30, kind="micro"), cand(60, 74, kind="micro")])
     out += t.flush(100)
     kinds = {e.onset_frame: e.kind for e in finals(out)}
@@ -258,10 +257,7 @@ def test_a_candidate_of_another_kind_confirms_but_does_not_take_a_provisional_on
 def _repeated_smile(cfg: TrackerConfig, second_onset: int) -> list:
     """A smile 15-74 emitted, then a second one the active head sees start at 86 whose only
     candidate regresses its onset to ``second_onset``; the final events."""
-    times = FrameTimes(fps=30)
-    for i in range(400):
-        times.add(i, i / 30, i / 30)
-    t = IntervalTracker(MODEL, cfg, times)
+    t = _tracker(cfg, frames=400)
     out = t.update(100, [cand(15, 74, kind="macro")], active(range(0, 101), [0.0] * 101, kind=1))
     out += t.update(150, [], active(range(101, 151), [0.95] * 46 + [0.0] * 4,
                                     since=15, kind=1))  # fires at 103: onset 103 - 15 = 88
@@ -280,10 +276,7 @@ def test_an_onset_that_reaches_into_the_event_before_starts_after_it(after_previ
 
 
 def test_an_onset_inside_the_event_before_without_a_later_start_is_its_end_plus_one():
-    times = FrameTimes(fps=30)
-    for i in range(400):
-        times.add(i, i / 30, i / 30)
-    t = IntervalTracker(MODEL, TrackerConfig(), times)
+    t = _tracker(TrackerConfig(), frames=400)
     out = t.update(100, [cand(15, 74, kind="macro")], active(range(0, 101), [0.0] * 101, kind=1))
     out += t.update(200, [cand(60, 147, kind="macro")], active(range(101, 201), [0.0] * 100,
                                                                kind=1))
