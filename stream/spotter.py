@@ -1,4 +1,5 @@
-"""Per-face spotting: flow frames of each face track → detector schedule → interval tracker.
+"""Per-face spotting: flow frames of each face track → detector schedule → interval tracker
+→ appearance hold.
 
 :class:`Spotter` keeps one :class:`~engine.streaming.StreamingDetector` and one
 :class:`~stream.interval_tracker.IntervalTracker` per face track (design §1: "one tracker
@@ -15,6 +16,8 @@ import numpy as np
 from engine.config import ModelConfig, TrackerConfig
 from engine.contracts import FlowFrame, Record
 from engine.streaming import EngineLike, HopResult, StreamingDetector, detect_due
+from stream.appearance import baseline_delta_of
+from stream.appearance_hold import AppearanceHold
 from stream.latency import LatencyStats
 from stream.interval_tracker import FrameTimes, IntervalTracker
 
@@ -38,6 +41,7 @@ class FrameScores:
 class _Track:
     detector: StreamingDetector
     tracker: IntervalTracker
+    hold: AppearanceHold  # after the tracker: events held while the face shows them
     last_seen: int
     left: bool = False  # gone longer than the face tracker keeps an id: face_left was called
 
@@ -80,9 +84,11 @@ class Spotter:
     def update(self, index: int, t_capture: float, t_arrival: float,
                flows: dict[int, FlowFrame],
                appearance: dict[int, np.ndarray] | None = None) -> list[Record]:
-        """One frame: its times, the flow frame of each visible track id, and (for a model
-        with appearance fusion) each visible track's (appearance_dim,) appearance input
-        (``AppearanceFrame.model_input``).
+        """One frame: its times, the flow frame of each visible track id, and each visible
+        track's (APPEARANCE_DIM,) appearance input (``AppearanceFrame.model_input``) when the
+        chain runs the appearance stage: a model with appearance fusion reads it (and then
+        needs it for every face), the appearance hold (``stream/appearance_hold.py``) holds
+        events on it.
 
         The faces of the frame (and the "no face" frames of tracks out of sight) go
         through the encoder in one batch; the tracks whose hop falls due on this frame
@@ -102,9 +108,12 @@ class Spotter:
             if track_id not in self._tracks:
                 self._tracks[track_id] = _Track(
                     StreamingDetector(self.engine, self.model),
-                    IntervalTracker(self.model, self.tracker_cfg, self.times, track_id), index)
-            self._tracks[track_id].last_seen = index
-            self._tracks[track_id].left = False
+                    IntervalTracker(self.model, self.tracker_cfg, self.times, track_id),
+                    AppearanceHold(self.model, self.tracker_cfg, self.times, track_id), index)
+            track = self._tracks[track_id]
+            track.last_seen, track.left = index, False
+            if track_id in self._appearance:
+                track.hold.observe(index, baseline_delta_of(self._appearance[track_id]))
         due: list[tuple[int, _Track, FlowFrame]] = []
         for track_id, track in list(self._tracks.items()):
             flow = flows.get(track_id)
@@ -116,14 +125,16 @@ class Spotter:
             due.append((track_id, track, flow))
         hops = self._detect(due, self._encode(due))
         for track_id, track, flow in due:
-            if track_id in hops:
-                with self.latency.time("tracker"):
-                    records += self._track_hop(track_id, track, hops[track_id])
+            with self.latency.time("tracker"):
+                hop = (self._track_hop(track_id, track, hops[track_id])
+                       if track_id in hops else [])
+                records += track.hold.step(index, hop)
             if flow.valid or track.left or self.leave_after is None:
                 continue
             if index - track.last_seen >= self.leave_after:  # the face has left for good
                 track.left = True
-                records += track.tracker.face_left(track.last_seen)
+                records += track.hold.finish(track.last_seen,
+                                             track.tracker.face_left(track.last_seen))
         return records
 
     def finish(self) -> list[Record]:
@@ -175,4 +186,5 @@ class Spotter:
         if hop is not None:
             records += self._track_hop(track_id, track, hop)
         self.scores.pop(track_id, None)
-        return records + track.tracker.flush(max(last_frame, track.tracker.now))
+        records += track.tracker.flush(max(last_frame, track.tracker.now))
+        return track.hold.finish(max(last_frame, track.tracker.now), records)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import APPEARANCE_CLASSES, APPEARANCE_DIM
+from engine.config import APPEARANCE_CLASSES, APPEARANCE_DIM, TrackerConfig
 from engine.contracts import Frame
 from engine.model import FEDN
 from engine.runtime import Engine
@@ -94,13 +94,22 @@ def test_crops_are_cut_on_the_face_stage(frames):
             np.testing.assert_allclose(d[track_id], a[track_id], atol=1e-6)
 
 
-def test_flow_only_model_runs_no_appearance_stage(frames):
+def test_flow_only_model_runs_no_appearance_stage_without_the_hold(frames):
+    """A flow-only model reads no appearance; the stage runs only for the appearance hold
+    (``TrackerConfig.appearance_hold``), and never reaches the encoder."""
     spy = SpyEngine(_engine(0))
-    with StageChain(spy, 30.0) as chain:
+    with StageChain(spy, 30.0, tracker_cfg=TrackerConfig(appearance_hold=False)) as chain:
         assert chain.appearance is None
         for frame in frames[:12]:
             chain.update(frame)
             assert chain.appearances == {}
+    assert spy.seen and all(a is None for a in spy.seen)
+    spy = SpyEngine(_engine(0))
+    with StageChain(spy, 30.0) as chain:  # the hold is on by default
+        assert chain.appearance is not None
+        for frame in frames[:12]:
+            chain.update(frame)
+        assert chain.appearances
     assert spy.seen and all(a is None for a in spy.seen)
 
 

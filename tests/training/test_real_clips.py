@@ -111,3 +111,33 @@ def test_a_real_held_smile_is_one_event_also_looped_ten_times():
     one, looped = scores["single_face"], scores["single_face_x10"]
     assert (one.matched, one.false_events, one.starts, one.cancels) == (1, 0, 1, 0), one
     assert looped.matched >= 9 and looped.false_events == 0 and looped.cancels <= 1, looped
+
+
+def test_a_real_laugh_held_for_eight_seconds_is_one_event():
+    """Issue 15: the actor laughs from frame 240 to the clip's end (471). The detector ends
+    its event about a second in (242-278); the appearance hold keeps it open while the face
+    reads happy, so the laugh is one positive event to the end, emitted truncated."""
+    from dataclasses import replace
+
+    from engine.config import TrackerConfig
+    from engine.runtime import Engine
+    from training.real import labels_of, run_clip
+    name = "WolfgangLanger_Pexels"
+    laugh = next(lab for lab in labels_of(name) if lab.emotion == "positive")
+    with Engine.load("onnxruntime", log=lambda s: None) as engine:
+        held = run_clip(name, engine)[0]
+        plain = run_clip(name, engine, tracker_cfg=replace(TrackerConfig(),
+                                                           appearance_hold=False))[0]
+
+    def positives(records):
+        return [r for r in records if isinstance(r, Event) and r.emotion == "positive"
+                and r.offset_frame >= laugh.onset]
+    got = positives(held)
+    assert len(got) == 1, got
+    assert abs(got[0].onset_frame - laugh.onset) <= 9 and got[0].offset_frame >= 460, got
+    assert got[0].truncated
+    # without the hold the same run ends it within the first ~2 s of the laugh
+    assert all(r.offset_frame < laugh.onset + 60 for r in positives(plain)), positives(plain)
+    # what the detector started again during the laugh was folded in, not withdrawn after it
+    cancels = [r for r in held if isinstance(r, EventCancel)]
+    assert all(r.frame < laugh.onset for r in cancels), cancels

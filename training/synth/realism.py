@@ -45,13 +45,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import EMOTIONS
+from stream.appearance import FER_GROUPS
 
 #: Targets per emotion: share of apexes that read as intended, on both judges.
 TARGETS: dict[str, float] = {"positive": 0.90, "surprise": 0.70, "negative": 0.70}
 GROUPS: tuple[str, ...] = ("negative", "positive", "surprise", "neutral")
-FER_GROUPS: dict[str, tuple[str, ...]] = {"negative": ("angry", "disgust", "fear", "sad"),
-                                          "positive": ("happy",), "surprise": ("surprise",),
-                                          "neutral": ("neutral",)}
 #: facex's class order (``facex.core.EmotionClassifier.category``).
 FACEX_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sadness",
                                   "surprised")

@@ -1,0 +1,232 @@
+"""AppearanceHold: a held expression stays one event until the face lets it go (issue 15).
+
+The detector sees motion: an expression's onset burst and its release burst. A laugh
+held for eight seconds has no motion between them that says "still laughing", so the
+interval heads end the event about a second in (real clip ``WolfgangLanger_Pexels``:
+242–278 of a laugh that runs 240–471). The appearance stage (``stream/appearance.py``)
+reads the expression itself on every frame, relative to the track's resting baseline,
+and a held laugh reads happy on every frame of it. This stage sits after one track's
+interval tracker and
+
+* **holds** a final macro event of emotion *e* (positive, negative or surprise) whose
+  frames the appearance stage read as *e* — the mean over the event of the baseline delta
+  of *e*'s fer classes (:data:`stream.appearance.FER_GROUPS`) is at least
+  ``TrackerConfig.appearance_on`` — while the face still shows *e* after the event's
+  offset. It is emitted once the delta has stayed below ``appearance_off`` for
+  ``appearance_gap_frames`` frames in a row, with the last frame at or above it as its
+  offset; at the end of the stream, or when the face leaves, while still shown, it is
+  emitted ``truncated``. Its ``event_start`` (same ``id``), if it had one, stays the one
+  start; one it did not have is sent when the hold begins;
+* **absorbs** what the tracker makes of the same expression meanwhile: an
+  ``event_start`` whose onset falls inside an open hold is not passed on (nor its
+  ``event_cancel``), and a final event of the hold's emotion that overlaps it is folded
+  into it (its offset extends the hold's) — when its ``event_start`` had already gone
+  out, it is withdrawn with ``event_cancel``. A final event of another emotion passes.
+
+Micro events pass untouched (still emitted ≤ 0.5 s after their offset), and so does
+every record while the track has no appearance reading (a flow-only run of the chain):
+frames without a reading count as "not shown".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from engine.config import ModelConfig, TrackerConfig
+from engine.contracts import Event, EventCancel, EventStart, Record
+from stream.appearance import FER_CLASSES, FER_GROUPS
+from stream.interval_tracker import FrameTimes
+
+
+def emotion_matrix(emotions: Sequence[str]) -> np.ndarray:
+    """(E, 7) 0/1: row *e* sums the fer classes of emotion *e* (a zero row: none, "others")."""
+    out = np.zeros((len(emotions), len(FER_CLASSES)), np.float32)
+    for i, emotion in enumerate(emotions):
+        for name in FER_GROUPS.get(emotion, ()):
+            out[i, FER_CLASSES.index(name)] = 1.0
+    return out
+
+
+class _Evidence:
+    """Per frame, the baseline delta of each emotion's classes (E,); NaN: no reading.
+
+    A ring over the last ``capacity`` frames (longer than any hold needs to look back:
+    an event's frames and the frames since its offset).
+    """
+
+    def __init__(self, emotions: int, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._index = np.full(capacity, -1, np.int64)
+        self._value = np.full((capacity, emotions), np.nan, np.float32)
+        self.any = False  # a reading was ever given
+
+    def add(self, frame: int, value: np.ndarray) -> None:
+        slot = frame % self.capacity
+        self._index[slot], self._value[slot] = frame, value
+        self.any = True
+
+    def of(self, frame: int, emotion: int) -> float:
+        slot = frame % self.capacity
+        return float(self._value[slot, emotion]) if self._index[slot] == frame else float("nan")
+
+    def mean(self, first: int, last: int, emotion: int) -> float:
+        """Mean over the frames of [first, last] that have a reading; NaN if none does."""
+        vals = [v for f in range(first, last + 1) if not np.isnan(v := self.of(f, emotion))]
+        return float(np.mean(vals)) if vals else float("nan")
+
+
+@dataclass
+class _Hold:
+    event: Event  # the event as the tracker made it (onset, kind, emotion, id)
+    emotion: int  # index into ModelConfig.emotions
+    offset: int  # offset so far: the last frame shown (or an absorbed event's offset)
+    last_on: int  # last frame whose delta was >= appearance_off
+    scanned: int  # frames up to this one have been looked at
+
+
+class AppearanceHold:
+    """One face track's hold stage (rules in the module docstring).
+
+    Args:
+        model: label sets of the model (emotion order of the events).
+        cfg: ``appearance_hold`` / ``_on`` / ``_off`` / ``_gap_frames``.
+        times: frame times (the tracker's: latency of a held event's offset).
+        track_id: the track.
+        clock: monotonic clock for ``latency_ms`` (injectable for tests).
+    """
+
+    def __init__(self, model: ModelConfig, cfg: TrackerConfig, times: FrameTimes,
+                 track_id: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.model, self.cfg, self.times = model, cfg, times
+        self.track_id, self.clock = track_id, clock
+        self._groups = emotion_matrix(model.emotions)  # (E, 7)
+        self._held_emotions = {i for i, row in enumerate(self._groups) if row.any()}
+        self._evidence = _Evidence(len(model.emotions))
+        self._holds: list[_Hold] = []
+        self._published: set[int] = set()  # ids whose event_start went out (and are open)
+        self._swallowed: set[int] = set()  # ids whose event_start was absorbed
+        self.now = -1
+        self.held = 0  # events that were held past the detector's offset
+        self.absorbed = 0  # records folded into a hold (starts, cancels, events)
+
+    def observe(self, frame: int, baseline_delta: np.ndarray) -> None:
+        """The appearance reading of this track's face in ``frame``: (7,) ``baseline_delta``
+        of :class:`~stream.appearance.AppearanceFrame`."""
+        self._evidence.add(frame, self._groups @ np.asarray(baseline_delta, np.float32))
+
+    def step(self, now: int, records: Sequence[Record] = ()) -> list[Record]:
+        """The tracker's records of frame ``now`` in; what to emit out (holds released)."""
+        self.now = max(self.now, now)
+        if not self.cfg.appearance_hold:
+            return list(records)
+        out: list[Record] = []
+        for rec in records:
+            out += self._route(rec, final=False)
+        for hold in list(self._holds):
+            self._advance(hold)
+            if self.now - hold.last_on >= self.cfg.appearance_gap_frames:
+                out.append(self._release(hold, truncated=False))
+        return out
+
+    def finish(self, last_frame: int, records: Sequence[Record] = ()) -> list[Record]:
+        """End of the stream, or the face left (``last_frame``: the last frame it was seen):
+        the tracker's last records in, every hold out (``truncated`` if still shown)."""
+        self.now = max(self.now, last_frame)
+        if not self.cfg.appearance_hold:
+            return list(records)
+        out: list[Record] = []
+        for rec in records:
+            out += self._route(rec, final=True)
+        for hold in list(self._holds):
+            self._advance(hold)
+            shown = self.now - hold.last_on < self.cfg.appearance_gap_frames
+            out.append(self._release(hold, truncated=shown))
+        return out
+
+    # -- routing ---------------------------------------------------------------------------
+    def _route(self, rec: Record, final: bool) -> list[Record]:
+        if isinstance(rec, EventStart):
+            if any(rec.onset_frame <= self._reach(h) for h in self._holds):
+                self._swallowed.add(rec.id)
+                self.absorbed += 1
+                return []
+            self._published.add(rec.id)
+            return [rec]
+        if isinstance(rec, EventCancel):
+            if rec.id in self._swallowed:
+                self._swallowed.discard(rec.id)
+                self.absorbed += 1
+                return []
+            self._published.discard(rec.id)
+            return [rec]
+        if not isinstance(rec, Event):
+            return [rec]
+        emotion = self.model.emotions.index(rec.emotion)
+        hold = next((h for h in self._holds if h.emotion == emotion
+                     and rec.onset_frame <= self._reach(h) and rec.offset_frame >= h.event.onset_frame),
+                    None)
+        if hold is not None:  # the same expression, seen again by the detector
+            hold.offset = max(hold.offset, rec.offset_frame)
+            self.absorbed += 1
+            self._swallowed.discard(rec.id)
+            if rec.id in self._published:
+                self._published.discard(rec.id)
+                return [EventCancel(rec.id, self.track_id, self.now)]
+            return []
+        started = rec.id in self._published  # (a swallowed start belongs to no open hold now)
+        self._published.discard(rec.id)
+        self._swallowed.discard(rec.id)
+        if not self._holds_on(rec, emotion):
+            return [rec]
+        hold = _Hold(rec, emotion, rec.offset_frame, rec.offset_frame, rec.offset_frame)
+        self._advance(hold)
+        shown = self.now - hold.last_on < self.cfg.appearance_gap_frames
+        if not shown or final:  # already let go (or nothing more will come): out now
+            return [self._finish_event(hold, truncated=rec.truncated or (final and shown))]
+        self._holds.append(hold)
+        self._published.add(rec.id)
+        if started:
+            return []
+        return [EventStart(**{**asdict(rec), "emitted_frame": self.now, "latency_ms": 0.0})]
+
+    def _holds_on(self, rec: Event, emotion: int) -> bool:
+        """A macro event of a held emotion that the appearance read as that emotion."""
+        if rec.kind != "macro" or emotion not in self._held_emotions or not self._evidence.any:
+            return False
+        seen = self._evidence.mean(rec.onset_frame, rec.offset_frame, emotion)
+        return not np.isnan(seen) and seen >= self.cfg.appearance_on
+
+    def _reach(self, hold: _Hold) -> int:
+        """Last frame a record may start at and still belong to ``hold``."""
+        return hold.last_on + self.cfg.appearance_gap_frames
+
+    def _advance(self, hold: _Hold) -> None:
+        """Scan the frames up to now (stopping where the gap is met)."""
+        gap, off = self.cfg.appearance_gap_frames, self.cfg.appearance_off
+        for frame in range(hold.scanned + 1, self.now + 1):
+            if frame - hold.last_on > gap:  # let go already: frames after it are not its
+                break
+            if self._evidence.of(frame, hold.emotion) >= off:  # NaN compares False: not shown
+                hold.last_on = frame
+            hold.scanned = frame
+
+    def _release(self, hold: _Hold, truncated: bool) -> Event:
+        self._holds.remove(hold)
+        self._published.discard(hold.event.id)
+        return self._finish_event(hold, truncated or hold.event.truncated)
+
+    def _finish_event(self, hold: _Hold, truncated: bool) -> Event:
+        offset = max(hold.offset, hold.last_on)
+        if offset == hold.event.offset_frame and truncated == hold.event.truncated \
+                and self.now == hold.event.emitted_frame:
+            return hold.event  # not held after all: the tracker's event as it was
+        self.held += int(offset > hold.event.offset_frame)
+        arrival = self.times.arrival(offset)
+        latency_ms = (self.clock() - arrival) * 1e3 if arrival is not None else 0.0
+        return replace(hold.event, offset_frame=offset,
+                       offset_s=round(self.times.seconds(offset), 4),
+                       emitted_frame=self.now, latency_ms=round(latency_ms, 2),
+                       truncated=truncated)
