@@ -8,20 +8,30 @@ reads the expression itself on every frame, relative to the track's resting base
 and a held laugh reads happy on every frame of it. This stage sits after one track's
 interval tracker and
 
-* **holds** a final macro event of emotion *e* (positive, negative or surprise) whose
-  frames the appearance stage read as *e* — the mean over the event of the baseline delta
-  of *e*'s fer classes (:data:`stream.appearance.FER_GROUPS`) is at least
-  ``TrackerConfig.appearance_on`` — while the face still shows *e* after the event's
-  offset. It is emitted once the delta has stayed below ``appearance_off`` for
-  ``appearance_gap_frames`` frames in a row, with the last frame at or above it as its
-  offset; at the end of the stream, or when the face leaves, while still shown, it is
-  emitted ``truncated``. Its ``event_start`` (same ``id``), if it had one, stays the one
-  start; one it did not have is sent when the hold begins;
+* **holds** a final macro event of emotion *e* (positive, negative or surprise) that the
+  appearance stage read as *e*: the mean over the event of the baseline delta of *e*'s fer
+  classes (:data:`stream.appearance.FER_GROUPS`) rises at least ``TrackerConfig.appearance_on``
+  above the face's *rest level* — the median delta of *e* in the
+  ``appearance_rest_frames`` before the onset (a face whose baseline is off reads a
+  resting +0.2; a hold measured from 0 would never end on it). The event stays open while
+  the face still shows *e* after the event's offset — the delta at least rest level +
+  ``appearance_release`` × (the event's mean − rest level): a release measured against the
+  expression's own strength, since a synthetic face's reads wander ±0.1 around its rest
+  and a real laugh dips while the head moves — and is emitted once the delta has stayed
+  below that for ``appearance_gap_frames`` frames in a row, with the last frame at or
+  above it as its offset; at the end of the stream, or when
+  the face leaves, while still shown, it is emitted ``truncated``. Its ``event_start``
+  (same ``id``), if it had one, stays the one start; one it did not have is sent when the
+  hold begins;
 * **absorbs** what the tracker makes of the same expression meanwhile: an
   ``event_start`` whose onset falls inside an open hold is not passed on (nor its
-  ``event_cancel``), and a final event of the hold's emotion that overlaps it is folded
-  into it (its offset extends the hold's) — when its ``event_start`` had already gone
-  out, it is withdrawn with ``event_cancel``. A final event of another emotion passes.
+  ``event_cancel``), and a final event of the hold's emotion that overlaps the part the
+  detector saw is folded into it (its offset extends the hold's) — when its
+  ``event_start`` had already gone out, it is withdrawn with ``event_cancel``;
+* **ends a hold at a new expression**: a final event of the hold's emotion that begins
+  after the detector's part of the hold is a second expression (repeats come back to back,
+  0.5 s apart): the hold ends the frame before it, and the new event goes on by these rules.
+  A final event of another emotion passes.
 
 Micro events pass untouched (still emitted ≤ 0.5 s after their offset), and so does
 every record while the track has no appearance reading (a flow-only run of the chain):
@@ -74,16 +84,25 @@ class _Evidence:
 
     def mean(self, first: int, last: int, emotion: int) -> float:
         """Mean over the frames of [first, last] that have a reading; NaN if none does."""
-        vals = [v for f in range(first, last + 1) if not np.isnan(v := self.of(f, emotion))]
+        vals = self._values(first, last, emotion)
         return float(np.mean(vals)) if vals else float("nan")
+
+    def median(self, first: int, last: int, emotion: int) -> float:
+        """Median over the frames of [first, last] that have a reading; NaN if none does."""
+        vals = self._values(first, last, emotion)
+        return float(np.median(vals)) if vals else float("nan")
+
+    def _values(self, first: int, last: int, emotion: int) -> list[float]:
+        return [v for f in range(first, last + 1) if not np.isnan(v := self.of(f, emotion))]
 
 
 @dataclass
 class _Hold:
     event: Event  # the event as the tracker made it (onset, kind, emotion, id)
     emotion: int  # index into ModelConfig.emotions
-    offset: int  # offset so far: the last frame shown (or an absorbed event's offset)
-    last_on: int  # last frame whose delta was >= appearance_off
+    shown: float  # delta at or above which the face still shows it
+    offset: int  # end of the detector's part (its event, and absorbed ones)
+    last_on: int  # last frame whose delta was >= shown
     scanned: int  # frames up to this one have been looked at
 
 
@@ -168,7 +187,12 @@ class AppearanceHold:
         hold = next((h for h in self._holds if h.emotion == emotion
                      and rec.onset_frame <= self._reach(h) and rec.offset_frame >= h.event.onset_frame),
                     None)
-        if hold is not None:  # the same expression, seen again by the detector
+        out: list[Record] = []
+        if hold is not None and rec.onset_frame > hold.offset:  # a new one, back to back
+            self._advance(hold)
+            hold.last_on = max(min(hold.last_on, rec.onset_frame - 1), hold.offset)
+            out.append(self._release(hold, truncated=False))
+        elif hold is not None:  # the same expression, seen again by the detector
             hold.offset = max(hold.offset, rec.offset_frame)
             self.absorbed += 1
             self._swallowed.discard(rec.id)
@@ -179,25 +203,34 @@ class AppearanceHold:
         started = rec.id in self._published  # (a swallowed start belongs to no open hold now)
         self._published.discard(rec.id)
         self._swallowed.discard(rec.id)
-        if not self._holds_on(rec, emotion):
-            return [rec]
-        hold = _Hold(rec, emotion, rec.offset_frame, rec.offset_frame, rec.offset_frame)
+        shown = self._shown_level(rec, emotion)
+        if shown is None:
+            return out + [rec]
+        hold = _Hold(rec, emotion, shown, rec.offset_frame, rec.offset_frame, rec.offset_frame)
         self._advance(hold)
         shown = self.now - hold.last_on < self.cfg.appearance_gap_frames
         if not shown or final:  # already let go (or nothing more will come): out now
-            return [self._finish_event(hold, truncated=rec.truncated or (final and shown))]
+            return out + [self._finish_event(hold, truncated=rec.truncated or (final and shown))]
         self._holds.append(hold)
         self._published.add(rec.id)
         if started:
-            return []
-        return [EventStart(**{**asdict(rec), "emitted_frame": self.now, "latency_ms": 0.0})]
+            return out
+        return out + [EventStart(**{**asdict(rec), "emitted_frame": self.now,
+                                    "latency_ms": 0.0})]
 
-    def _holds_on(self, rec: Event, emotion: int) -> bool:
-        """A macro event of a held emotion that the appearance read as that emotion."""
+    def _shown_level(self, rec: Event, emotion: int) -> float | None:
+        """The delta of ``emotion`` at or above which the face still shows ``rec``, when
+        ``rec`` is a macro event the appearance read as that emotion (``appearance_on``
+        above the rest level before it); else None."""
         if rec.kind != "macro" or emotion not in self._held_emotions or not self._evidence.any:
-            return False
+            return None
         seen = self._evidence.mean(rec.onset_frame, rec.offset_frame, emotion)
-        return not np.isnan(seen) and seen >= self.cfg.appearance_on
+        first = max(0, rec.onset_frame - self.cfg.appearance_rest_frames)
+        rest = self._evidence.median(first, rec.onset_frame - 1, emotion)
+        rest = 0.0 if np.isnan(rest) else rest  # nothing seen before: the baseline itself
+        if np.isnan(seen) or seen - rest < self.cfg.appearance_on:
+            return None
+        return rest + self.cfg.appearance_release * (seen - rest)
 
     def _reach(self, hold: _Hold) -> int:
         """Last frame a record may start at and still belong to ``hold``."""
@@ -205,7 +238,7 @@ class AppearanceHold:
 
     def _advance(self, hold: _Hold) -> None:
         """Scan the frames up to now (stopping where the gap is met)."""
-        gap, off = self.cfg.appearance_gap_frames, self.cfg.appearance_off
+        gap, off = self.cfg.appearance_gap_frames, hold.shown
         for frame in range(hold.scanned + 1, self.now + 1):
             if frame - hold.last_on > gap:  # let go already: frames after it are not its
                 break

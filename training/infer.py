@@ -172,7 +172,9 @@ def streaming_spots(engine: Engine, items: Sequence[VideoFeatures],
                     tracker_cfg: TrackerConfig = TrackerConfig(),
                     provisional: dict[str, int] | None = None) -> list[Spot]:
     """Run the live schedule over cached flow frames: ``stream.spotter.Spotter`` (per-hop
-    ``StreamingDetector`` + ``IntervalTracker``, last partial hop flushed), one face track.
+    ``StreamingDetector`` + ``IntervalTracker`` + ``AppearanceHold``, last partial hop
+    flushed), one face track. The cached appearance input goes in when the model fuses it
+    (then it is required) or the tracker holds events on it.
 
     Frames with ``valid=False`` are pushed as "no face", as the spotter does for
     a known track that is out of sight. ``provisional``, when given, counts the
@@ -182,7 +184,8 @@ def streaming_spots(engine: Engine, items: Sequence[VideoFeatures],
     for v in items:
         spotter = Spotter(engine, v.fps, v.flow.shape[-1], tracker_cfg)
         app = (_need_appearance(v.appearance, engine.cfg, v.n_frames)
-               if spotter.appearance_dim else None)
+               if spotter.appearance_dim else v.appearance if tracker_cfg.appearance_hold
+               else None)
         records: list[Record] = []
         for i in range(v.n_frames):
             t = i / v.fps

@@ -103,7 +103,7 @@ def test_a_hold_absorbs_the_starts_and_events_of_the_same_expression():
     _show(hold, range(301, 400), 0.0)
     feed = {10: [_start(20, 0)], 50: [_start(45, 1)], 80: [_event(20, 60, id_=0)],
             120: [_start(110, 2)], 130: [EventCancel(2, 0, 130)],
-            150: [_start(140, 3)], 190: [_event(140, 180, id_=3)],
+            150: [_start(140, 3)], 190: [_event(50, 180, id_=3)],
             240: [_event(230, 260, emotion="surprise", id_=4)]}
     out = _run(hold, range(0, 400), feed)
     kinds = [(type(r).__name__, r.id) for r in out]
@@ -123,6 +123,35 @@ def test_an_event_whose_start_went_out_is_withdrawn_when_absorbed():
     out = _run(hold, range(0, 400), feed)
     assert [(type(r).__name__, r.id) for r in out] == [
         ("EventStart", 1), ("EventStart", 0), ("EventCancel", 1), ("Event", 0)], out
+
+
+def test_a_new_expression_seen_apart_by_the_detector_ends_the_hold():
+    """Repeats 0.8 s apart whose pause still reads as the expression: the detector's second
+    event ends the first hold the frame before it, and is an event of its own."""
+    hold = _hold()
+    _show(hold, range(0, 300), 0.5)  # the pause (and after): still above the release level
+    _show(hold, range(0, 20), 0.0)
+    _show(hold, range(20, 61), 0.8)
+    _show(hold, range(85, 131), 0.8)
+    feed = {80: [_event(20, 60, id_=0)], 150: [_event(85, 130, id_=1)]}
+    out = _run(hold, range(0, 300), feed)
+    events = [r for r in out if isinstance(r, Event)]
+    assert [(e.id, e.onset_frame, e.offset_frame) for e in events] == [(0, 20, 84), (1, 85, 130)]
+    # the second one rises nowhere above what the face read before it: not held
+
+
+def test_the_rest_level_decides_what_is_read_as_shown():
+    """Deltas measured from the median read before the onset: a face resting at +0.25 whose
+    event reads +0.4 was not read as that emotion (no hold); at rest 0 it would have been."""
+    hold = _hold()
+    _show(hold, range(0, 300), 0.25)
+    _show(hold, range(20, 61), 0.4)
+    ev = _event(20, 60, id_=0)
+    assert _run(hold, range(0, 100), {80: [ev]}) == [ev]
+    hold = _hold()
+    _show(hold, range(0, 300), 0.0)
+    _show(hold, range(20, 200), 0.4)
+    assert [type(r) for r in _run(hold, range(0, 100), {80: [ev]})] == [EventStart]
 
 
 def test_still_shown_at_the_end_is_truncated():
@@ -146,13 +175,13 @@ def test_a_short_dip_does_not_end_the_hold_but_the_gap_does():
     _show(hold, range(20, 100), 0.9)
     _show(hold, range(100, 100 + gap - 1), 0.0)  # shorter than the gap
     _show(hold, range(100 + gap - 1, 150), 0.9)
-    _show(hold, range(150, 300), 0.05)  # below appearance_off: let go
+    _show(hold, range(150, 300), 0.2)  # below 0.4 of the way to the event's 0.9: let go
     out = _run(hold, range(0, 300), {80: [_event(20, 60, id_=0)]})
     assert out[-1].offset_frame == 149 and out[-1].emitted_frame == 149 + gap
 
 
 def test_config_checks():
-    with pytest.raises(ValueError, match="appearance_off"):
-        TrackerConfig(appearance_on=0.2, appearance_off=0.3)
+    with pytest.raises(ValueError, match="appearance_release"):
+        TrackerConfig(appearance_release=1.5)
     with pytest.raises(ValueError, match="appearance_gap_frames"):
         TrackerConfig(appearance_gap_frames=0)
