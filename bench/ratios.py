@@ -154,6 +154,9 @@ def run(report: dict, clip: str | Path | None = None, max_frames: int | None = N
     for w in ("128", "256"):
         if "onnxruntime" in inc.get(w, {}):
             values[f"incremental_over_full_w{w}"] = inc[w]["onnxruntime"]["ratio"]
+            if "warm_cpu_ratio" in inc[w]["onnxruntime"]:  # no target: each call in a loop
+                # of its own, weights cached (bench.engine._interleaved)
+                values[f"incremental_over_full_w{w}_warm"] = inc[w]["onnxruntime"]["warm_cpu_ratio"]
     with Engine.load("auto", log=lambda _: None) as eng:
         section["per_face"] = per_face_cost(eng, frames=face_frames)
     report["ratios"] = section

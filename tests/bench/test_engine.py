@@ -43,6 +43,9 @@ def test_incremental_versus_full_window_per_hop():
         assert 0 < r["incremental_ms"] and 0 < r["full_ms"]
         assert abs(r["ratio"] - r["incremental_ms"] / r["full_ms"]) < 1e-2
         assert 0 < r["cpu_ratio"] < 1  # a hop of new frames costs less than a window
+        assert 0 < r["warm_cpu_ratio"] < 1 and r["warm_incremental_cpu_ms"] > 0
+        assert abs(r["warm_cpu_ratio"] - r["warm_incremental_cpu_ms"]
+                   / r["warm_full_cpu_ms"]) < 1e-2
     assert sum("window  128" in line for line in lines) == 2
 
 

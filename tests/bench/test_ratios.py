@@ -9,7 +9,7 @@ from bench import ratios
 def test_ratios_from_one_report_with_targets_and_load(tmp_path, capsys):
     report = {"pipeline": {"file_mode": {"fps": 120.0}, "speedup_vs_peer": 25.0},
               "engine": {"incremental": {"windows": {
-                  "128": {"onnxruntime": {"ratio": 0.2}},
+                  "128": {"onnxruntime": {"ratio": 0.2, "warm_cpu_ratio": 0.11}},
                   "256": {"onnxruntime": {"ratio": 0.1}}}}}}
     ratios.run(report, max_frames=40, face_frames=12)
     sec = report["ratios"]
@@ -21,6 +21,8 @@ def test_ratios_from_one_report_with_targets_and_load(tmp_path, capsys):
     assert fps > 0 and v["pipeline_over_face_alone"] == pytest.approx(
         120.0 / fps, rel=0.05 / fps + 2e-3)
     assert v["pipeline_over_peer"] == 25.0 and v["incremental_over_full_w128"] == 0.2
+    assert v["incremental_over_full_w128_warm"] == 0.11 and "incremental_over_full_w256_warm" \
+        not in v  # reported where the engine section measured it
     assert {"pipeline", "face_alone"} <= set(sec["load"])
     assert set(sec["per_face"]) == {"1", "2", "4"}
     # every face of the 1, 2 and 4-face scenes is tracked (the 2-face scene once tracked 1)
