@@ -19,8 +19,8 @@ interval tracker and
   expression's own strength, since a synthetic face's reads wander ±0.1 around its rest
   and a real laugh dips while the head moves — and is emitted once the delta has stayed
   below that for ``appearance_gap_frames`` frames in a row, with the last frame at or
-  above it as its offset; at the end of the stream, or when
-  the face leaves, while still shown, it is emitted ``truncated``. Its ``event_start``
+  above it as its offset; at the end of the stream, or when the face leaves, while still
+  shown, it is emitted ``truncated``. Its ``event_start``
   (same ``id``), if it had one, stays the one start; one it did not have is sent when the
   hold begins;
 * **absorbs** what the tracker makes of the same expression meanwhile: an
@@ -111,7 +111,7 @@ class AppearanceHold:
 
     Args:
         model: label sets of the model (emotion order of the events).
-        cfg: ``appearance_hold`` / ``_on`` / ``_off`` / ``_gap_frames``.
+        cfg: ``appearance_hold``, ``_on``, ``_release``, ``_gap_frames``, ``_rest_frames``.
         times: frame times (the tracker's: latency of a held event's offset).
         track_id: the track.
         clock: monotonic clock for ``latency_ms`` (injectable for tests).
@@ -138,12 +138,9 @@ class AppearanceHold:
 
     def step(self, now: int, records: Sequence[Record] = ()) -> list[Record]:
         """The tracker's records of frame ``now`` in; what to emit out (holds released)."""
-        self.now = max(self.now, now)
         if not self.cfg.appearance_hold:
             return list(records)
-        out: list[Record] = []
-        for rec in records:
-            out += self._route(rec, final=False)
+        out = self._take(now, records, final=False)
         for hold in list(self._holds):
             self._advance(hold)
             if self.now - hold.last_on >= self.cfg.appearance_gap_frames:
@@ -153,17 +150,18 @@ class AppearanceHold:
     def finish(self, last_frame: int, records: Sequence[Record] = ()) -> list[Record]:
         """End of the stream, or the face left (``last_frame``: the last frame it was seen):
         the tracker's last records in, every hold out (``truncated`` if still shown)."""
-        self.now = max(self.now, last_frame)
         if not self.cfg.appearance_hold:
             return list(records)
-        out: list[Record] = []
-        for rec in records:
-            out += self._route(rec, final=True)
+        out = self._take(last_frame, records, final=True)
         for hold in list(self._holds):
             self._advance(hold)
-            shown = self.now - hold.last_on < self.cfg.appearance_gap_frames
-            out.append(self._release(hold, truncated=shown))
+            still = self.now - hold.last_on < self.cfg.appearance_gap_frames
+            out.append(self._release(hold, truncated=still))
         return out
+
+    def _take(self, now: int, records: Sequence[Record], final: bool) -> list[Record]:
+        self.now = max(self.now, now)
+        return [out for rec in records for out in self._route(rec, final)]
 
     # -- routing ---------------------------------------------------------------------------
     def _route(self, rec: Record, final: bool) -> list[Record]:
@@ -185,8 +183,8 @@ class AppearanceHold:
             return [rec]
         emotion = self.model.emotions.index(rec.emotion)
         hold = next((h for h in self._holds if h.emotion == emotion
-                     and rec.onset_frame <= self._reach(h) and rec.offset_frame >= h.event.onset_frame),
-                    None)
+                     and rec.onset_frame <= self._reach(h)
+                     and rec.offset_frame >= h.event.onset_frame), None)
         out: list[Record] = []
         if hold is not None and rec.onset_frame > hold.offset:  # a new one, back to back
             self._advance(hold)
@@ -208,9 +206,9 @@ class AppearanceHold:
             return out + [rec]
         hold = _Hold(rec, emotion, shown, rec.offset_frame, rec.offset_frame, rec.offset_frame)
         self._advance(hold)
-        shown = self.now - hold.last_on < self.cfg.appearance_gap_frames
-        if not shown or final:  # already let go (or nothing more will come): out now
-            return out + [self._finish_event(hold, truncated=rec.truncated or (final and shown))]
+        still = self.now - hold.last_on < self.cfg.appearance_gap_frames
+        if not still or final:  # already let go (or nothing more will come): out now
+            return out + [self._finish_event(hold, truncated=rec.truncated or (final and still))]
         self._holds.append(hold)
         self._published.add(rec.id)
         if started:
