@@ -94,8 +94,13 @@ class StageChain:
                              "appearance (ModelConfig.appearance_dim > 0); leave it on")
         self.appearance: AppearanceStage | None = None
         holds = engine is not None and tracker_cfg.appearance_hold and appearance is not False
+        # only the hold reads it: every n-th frame is enough (its gap spans several reads);
+        # the baseline's time constants are per read, so the stage runs at fps / n
+        self._appearance_every = (tracker_cfg.appearance_every
+                                  if holds and not fuses and not appearance else 1)
         if appearance or fuses or holds:
-            self.appearance = AppearanceStage(AppearanceConfig(fps=fps))
+            self.appearance = AppearanceStage(
+                AppearanceConfig(fps=fps / self._appearance_every))
         self.appearances: dict[int, AppearanceFrame] = {}
         # a face out of sight longer than the face tracker keeps its id has left
         leave_after = int(math.ceil(cfg.track_keep_s * fps)) + 1
@@ -139,7 +144,7 @@ class StageChain:
         else:  # no flow call for a frame without faces (it would only build a zero map)
             self.flows = {}
         self.appearances = {}
-        if self.appearance is not None and seen.found:
+        if self._reads_appearance(frame, seen):
             crops = tracked.crops if tracked.crops is not None else self._crops(frame, seen)
             with self.latency.time("appearance"):
                 read = self.appearance.update_crops([f.track_id for f in seen.faces], crops,
@@ -151,6 +156,11 @@ class StageChain:
             records += self.spotter.update(frame.index, frame.t_capture, frame.t_arrival,
                                            self.flows, app)
         return records
+
+    def _reads_appearance(self, frame: Frame, seen: FaceUpdate) -> bool:
+        """Whether the appearance stage reads this frame's faces."""
+        return (self.appearance is not None and seen.found
+                and frame.index % self._appearance_every == 0)
 
     def _crops(self, frame: Frame, seen: FaceUpdate) -> np.ndarray:
         """(n, S, S) uint8 appearance crops of the frame's faces (while its image exists)."""
@@ -177,8 +187,7 @@ class StageChain:
                                   {"t_s": t_s, "min_face_px": min_face_px(w, h)}))
         self._first = False
         # the appearance crops are cut here: the frame image may be reused after this call
-        crops = (self._crops(frame, seen) if self.appearance is not None and seen.found
-                 else None)
+        crops = self._crops(frame, seen) if self._reads_appearance(frame, seen) else None
         return Tracked(frame, seen, tuple(records), crops)
 
     def finish(self) -> list[Record]:

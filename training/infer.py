@@ -186,12 +186,15 @@ def streaming_spots(engine: Engine, items: Sequence[VideoFeatures],
         app = (_need_appearance(v.appearance, engine.cfg, v.n_frames)
                if spotter.appearance_dim else v.appearance if tracker_cfg.appearance_hold
                else None)
+        # as the live chain: only the hold reads it, on every n-th frame (the cached reads'
+        # baseline ran at every frame: its time constants are the same in seconds)
+        every = 1 if spotter.appearance_dim else tracker_cfg.appearance_every
         records: list[Record] = []
         for i in range(v.n_frames):
             t = i / v.fps
             flow = FlowFrame(i, t, np.asarray(v.flow[i]), bool(v.valid[i]), 0)
-            records += spotter.update(i, t, t, {0: flow},
-                                      None if app is None else {0: app[i]})
+            read = app is not None and i % every == 0
+            records += spotter.update(i, t, t, {0: flow}, {0: app[i]} if read else None)
         records += spotter.finish()
         if provisional is not None:
             provisional["starts"] = provisional.get("starts", 0) + sum(

@@ -185,3 +185,17 @@ def test_config_checks():
         TrackerConfig(appearance_release=1.5)
     with pytest.raises(ValueError, match="appearance_gap_frames"):
         TrackerConfig(appearance_gap_frames=0)
+
+
+def test_reads_on_every_fourth_frame_hold_as_every_frame_does():
+    """The chain reads the appearance on every n-th frame when only the hold needs it:
+    frames without a read are neither shown nor count against the rest level."""
+    def run(every: int) -> list:
+        hold = _hold()
+        for f in range(0, 300, every):
+            _show(hold, range(f, f + 1), 0.9 if 20 <= f <= 200 else 0.0)
+        return _run(hold, range(0, 300), {10: [_start(20, 7)], 80: [_event(20, 60, id_=7)]})
+    dense, sparse = run(1), run(4)
+    assert [type(r) for r in sparse] == [EventStart, Event]
+    assert (sparse[1].onset_frame, sparse[1].offset_frame) == (20, 200) == (
+        dense[1].onset_frame, dense[1].offset_frame)

@@ -105,11 +105,15 @@ def test_flow_only_model_runs_no_appearance_stage_without_the_hold(frames):
             assert chain.appearances == {}
     assert spy.seen and all(a is None for a in spy.seen)
     spy = SpyEngine(_engine(0))
-    with StageChain(spy, 30.0) as chain:  # the hold is on by default
+    every = TrackerConfig().appearance_every
+    assert every > 1
+    with StageChain(spy, 30.0) as chain:  # the hold is on by default: every n-th frame read
         assert chain.appearance is not None
+        read = []
         for frame in frames[:12]:
             chain.update(frame)
-        assert chain.appearances
+            read.append(bool(chain.appearances))
+    assert read == [i % every == 0 for i in range(12)], read
     assert spy.seen and all(a is None for a in spy.seen)
 
 
