@@ -151,12 +151,17 @@ def prepare(work: Path, rng_seed: int = 0) -> dict:
     rng = np.random.default_rng(rng_seed)
     flow = (rng.standard_normal((8, 3, size, size)) * 2).astype(np.float32)
     valid = np.array([1, 1, 1, 0, 1, 1, 0, 1], np.float32)
+    # (8, A): a model with appearance fusion reads it next to the flow; (8, 0) for a flow-only one
+    appearance = rng.random((8, cfg.appearance_dim)).astype(np.float32)
+    app = _appearance_or_none(appearance)
     windows = rng.standard_normal((4, cfg.window, cfg.feat_dim)).astype(np.float32)
     with torch.inference_mode():
-        ref_feat = model.encoder(torch.from_numpy(flow), torch.from_numpy(valid)).numpy()
+        ref_feat = model.encoder(torch.from_numpy(flow), torch.from_numpy(valid),
+                                 None if app is None else torch.from_numpy(app)).numpy()
         ref = [{k: v.numpy() for k, v in model.detector(torch.from_numpy(w[None])).items()}
                for w in windows]
-    np.savez(work / "inputs.npz", flow=flow, valid=valid, windows=windows, ref_feat=ref_feat,
+    np.savez(work / "inputs.npz", flow=flow, valid=valid, appearance=appearance, windows=windows,
+             ref_feat=ref_feat,
              **{f"ref{i}_{k}": v for i, out in enumerate(ref) for k, v in out.items()})
     results: dict = {}
     try:
@@ -168,7 +173,7 @@ def prepare(work: Path, rng_seed: int = 0) -> dict:
         print(f"gpu-check: ONNX export: unavailable ({exc}); ONNX Runtime and TensorRT "
               "checks skipped")
         results["onnx-export"] = {"unavailable": str(exc)}
-    demo = prepare_demo(work)
+    demo = prepare_demo(work, appearance=cfg.appearance_dim > 0)
     if demo is not None:
         with Engine.load("torch", model=model, log=lambda m: None) as ref_eng:
             ref_demo = demo_candidates(ref_eng, cfg, *demo)
@@ -180,7 +185,7 @@ def prepare(work: Path, rng_seed: int = 0) -> dict:
     try:
         with Engine.load("onnxruntime", model=model, onnx_dir=work / "onnx",
                          log=lambda m: None) as eng:
-            diff = max(float(np.abs(eng.encode(flow, valid) - ref_feat).max()),
+            diff = max(float(np.abs(eng.encode(flow, valid, app) - ref_feat).max()),
                        *(float(np.abs(eng.detect(w)[k] - ref[i][k]).max())
                          for i, w in enumerate(windows) for k in ref[i]))
             lat = bench_engine(eng, frames=200, hops=40)
@@ -192,39 +197,55 @@ def prepare(work: Path, rng_seed: int = 0) -> dict:
     return results
 
 
-def prepare_demo(work: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """Flow maps of the shipped demo clip through the live face + flow stages (or None)."""
+def prepare_demo(work: Path, appearance: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """Flow maps, valid and (``appearance``: for a model that fuses it) the appearance input
+    of the shipped demo clip through the live face + flow [+ appearance] stages (or None)."""
     clip = ROOT / "stream" / "demo" / "demo.mp4"
     if not clip.is_file():
         print("gpu-check: demo clip: not shipped yet, skipped")
         return None
-    cached = work / "demo_flow.npy", work / "demo_valid.npy"
+    cached = [work / "demo_flow.npy", work / "demo_valid.npy"]
+    if appearance:
+        cached.append(work / "demo_appearance.npy")
     if all(p.is_file() for p in cached):
         # A GPU image without MediaPipe: reuse flow maps made by an earlier run
         # (`--cache DIR` on a CPU machine, then carry DIR).
         print(f"gpu-check: demo clip: flow maps reused from {work}")
-        return np.load(cached[0]), np.load(cached[1])
+        return load_demo(work)
     try:
-        flow, valid = demo_flow_maps(clip)
+        flow, valid, app = demo_flow_maps(clip, appearance)
     except Exception as exc:  # noqa: BLE001 - face / flow stages missing here: say so, go on
         print(f"gpu-check: demo clip: face/flow stages failed ({type(exc).__name__}: "
               f"{str(exc)[:160]}), skipped")
         return None
     np.save(work / "demo_flow.npy", flow)
     np.save(work / "demo_valid.npy", valid)
-    return flow, valid
+    if app is not None:
+        np.save(work / "demo_appearance.npy", app)
+    return flow, valid, app
 
 
-def demo_flow_maps(clip: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 3, S', S') float16 flow maps and (N,) valid of ``clip``'s primary face: the stage
-    chain without an engine, as training's features, so the check sees what training sees."""
-    from stream.chain import primary_face_flows
-
-    flow, valid, _ = primary_face_flows(clip)
-    return flow, valid
+def load_demo(work: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The demo arrays :func:`prepare_demo` saved in ``work`` (appearance: None if not saved)."""
+    app = work / "demo_appearance.npy"
+    return (np.load(work / "demo_flow.npy"), np.load(work / "demo_valid.npy"),
+            np.load(app) if app.is_file() else None)
 
 
-def demo_candidates(eng, cfg, flow: np.ndarray, valid: np.ndarray) -> list[list]:
+def demo_flow_maps(clip: Path, appearance: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(N, 3, S', S') float16 flow maps, (N,) valid and (``appearance``) the (N, A) appearance
+    input of ``clip``'s primary face: the stage chain without an engine, as training's
+    features, so the check sees what training sees."""
+    from stream.chain import primary_face_features
+
+    got = primary_face_features(clip, appearance=appearance)
+    return np.asarray(got.flow), got.valid, got.appearance
+
+
+def demo_candidates(eng, cfg, flow: np.ndarray, valid: np.ndarray,
+                    appearance: np.ndarray | None = None) -> list[list]:
     """Every hop's decoded candidates over the clip: [hop frame, onset, offset, kind, emotion]."""
     from dataclasses import replace
 
@@ -233,7 +254,12 @@ def demo_candidates(eng, cfg, flow: np.ndarray, valid: np.ndarray) -> list[list]
     det = StreamingDetector(eng, replace(cfg, score_thresh=min(cfg.score_thresh, DEMO_THRESH)))
     out = []
     for i in range(len(valid)):
-        res = det.update(FlowFrame(i, i / 30.0, flow[i], bool(valid[i])))
+        frame = FlowFrame(i, i / 30.0, flow[i], bool(valid[i]))
+        feature = None  # flow only: encoded by the detector's schedule
+        if appearance is not None:  # a fused model: encoded here, with the frame's appearance
+            feature = eng.encode(det.prepare(frame)[None], np.float32([valid[i]]),
+                                 appearance[i:i + 1])[0]
+        res = det.update(frame, feature)
         if res is not None:
             out += [[res.frame, c.onset_frame, c.offset_frame, c.kind, c.emotion]
                     for c in res.candidates]
@@ -268,16 +294,17 @@ def worker(work: Path, device: str = "cuda") -> dict:
     refs = [{k: data[f"ref{i}_{k}"] for k in OUTPUT_KEYS} for i in range(len(data["windows"]))]
     model = load_model(work / "model.pt")
     results: dict = {}
-    demo_ref = demo_flow = demo_valid = None
+    app = _appearance_or_none(data["appearance"]) if "appearance" in data.files else None
+    demo_ref = demo = None
     if (work / "demo_reference.json").is_file():
         demo_ref = json.loads((work / "demo_reference.json").read_text())
-        demo_flow, demo_valid = np.load(work / "demo_flow.npy"), np.load(work / "demo_valid.npy")
+        demo = load_demo(work)
     quiet = lambda m: None  # noqa: E731
     with Engine.load("torch", model=copy.deepcopy(model), device="cpu", log=quiet) as ref_eng:
         ref_steps = step_outputs(ref_eng, data["windows"][0])  # torch CPU, incremental
 
     def measure(label: str, eng) -> None:
-        feat = eng.encode(data["flow"], data["valid"])
+        feat = eng.encode(data["flow"], data["valid"], app)
         outs = [eng.detect(w) for w in data["windows"]]
         res = {"feature_max_abs": float(np.abs(feat - data["ref_feat"]).max()),
                "score_max_abs": max(_score_diff(o, r) for o, r in zip(outs, refs)),
@@ -291,12 +318,13 @@ def worker(work: Path, device: str = "cuda") -> dict:
             raw.append(res["step_max_abs"])
         res["parity_max_abs"] = max(raw)  # raw outputs, features and steps vs torch CPU
         if demo_ref is not None:
-            got = demo_candidates(eng, model.cfg, demo_flow, demo_valid)
+            got = demo_candidates(eng, model.cfg, *demo)
             res["demo_same_candidates"] = got == demo_ref
             res["demo_candidates"] = [len(got), len(demo_ref)]
         res.update(bench_engine(eng, frames=300, hops=100))
         res["encoder_batch_ms"] = _batch_ms(eng, data["flow"][:BATCH_FACES],
-                                            data["valid"][:BATCH_FACES])
+                                            data["valid"][:BATCH_FACES],
+                                            None if app is None else app[:BATCH_FACES])
         results[label] = res
         print(f"gpu-check: {label}: {_fmt(res)}", flush=True)
 
@@ -393,14 +421,20 @@ def step_outputs(eng, window: np.ndarray, hops: int = STEP_HOPS) -> list[dict]:
     return out
 
 
-def _batch_ms(eng, flow: np.ndarray, valid: np.ndarray, calls: int = 100) -> dict:
+def _appearance_or_none(appearance: np.ndarray) -> np.ndarray | None:
+    """The (n, A) appearance input, or None for a flow-only model (A = 0)."""
+    return appearance if appearance.shape[-1] else None
+
+
+def _batch_ms(eng, flow: np.ndarray, valid: np.ndarray, appearance: np.ndarray | None = None,
+              calls: int = 100) -> dict:
     """p50 / p99 ms of one encoder call on ``len(valid)`` faces (after 10 warm-up calls)."""
     from engine.backends import percentiles_ms
     for _ in range(10):
-        eng.encode(flow, valid)
+        eng.encode(flow, valid, appearance)
     eng.encoder.timings.clear()
     for _ in range(calls):
-        eng.encode(flow, valid)
+        eng.encode(flow, valid, appearance)
     return {**percentiles_ms(eng.encoder.timings), "faces": len(valid)}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 import engine.runtime as runtime
 from bench import gpu_check
-from engine.config import ModelConfig
+from engine.config import APPEARANCE_DIM, ModelConfig
 from engine.model import FEDN
 
 CFG = ModelConfig(window=32, hop=8, segment=4, attn_window=4, levels=2, channels=32, heads=2,
@@ -50,23 +51,24 @@ def test_module_runs_as_script_from_the_repository_root():
     assert len(res.stdout.strip().splitlines()) == 1
 
 
-def _fake_demo(work):
+def _fake_demo(work, appearance=False):
     """Stands in for the real demo flow maps (MediaPipe over the 750-frame demo clip)."""
     rng = np.random.default_rng(0)
     flow = rng.standard_normal((40, 3, 64, 64)).astype(np.float16)
     valid = rng.random(40) > 0.2
+    app = rng.random((40, APPEARANCE_DIM)).astype(np.float32) if appearance else None
     np.save(work / "demo_flow.npy", flow)
     np.save(work / "demo_valid.npy", valid)
-    return flow, valid
+    if app is not None:
+        np.save(work / "demo_appearance.npy", app)
+    return flow, valid, app
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """A work dir after step 3 (export, inputs, torch CPU reference) with a small model."""
-    work = tmp_path_factory.mktemp("gpu_check")
+def _prepare(work, cfg):
+    """Step 3 (export, inputs, torch CPU reference) in ``work`` with a small model of ``cfg``."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    small = FEDN(CFG).eval()
+    small = FEDN(cfg).eval()
     real_load = runtime.load_model
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(runtime, "load_model", lambda weights=None, log=print: small
@@ -74,8 +76,14 @@ def prepared(tmp_path_factory):
         mp.setattr("bench.engine.bench_engine", lambda eng, frames=0, hops=0: FAKE_LATENCY)
         mp.setattr(gpu_check, "prepare_demo", _fake_demo)
         mp.setattr(gpu_check, "DEMO_THRESH", 0.0)  # every point a candidate: strict
-        results = gpu_check.prepare(work)
-    return work, results
+        return gpu_check.prepare(work)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A work dir after step 3 with a small flow-only model."""
+    work = tmp_path_factory.mktemp("gpu_check")
+    return work, _prepare(work, CFG)
 
 
 @pytest.fixture
@@ -108,6 +116,23 @@ def test_prepare_and_worker_steps_on_cpu(prepared, quick_worker, capsys):
     from engine.backends.tensorrt import available
     if not available()[0]:
         assert "TensorRT: unavailable" in out and "unavailable" in results["tensorrt-fp16"]
+
+
+def test_a_model_with_appearance_fusion_is_checked_with_its_appearance_input(
+        tmp_path, quick_worker):
+    """A fused model's encoder needs the appearance input: parity, demo and batch timing feed
+    it (they used to call encode without it and fail)."""
+    work = tmp_path
+    first = _prepare(work, replace(CFG, appearance_dim=APPEARANCE_DIM))
+    assert first["onnxruntime-cpu"]["parity_max_abs"] <= 1e-4
+    assert np.load(work / "inputs.npz")["appearance"].shape == (8, APPEARANCE_DIM)
+    assert (work / "demo_appearance.npy").is_file()
+    results = gpu_check.worker(work, device="cpu")
+    assert not [k for k in results if k.endswith("-error")], results
+    assert results["torch-cpu"]["demo_same_candidates"] is True
+    assert results["torch-cpu"]["demo_candidates"][0] > 0
+    cuda = results["cuda-eager-cpu"]
+    assert cuda["parity_max_abs"] <= 1e-4 and cuda["encoder_batch_ms"]["faces"] > 0
 
 
 def test_onnxruntime_cuda_branch_runs_with_a_cuda_provider_listed(prepared, quick_worker,
@@ -203,7 +228,8 @@ def test_demo_flow_maps_follow_the_primary_face_through_the_stage_chain(tmp_path
         out.write(img)
     out.release()
     cap.release()
-    flow, valid = gpu_check.demo_flow_maps(clip)
+    flow, valid, app = gpu_check.demo_flow_maps(clip)
+    assert app is None  # a flow-only model's check: no appearance stage
     assert flow.shape == (30, 3, 64, 64) and flow.dtype == np.float16 and valid.shape == (30,)
     # Δ = 0.2 s at 30 fps is 6 frames; a reference within ±50 % of it is accepted
     assert not valid[:3].any() and valid[6:].all()
