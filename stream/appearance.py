@@ -314,7 +314,8 @@ class AppearanceFrame:
 
 
 def baseline_delta_of(model_input: np.ndarray) -> np.ndarray:
-    """(..., 7) ``baseline_delta`` part of (..., APPEARANCE_DIM) :meth:`AppearanceFrame.model_input`."""
+    """(..., 7) ``baseline_delta`` part of (..., APPEARANCE_DIM)
+    :meth:`AppearanceFrame.model_input`."""
     return model_input[..., APPEARANCE_CLASSES:]
 
 
