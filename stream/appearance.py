@@ -313,6 +313,16 @@ class AppearanceFrame:
         return np.concatenate([self.probs, self.baseline_delta]).astype(np.float32)
 
 
+def group_probs(probs: np.ndarray, names: Sequence[str],
+                classes: Sequence[str] = FER_CLASSES,
+                groups: dict[str, tuple[str, ...]] = FER_GROUPS) -> np.ndarray:
+    """(..., len(classes)) class probabilities (or their deltas) → (..., len(names)), each
+    the sum of its group's classes; a name with no group (e.g. "others") sums none: 0."""
+    idx = {c: i for i, c in enumerate(classes)}
+    return np.stack([probs[..., [idx[c] for c in groups.get(n, ())]].sum(-1) for n in names],
+                    -1)
+
+
 def baseline_delta_of(model_input: np.ndarray) -> np.ndarray:
     """(..., 7) ``baseline_delta`` part of (..., APPEARANCE_DIM)
     :meth:`AppearanceFrame.model_input`."""

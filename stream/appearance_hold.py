@@ -47,17 +47,8 @@ import numpy as np
 
 from engine.config import ModelConfig, TrackerConfig
 from engine.contracts import Event, EventCancel, EventStart, Record
-from stream.appearance import FER_CLASSES, FER_GROUPS
+from stream.appearance import FER_GROUPS, group_probs
 from stream.interval_tracker import FrameTimes
-
-
-def emotion_matrix(emotions: Sequence[str]) -> np.ndarray:
-    """(E, 7) 0/1: row *e* sums the fer classes of emotion *e* (a zero row: none, "others")."""
-    out = np.zeros((len(emotions), len(FER_CLASSES)), np.float32)
-    for i, emotion in enumerate(emotions):
-        for name in FER_GROUPS.get(emotion, ()):
-            out[i, FER_CLASSES.index(name)] = 1.0
-    return out
 
 
 class _Evidence:
@@ -121,8 +112,7 @@ class AppearanceHold:
                  track_id: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.model, self.cfg, self.times = model, cfg, times
         self.track_id, self.clock = track_id, clock
-        self._groups = emotion_matrix(model.emotions)  # (E, 7)
-        self._held_emotions = {i for i, row in enumerate(self._groups) if row.any()}
+        self._held_emotions = {i for i, e in enumerate(model.emotions) if e in FER_GROUPS}
         self._evidence = _Evidence(len(model.emotions))
         self._holds: list[_Hold] = []
         self._published: set[int] = set()  # ids whose event_start went out (and are open)
@@ -134,7 +124,8 @@ class AppearanceHold:
     def observe(self, frame: int, baseline_delta: np.ndarray) -> None:
         """The appearance reading of this track's face in ``frame``: (7,) ``baseline_delta``
         of :class:`~stream.appearance.AppearanceFrame`."""
-        self._evidence.add(frame, self._groups @ np.asarray(baseline_delta, np.float32))
+        self._evidence.add(frame, group_probs(np.asarray(baseline_delta, np.float32),
+                                              self.model.emotions))
 
     def step(self, now: int, records: Sequence[Record] = ()) -> list[Record]:
         """The tracker's records of frame ``now`` in; what to emit out (holds released)."""

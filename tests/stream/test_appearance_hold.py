@@ -6,8 +6,8 @@ import pytest
 
 from engine.config import ModelConfig, TrackerConfig
 from engine.contracts import Event, EventCancel, EventStart
-from stream.appearance import FER_CLASSES
-from stream.appearance_hold import AppearanceHold, emotion_matrix
+from stream.appearance import FER_CLASSES, group_probs
+from stream.appearance_hold import AppearanceHold
 from stream.interval_tracker import FrameTimes
 
 HAPPY = FER_CLASSES.index("happy")
@@ -51,7 +51,8 @@ def _run(hold: AppearanceHold, frames: range, feed: dict[int, list]) -> list:
 
 
 def test_emotion_groups_sum_fer_classes():
-    m = emotion_matrix(("negative", "positive", "surprise", "others"))
+    eye = np.eye(len(FER_CLASSES), dtype=np.float32)  # row k: class k alone
+    m = group_probs(eye, ("negative", "positive", "surprise", "others")).T  # (4, 7)
     assert m.shape == (4, 7) and m[0].sum() == 4 and m[1, HAPPY] == 1 and not m[3].any()
 
 

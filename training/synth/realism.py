@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import EMOTIONS
-from stream.appearance import FER_GROUPS
+from stream.appearance import FER_GROUPS, group_probs
 
 #: Targets per emotion: share of apexes that read as intended, on both judges.
 TARGETS: dict[str, float] = {"positive": 0.90, "surprise": 0.70, "negative": 0.70}
@@ -83,8 +83,7 @@ class RealismConfig:
 def group(probs: np.ndarray, classes: tuple[str, ...],
           groups: dict[str, tuple[str, ...]]) -> np.ndarray:
     """(..., 7) class probabilities → (..., 4) summed per :data:`GROUPS`."""
-    idx = {c: i for i, c in enumerate(classes)}
-    return np.stack([probs[..., [idx[c] for c in groups[g]]].sum(-1) for g in GROUPS], -1)
+    return group_probs(probs, GROUPS, classes, groups)
 
 
 def reads_as(delta: np.ndarray, margin: float) -> str:
