@@ -125,10 +125,12 @@ class Spotter:
             due.append((track_id, track, flow))
         hops = self._detect(due, self._encode(due))
         for track_id, track, flow in due:
-            with self.latency.time("tracker"):
-                hop = (self._track_hop(track_id, track, hops[track_id])
-                       if track_id in hops else [])
-                records += track.hold.step(index, hop)
+            if track_id in hops:  # "tracker": per hop, as before the hold
+                with self.latency.time("tracker"):
+                    records += track.hold.step(index,
+                                               self._track_hop(track_id, track, hops[track_id]))
+            else:  # only a hold's release can fall on this frame
+                records += track.hold.step(index)
             if flow.valid or track.left or self.leave_after is None:
                 continue
             if index - track.last_seen >= self.leave_after:  # the face has left for good
