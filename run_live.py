@@ -4,7 +4,7 @@
     python run_live.py --source demo|PATH|webcam:N|FOLDER \
         --ui none|gradio|webrtc --engine auto|tensorrt|cuda|onnxruntime|torch \
         [--events-out events.jsonl] [--max-frames N] [--max-faces N] [--realtime] \
-        [--reconnect S] [--host 127.0.0.1 --port P]
+        [--reconnect S] [--tracker FIELD=VALUE ...] [--host 127.0.0.1 --port P]
         [--max-peers N] [--ice-loopback]          (--ui webrtc)
 
 Exit codes: 0 done, 2 bad arguments or input (one line on stderr), 1 internal error,
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="UI bind address (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=7860, help="UI port (default 7860)")
     p.add_argument("--quiet", action="store_true", help="no per-event console lines")
+    p.add_argument("--tracker", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="interval tracker settings (engine.config.TrackerConfig), e.g. "
+                        "appearance_hold=false; --ui none only")
     p.add_argument("--max-peers", type=_positive_int, default=4, metavar="N",
                    help="--ui webrtc: peers served at once, more get HTTP 503 (default 4)")
     p.add_argument("--ice-loopback", action="store_true",
@@ -130,6 +133,11 @@ def _print_summary(summary: Summary, min_face_px: int | None = None) -> None:
     print(f"summary: {summary.frames_processed} frames processed of {summary.frames_read} "
           f"read{promised}, {summary.frames_dropped} dropped, {summary.frames_with_face} with "
           f"a face, {summary.fps:.1f} fps, engine {summary.engine}")
+    if summary.events:
+        e = summary.events
+        print(f"  events: {e['event']} ({e['truncated']} truncated), {e['event_start']} "
+              f"started, {e['event_cancel']} withdrawn; appearance hold: {e['held']} held, "
+              f"{e['absorbed']} records absorbed")
     for stage, s in summary.latency_ms.items():
         print(f"  {stage:10} p50 {s['p50']:8.3f} ms  p95 {s['p95']:8.3f} ms  "
               f"p99 {s['p99']:8.3f} ms  (n={s['n']})")
@@ -275,8 +283,17 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
         raise UsageError(f"--ui {args.ui} is not built yet in this version "
                          f"(available: {', '.join(UIS_BUILT)})")
     if args.ui in ("gradio", "webrtc"):  # the browser's camera is the source, not --source
+        if args.tracker:
+            raise UsageError(f"--tracker applies to --ui none; the {args.ui} front end runs "
+                             "the default tracker settings")
         signals.restore()  # the servers have their own shutdown
         return _serve_ui(args)
+    from engine.config import tracker_settings
+
+    try:
+        tracker_cfg = tracker_settings(args.tracker)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     watch = _Watch()
     sinks: list = [watch]
     jsonl = None
@@ -309,7 +326,7 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
                 engine_name = engine.name
                 summary = Pipeline(source, emit, engine,
                                    cfg=StreamConfig(max_faces=args.max_faces),
-                                   max_frames=args.max_frames, realtime=args.realtime,
+                                   tracker_cfg=tracker_cfg, max_frames=args.max_frames, realtime=args.realtime,
                                    progress=status).run()
     except KeyboardInterrupt:  # start-up, or a second signal while finishing
         status.clear()

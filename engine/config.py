@@ -7,7 +7,7 @@ else.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 #: Expression kinds the model predicts, in head-output order.
 KINDS: tuple[str, ...] = ("micro", "macro")
@@ -298,3 +298,43 @@ class TrackerConfig:
         if self.off_thresh > self.on_thresh:
             raise ValueError(f"TrackerConfig.off_thresh={self.off_thresh} must be <= "
                              f"on_thresh={self.on_thresh} (hysteresis)")
+
+
+def parse_grid(items: Sequence[str], option: str = "--grid") -> dict[str, list]:
+    """``["hold_frames=0,24", "on_thresh=0.5"]`` → {"hold_frames": [0, 24], "on_thresh": [0.5]}:
+    :class:`TrackerConfig` field values (a sweep's grid, or one value each for
+    :func:`tracker_settings`), each converted to the field's type; a one-line ValueError
+    (naming ``option``) on an unknown field or a value of the wrong type."""
+    defaults = TrackerConfig()
+    types = {f.name: type(getattr(defaults, f.name)) for f in fields(defaults)}
+    grid: dict[str, list] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or name not in types or not values:
+            raise ValueError(f"{option} {item!r}: expected FIELD=VALUE[,VALUE...] with FIELD "
+                             f"one of {sorted(types)}")
+        try:
+            grid[name] = [_value(types[name], v) for v in values.split(",")]
+        except ValueError:
+            raise ValueError(f"{option} {item!r}: {name} takes {types[name].__name__} "
+                             "values") from None
+    return grid
+
+
+def _value(kind: type, text: str):
+    """``text`` as a value of type ``kind`` (bool: true/false, 1/0)."""
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1")
+    return kind(text)
+
+
+def tracker_settings(items: Sequence[str], option: str = "--tracker") -> TrackerConfig:
+    """``["onset=active", "appearance_hold=false"]`` → that TrackerConfig (one value per
+    field, the others default); a one-line ValueError naming ``option`` otherwise."""
+    grid = parse_grid(items, option=option)
+    several = [name for name, values in grid.items() if len(values) != 1]
+    if several:
+        raise ValueError(f"{option} takes one value per field, got several for {several}")
+    return TrackerConfig(**{name: values[0] for name, values in grid.items()})

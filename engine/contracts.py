@@ -228,6 +228,10 @@ class Summary:
         wall_s: wall-clock time of the run, seconds.
         missing_stages: stages that could not run (then no event can be produced).
         latency_ms: per stage, {"p50", "p95", "p99", "n"} in ms.
+        events: what the events came to, keys :data:`EVENT_COUNTS` (empty: no engine ran):
+            ``event_start`` / ``event`` / ``event_cancel`` records, final events
+            ``truncated``, events ``held`` open by the appearance hold, tracker records it
+            ``absorbed``.
     """
 
     source: str
@@ -242,6 +246,12 @@ class Summary:
     missing_stages: tuple[str, ...] = ()
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     frames_promised: int | None = None
+    events: dict[str, int] = field(default_factory=dict)
+
+
+#: Keys of :attr:`Summary.events`.
+EVENT_COUNTS: tuple[str, ...] = ("event_start", "event", "event_cancel", "truncated", "held",
+                                 "absorbed")
 
 
 #: Everything a stage chain or a pipeline hands to its sinks.

@@ -123,6 +123,12 @@ class StageChain:
         return ("engine",) if self.engine is None else ()
 
     @property
+    def event_counts(self) -> dict[str, int]:
+        """What the events came to so far (:attr:`stream.spotter.Spotter.event_counts`;
+        empty without an engine)."""
+        return self.spotter.event_counts if self.spotter is not None else {}
+
+    @property
     def scores(self) -> dict[int, FrameScores]:
         return self.spotter.scores if self.spotter is not None else {}
 
@@ -310,7 +316,8 @@ def run_frames(frames: Iterable[Frame | Tracked], chain: StageChain, sink: Sink,
                       frames_processed=processed, frames_dropped=frames_dropped(),
                       frames_with_face=chain.frames_with_face,
                       fps=round(processed / wall, 2) if wall > 0 else 0.0, wall_s=round(wall, 3),
-                      missing_stages=chain.missing_stages, latency_ms=chain.latency.summary())
+                      missing_stages=chain.missing_stages, latency_ms=chain.latency.summary(),
+                      events=chain.event_counts)
     sink(summary)
     if failure is not None:
         raise failure

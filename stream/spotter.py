@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.config import ModelConfig, TrackerConfig
-from engine.contracts import FlowFrame, Record
+from engine.contracts import EVENT_COUNTS, Event, EventCancel, EventStart, FlowFrame, Record
 from engine.streaming import EngineLike, HopResult, StreamingDetector, detect_due
 from stream.appearance import baseline_delta_of
 from stream.appearance_hold import AppearanceHold
@@ -75,6 +75,29 @@ class Spotter:
         self._no_appearance = np.zeros(self.appearance_dim, np.float32)
         self._appearance: dict[int, np.ndarray] = {}  # this frame's, track id -> (A,)
         self.last_frame = -1
+        self._counts = dict.fromkeys(EVENT_COUNTS, 0)  # of records out, and of gone holds
+
+    @property
+    def event_counts(self) -> dict[str, int]:
+        """What the run's events came to so far (keys :data:`EVENT_COUNTS`):
+        ``event_start`` / ``event`` / ``event_cancel`` records emitted, final events
+        ``truncated``, events ``held`` past the detector's offset by the appearance hold, and
+        the tracker's records it ``absorbed`` into a hold."""
+        counts = dict(self._counts)
+        for track in self._tracks.values():
+            counts["held"] += track.hold.held
+            counts["absorbed"] += track.hold.absorbed
+        return counts
+
+    def _count(self, records: list[Record]) -> list[Record]:
+        for r in records:
+            name = ("event" if isinstance(r, Event) else "event_start"
+                    if isinstance(r, EventStart) else "event_cancel"
+                    if isinstance(r, EventCancel) else None)
+            if name is not None:
+                self._counts[name] += 1
+                self._counts["truncated"] += int(isinstance(r, Event) and r.truncated)
+        return records
 
     @property
     def appearance_dim(self) -> int:
@@ -137,14 +160,14 @@ class Spotter:
                 track.left = True
                 records += track.hold.finish(track.last_seen,
                                              track.tracker.face_left(track.last_seen))
-        return records
+        return self._count(records)
 
     def finish(self) -> list[Record]:
         """End of stream: every tracker finalizes what it holds."""
         records: list[Record] = []
         for track_id in list(self._tracks):
             records += self._drop(track_id, self.last_frame)
-        return records
+        return self._count(records)
 
     def _encode(self, due: list[tuple[int, _Track, FlowFrame]]) -> np.ndarray:
         """(n, F) features of this frame's tracks: one encoder call for all faces."""
@@ -189,4 +212,7 @@ class Spotter:
             records += self._track_hop(track_id, track, hop)
         self.scores.pop(track_id, None)
         records += track.tracker.flush(max(last_frame, track.tracker.now))
-        return track.hold.finish(max(last_frame, track.tracker.now), records)
+        records = track.hold.finish(max(last_frame, track.tracker.now), records)
+        self._counts["held"] += track.hold.held  # the track is gone: keep what its hold did
+        self._counts["absorbed"] += track.hold.absorbed
+        return records

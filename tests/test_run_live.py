@@ -96,3 +96,50 @@ def test_an_error_after_a_signal_counts_as_that_signal():
         with sigs.as_interrupt():
             raise ImportError("initialization failed")
     assert sigs.code == 128 + signal.SIGTERM
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_tracker_settings_reach_the_run_and_the_summary_counts_its_events(tmp_path):
+    """``--tracker appearance_hold=false`` turns the appearance hold off: the real laugh of
+    ``WolfgangLanger_Pexels`` (frames 240-471) is held to the clip's end with the default
+    settings and ends within two seconds without the hold. The summary's ``events`` counts
+    what the file holds."""
+    from training.real import clip_path
+    clip = str(clip_path("WolfgangLanger_Pexels"))
+    runs = {}
+    for name, extra in (("held", []), ("plain", ["--tracker", "appearance_hold=false"])):
+        out = tmp_path / f"{name}.jsonl"
+        proc = _run("--source", clip, "--events-out", str(out), "--quiet", *extra, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "appearance hold:" in proc.stdout
+        runs[name] = _records(out)
+    for records in runs.values():
+        counts = records[-1]["events"]
+        for kind in ("event_start", "event", "event_cancel"):
+            assert counts[kind] == sum(r["type"] == kind for r in records), (kind, counts)
+        assert counts["truncated"] == sum(r["type"] == "event" and r["truncated"]
+                                          for r in records)
+
+    def laugh_ends(records):
+        return [r["offset_frame"] for r in records if r["type"] == "event"
+                and r["emotion"] == "positive" and r["offset_frame"] >= 240]
+    assert max(laugh_ends(runs["held"])) >= 460 and runs["held"][-1]["events"]["held"] >= 1
+    assert max(laugh_ends(runs["plain"])) < 300
+    assert runs["plain"][-1]["events"]["held"] == runs["plain"][-1]["events"]["absorbed"] == 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--tracker", "appearance_hold=maybe"], "appearance_hold takes bool"),
+    (["--tracker", "no_such_field=1"], "expected FIELD=VALUE"),
+    (["--tracker", "on_thresh=0.5,0.6"], "one value per field"),
+    (["--tracker", "appearance_on=2"], "appearance_on must be in (0, 1]"),
+    (["--ui", "gradio", "--tracker", "onset=active"], "--tracker applies to --ui none"),
+])
+def test_bad_tracker_settings_are_one_line_exit_2(args, needle):
+    proc = _run(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr

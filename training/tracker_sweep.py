@@ -18,41 +18,12 @@ import argparse
 import itertools
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 
 from tqdm import tqdm
 
-from engine.config import TrackerConfig
-
-
-def parse_grid(items: Sequence[str], option: str = "--grid") -> dict[str, list]:
-    """``["hold_frames=0,24", "on_thresh=0.5"]`` → {"hold_frames": [0, 24], "on_thresh": [0.5]},
-    each value converted to the field's type; a one-line ValueError (naming ``option``) on an
-    unknown field or a value of the wrong type."""
-    defaults = TrackerConfig()
-    types = {f.name: type(getattr(defaults, f.name)) for f in fields(defaults)}
-    grid: dict[str, list] = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        if not sep or name not in types or not values:
-            raise ValueError(f"{option} {item!r}: expected FIELD=V1,V2,... with FIELD one of "
-                             f"{sorted(types)}")
-        try:
-            grid[name] = [_value(types[name], v) for v in values.split(",")]
-        except ValueError:
-            raise ValueError(f"{option} {item!r}: {name} takes {types[name].__name__} values")
-    return grid
-
-
-def _value(kind: type, text: str):
-    """``text`` as a value of type ``kind`` (bool: true/false, 1/0)."""
-    if kind is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(text)
-        return text.lower() in ("true", "1")
-    return kind(text)
+from engine.config import TrackerConfig, parse_grid
 
 
 def combinations(grid: dict[str, list]) -> list[dict]:

@@ -7,7 +7,8 @@ import pytest
 
 from tests.training.planted import planted_video
 from training import features
-from training.tracker_sweep import combinations, main, parse_grid
+from engine.config import parse_grid
+from training.tracker_sweep import combinations, main
 
 
 def test_grid_values_take_the_field_types_and_combine():

@@ -15,10 +15,9 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from engine.config import TrackerConfig
+from engine.config import TrackerConfig, tracker_settings
 from training.real import (CLIPS, DERIVED, ClipScore, clip_path, labels_of, read_labels,
                            run_clip, score_clip)
-from training.tracker_sweep import parse_grid
 
 
 def plot(scores: Sequence[ClipScore], labels, fps: dict[str, float], path: Path) -> None:
@@ -48,15 +47,6 @@ def plot(scores: Sequence[ClipScore], labels, fps: dict[str, float], path: Path)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def tracker_settings(items: Sequence[str]) -> TrackerConfig:
-    """``["onset=active", "hold_frames=24"]`` → that TrackerConfig (one value per field)."""
-    grid = parse_grid(items, option="--tracker")
-    several = [name for name, values in grid.items() if len(values) != 1]
-    if several:
-        raise ValueError(f"--tracker takes one value per field, got several for {several}")
-    return TrackerConfig(**{name: values[0] for name, values in grid.items()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
