@@ -281,17 +281,30 @@ class TrackerConfig:
     # frame. Demo clip through the pipeline, median of 4 alternated runs: hold off 143 fps,
     # every frame 126, every 2nd 130, every 4th 140; val F1 and the real clips the same for 1–4
     appearance_every: int = 4
+    # appearance check (stream/appearance_hold.py): a final macro event of an emotion in
+    # stream.appearance_hold.CHECKED_EMOTIONS (positive: fer's happy is its surest class) is
+    # withdrawn when the face had room to show it (the emotion's fer probability at rest, the
+    # median over the appearance_rest_frames before the onset, <= appearance_room) and its
+    # mean baseline delta over the event rose less than appearance_check above the rest
+    # level: the detector saw motion that the face does not read as that emotion (talking).
+    # 0: off. Measured at 0.05 (shipped weights, 2026-12-01 sixth session): real clips 2 → 1
+    # false events (carphone's talking man, a macro "positive" fer reads −0.02 happy), none of
+    # the 14 matched lost; val ∪ val_r streaming F1 0.769 → 0.765 (one false and one short
+    # true smile withdrawn; 0.03–0.1 the same, 0.15: 0.752); the test sets, test_long and
+    # neg_talk unchanged
+    appearance_check: float = 0.05
+    appearance_room: float = 0.8
 
     def __post_init__(self) -> None:
         _check_positive(self, ("on_frames", "off_frames", "appearance_gap_frames",
                                "appearance_rest_frames", "appearance_every"))
         _check_choice(self, "onset", TRACKER_ONSETS)
-        for name in ("rejoin_frames", "hold_frames"):
+        for name in ("rejoin_frames", "hold_frames", "appearance_check"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrackerConfig.{name} must be >= 0, got "
                                  f"{getattr(self, name)!r}")
         for name in ("merge_iou", "cross_kind_iou", "on_thresh", "off_thresh", "appearance_on",
-                     "appearance_release"):
+                     "appearance_release", "appearance_room"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"TrackerConfig.{name} must be in (0, 1], got "
                                  f"{getattr(self, name)!r}")

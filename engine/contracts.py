@@ -231,7 +231,8 @@ class Summary:
         events: what the events came to, keys :data:`EVENT_COUNTS` (empty: no engine ran):
             ``event_start`` / ``event`` / ``event_cancel`` records, final events
             ``truncated``, events ``held`` open by the appearance hold, tracker records it
-            ``absorbed``.
+            ``absorbed``, final events its appearance check withdrew
+            (``appearance_withdrawn``).
     """
 
     source: str
@@ -251,7 +252,7 @@ class Summary:
 
 #: Keys of :attr:`Summary.events`.
 EVENT_COUNTS: tuple[str, ...] = ("event_start", "event", "event_cancel", "truncated", "held",
-                                 "absorbed")
+                                 "absorbed", "appearance_withdrawn")
 
 
 #: Everything a stage chain or a pipeline hands to its sinks.

@@ -323,6 +323,11 @@ def group_probs(probs: np.ndarray, names: Sequence[str],
                     -1)
 
 
+def probs_of(model_input: np.ndarray) -> np.ndarray:
+    """(..., 7) ``probs`` part of (..., APPEARANCE_DIM) :meth:`AppearanceFrame.model_input`."""
+    return model_input[..., :APPEARANCE_CLASSES]
+
+
 def baseline_delta_of(model_input: np.ndarray) -> np.ndarray:
     """(..., 7) ``baseline_delta`` part of (..., APPEARANCE_DIM)
     :meth:`AppearanceFrame.model_input`."""

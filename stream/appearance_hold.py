@@ -33,6 +33,15 @@ interval tracker and
   0.5 s apart): the hold ends the frame before it, and the new event goes on by these rules.
   A final event of another emotion passes.
 
+* **checks** (``TrackerConfig.appearance_check`` > 0) a final macro event of an emotion in
+  :data:`CHECKED_EMOTIONS` that no hold took: when the face had room to show it (the
+  emotion's fer probability at rest, the median over the rest frames, at most
+  ``appearance_room``) and its mean delta over the event rose less than
+  ``appearance_check`` above the rest level, the detector saw motion the face does not
+  read as that emotion (a talking mouth taken for a smile), and the event is withdrawn
+  — ``event_cancel`` when its ``event_start`` went out; counted in ``withdrawn``
+  (the run summary's ``appearance_withdrawn``).
+
 Micro events pass untouched (still emitted ≤ 0.5 s after their offset), and so does
 every record while the track has no appearance reading (a flow-only run of the chain):
 frames without a reading count as "not shown".
@@ -49,6 +58,12 @@ from engine.config import ModelConfig, TrackerConfig
 from engine.contracts import Event, EventCancel, EventStart, Record
 from stream.appearance import FER_GROUPS, group_probs
 from stream.interval_tracker import FrameTimes
+
+#: Emotions whose final macro events the appearance check withdraws when the face does not
+#: read them: fer's happy is its surest class on real faces (a held smile reads 0.92–0.95,
+#: a laugh happy on 92 % of frames); its negative and surprise reads of synthetic faces are
+#: too weak to overrule the detector on (training/synth/README.md, "Realism").
+CHECKED_EMOTIONS: tuple[str, ...] = ("positive",)
 
 
 class _Evidence:
@@ -113,19 +128,23 @@ class AppearanceHold:
         self.model, self.cfg, self.times = model, cfg, times
         self.track_id, self.clock = track_id, clock
         self._held_emotions = {i for i, e in enumerate(model.emotions) if e in FER_GROUPS}
-        self._evidence = _Evidence(len(model.emotions))
+        self._checked = {i for i, e in enumerate(model.emotions) if e in CHECKED_EMOTIONS}
+        self._evidence = _Evidence(len(model.emotions))  # baseline deltas
+        self._level = _Evidence(len(model.emotions))  # probabilities
         self._holds: list[_Hold] = []
         self._published: set[int] = set()  # ids whose event_start went out (and are open)
         self._swallowed: set[int] = set()  # ids whose event_start was absorbed
         self.now = -1
         self.held = 0  # events that were held past the detector's offset
         self.absorbed = 0  # records folded into a hold (starts, cancels, events)
+        self.withdrawn = 0  # final events the appearance check withdrew
 
-    def observe(self, frame: int, baseline_delta: np.ndarray) -> None:
-        """The appearance reading of this track's face in ``frame``: (7,) ``baseline_delta``
-        of :class:`~stream.appearance.AppearanceFrame`."""
-        self._evidence.add(frame, group_probs(np.asarray(baseline_delta, np.float32),
-                                              self.model.emotions))
+    def observe(self, frame: int, probs: np.ndarray, baseline_delta: np.ndarray) -> None:
+        """The appearance reading of this track's face in ``frame``: the (7,) ``probs`` and
+        ``baseline_delta`` of :class:`~stream.appearance.AppearanceFrame`."""
+        names = self.model.emotions
+        self._evidence.add(frame, group_probs(np.asarray(baseline_delta, np.float32), names))
+        self._level.add(frame, group_probs(np.asarray(probs, np.float32), names))
 
     def step(self, now: int, records: Sequence[Record] = ()) -> list[Record]:
         """The tracker's records of frame ``now`` in; what to emit out (holds released)."""
@@ -193,6 +212,9 @@ class AppearanceHold:
         self._published.discard(rec.id)
         self._swallowed.discard(rec.id)
         shown = self._shown_level(rec, emotion)
+        if shown is None and self._not_read(rec, emotion):
+            self.withdrawn += 1
+            return out + ([EventCancel(rec.id, self.track_id, self.now)] if started else [])
         if shown is None:
             return out + [rec]
         hold = _Hold(rec, emotion, shown, rec.offset_frame, rec.offset_frame, rec.offset_frame)
@@ -214,12 +236,29 @@ class AppearanceHold:
         if rec.kind != "macro" or emotion not in self._held_emotions or not self._evidence.any:
             return None
         seen = self._evidence.mean(rec.onset_frame, rec.offset_frame, emotion)
-        first = max(0, rec.onset_frame - self.cfg.appearance_rest_frames)
-        rest = self._evidence.median(first, rec.onset_frame - 1, emotion)
+        rest = self._rest(rec, emotion, self._evidence)
         rest = 0.0 if np.isnan(rest) else rest  # nothing seen before: the baseline itself
         if np.isnan(seen) or seen - rest < self.cfg.appearance_on:
             return None
         return rest + self.cfg.appearance_release * (seen - rest)
+
+    def _rest(self, rec: Event, emotion: int, evidence: _Evidence) -> float:
+        """Median of ``evidence`` for ``emotion`` over the rest frames before ``rec``."""
+        first = max(0, rec.onset_frame - self.cfg.appearance_rest_frames)
+        return evidence.median(first, rec.onset_frame - 1, emotion)
+
+    def _not_read(self, rec: Event, emotion: int) -> bool:
+        """The appearance check: ``rec`` is a macro event of a checked emotion that the face,
+        with room to show it, did not read as that emotion (rules in the module docstring)."""
+        if (not self.cfg.appearance_check or rec.kind != "macro" or emotion not in self._checked
+                or not self._evidence.any):
+            return False
+        at_rest = self._rest(rec, emotion, self._level)
+        rest = self._rest(rec, emotion, self._evidence)
+        seen = self._evidence.mean(rec.onset_frame, rec.offset_frame, emotion)
+        if np.isnan(at_rest) or np.isnan(seen) or at_rest > self.cfg.appearance_room:
+            return False  # not seen at rest (nothing to compare with), or no room to rise
+        return seen - rest < self.cfg.appearance_check
 
     def _reach(self, hold: _Hold) -> int:
         """Last frame a record may start at and still belong to ``hold``."""

@@ -16,7 +16,7 @@ import numpy as np
 from engine.config import ModelConfig, TrackerConfig
 from engine.contracts import EVENT_COUNTS, Event, EventCancel, EventStart, FlowFrame, Record
 from engine.streaming import EngineLike, HopResult, StreamingDetector, detect_due
-from stream.appearance import baseline_delta_of
+from stream.appearance import baseline_delta_of, probs_of
 from stream.appearance_hold import AppearanceHold
 from stream.latency import LatencyStats
 from stream.interval_tracker import FrameTimes, IntervalTracker
@@ -87,6 +87,7 @@ class Spotter:
         for track in self._tracks.values():
             counts["held"] += track.hold.held
             counts["absorbed"] += track.hold.absorbed
+            counts["appearance_withdrawn"] += track.hold.withdrawn
         return counts
 
     def _count(self, records: list[Record]) -> list[Record]:
@@ -136,7 +137,8 @@ class Spotter:
             track = self._tracks[track_id]
             track.last_seen, track.left = index, False
             if track_id in self._appearance:
-                track.hold.observe(index, baseline_delta_of(self._appearance[track_id]))
+                app = self._appearance[track_id]
+                track.hold.observe(index, probs_of(app), baseline_delta_of(app))
         due: list[tuple[int, _Track, FlowFrame]] = []
         for track_id, track in list(self._tracks.items()):
             flow = flows.get(track_id)
@@ -215,4 +217,5 @@ class Spotter:
         records = track.hold.finish(max(last_frame, track.tracker.now), records)
         self._counts["held"] += track.hold.held  # the track is gone: keep what its hold did
         self._counts["absorbed"] += track.hold.absorbed
+        self._counts["appearance_withdrawn"] += track.hold.withdrawn
         return records

@@ -20,12 +20,15 @@ def _hold(**cfg) -> AppearanceHold:
     return AppearanceHold(ModelConfig(), TrackerConfig(**cfg), times, clock=lambda: 100.0)
 
 
-def _show(hold: AppearanceHold, frames: range, happy: float) -> None:
-    """Frames whose appearance reads ``happy`` above the baseline (nothing else)."""
+def _show(hold: AppearanceHold, frames: range, happy: float, at_rest: float = 0.1) -> None:
+    """Frames whose appearance reads ``happy`` above the baseline (nothing else), on a face
+    whose resting baseline reads happy ``at_rest``."""
     for f in frames:
         delta = np.zeros(len(FER_CLASSES), np.float32)
         delta[HAPPY] = happy
-        hold.observe(f, delta)
+        probs = np.zeros(len(FER_CLASSES), np.float32)
+        probs[HAPPY] = at_rest + happy
+        hold.observe(f, probs, delta)
 
 
 def _fields(on: int, off: int, kind: str, emotion: str, id_: int, emitted: int) -> dict:
@@ -200,3 +203,34 @@ def test_reads_on_every_fourth_frame_hold_as_every_frame_does():
     assert [type(r) for r in sparse] == [EventStart, Event]
     assert (sparse[1].onset_frame, sparse[1].offset_frame) == (20, 200) == (
         dense[1].onset_frame, dense[1].offset_frame)
+
+
+def test_the_check_withdraws_a_smile_the_face_did_not_read():
+    """A macro positive event over frames the face reads no happier than at rest (talking
+    taken for a smile) is withdrawn: its start with event_cancel; one never started is not
+    emitted. A face with no room to rise (happy 0.9 at rest) and the check off keep it."""
+    for at_rest, check, kept in ((0.1, 0.05, False), (0.9, 0.05, True), (0.1, 0.0, True)):
+        hold = _hold(appearance_check=check)
+        _show(hold, range(0, 300), 0.01, at_rest=at_rest)
+        out = _run(hold, range(0, 300), {68: [_start(64, 1)], 110: [_event(64, 90, id_=1)],
+                                         200: [_event(150, 180, id_=2)]})
+        events = [r for r in out if isinstance(r, Event)]
+        if kept:
+            assert [e.id for e in events] == [1, 2] and hold.withdrawn == 0, out
+        else:
+            assert events == [] and hold.withdrawn == 2, out
+            assert [r.id for r in out if isinstance(r, EventCancel)] == [1], out
+
+
+def test_the_check_keeps_a_smile_the_face_read_and_other_emotions():
+    """A smile the face reads (+0.2, under the hold's 0.3) passes untouched; a negative macro
+    and a positive micro over a face that reads nothing are not checked."""
+    hold = _hold(appearance_check=0.05)
+    _show(hold, range(0, 100), 0.0)
+    _show(hold, range(100, 140), 0.2)
+    _show(hold, range(140, 400), 0.0)
+    out = _run(hold, range(0, 400), {
+        160: [_event(100, 140, id_=1)],
+        260: [_event(200, 240, emotion="negative", id_=2)],
+        320: [_event(300, 310, kind="micro", id_=3)]})
+    assert [r.id for r in out if isinstance(r, Event)] == [1, 2, 3] and hold.withdrawn == 0
