@@ -137,7 +137,7 @@ def _print_summary(summary: Summary, min_face_px: int | None = None) -> None:
         e = summary.events
         print(f"  events: {e['event']} ({e['truncated']} truncated), {e['event_start']} "
               f"started, {e['event_cancel']} withdrawn; appearance hold: {e['held']} held, "
-              f"{e['absorbed']} records absorbed")
+              f"{e['absorbed']} records absorbed, {e['appearance_withdrawn']} not read")
     for stage, s in summary.latency_ms.items():
         print(f"  {stage:10} p50 {s['p50']:8.3f} ms  p95 {s['p95']:8.3f} ms  "
               f"p99 {s['p99']:8.3f} ms  (n={s['n']})")
@@ -326,8 +326,8 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
                 engine_name = engine.name
                 summary = Pipeline(source, emit, engine,
                                    cfg=StreamConfig(max_faces=args.max_faces),
-                                   tracker_cfg=tracker_cfg, max_frames=args.max_frames, realtime=args.realtime,
-                                   progress=status).run()
+                                   tracker_cfg=tracker_cfg, max_frames=args.max_frames,
+                                   realtime=args.realtime, progress=status).run()
     except KeyboardInterrupt:  # start-up, or a second signal while finishing
         status.clear()
         policy = ("drop_oldest" if args.realtime or getattr(source, "live", False)
@@ -392,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as exc:
         print(f"fedn-live: {exc}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:  # stdout closed by the reader (`| head`): nothing more to say
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     except KeyboardInterrupt:  # before the run set up its sinks: still leave a valid JSONL
         if not signals.sinks_ready:
             _stopped_before_start(argv)

@@ -81,8 +81,9 @@ class Spotter:
     def event_counts(self) -> dict[str, int]:
         """What the run's events came to so far (keys :data:`EVENT_COUNTS`):
         ``event_start`` / ``event`` / ``event_cancel`` records emitted, final events
-        ``truncated``, events ``held`` past the detector's offset by the appearance hold, and
-        the tracker's records it ``absorbed`` into a hold."""
+        ``truncated``, events ``held`` past the detector's offset by the appearance hold, the
+        tracker's records it ``absorbed`` into a hold, and final events its appearance check
+        withdrew (``appearance_withdrawn``)."""
         counts = dict(self._counts)
         for track in self._tracks.values():
             counts["held"] += track.hold.held
