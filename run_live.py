@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=7860, help="UI port (default 7860)")
     p.add_argument("--quiet", action="store_true", help="no per-event console lines")
     p.add_argument("--tracker", nargs="+", default=[], metavar="FIELD=VALUE",
-                   help="interval tracker settings (engine.config.TrackerConfig), e.g. "
-                        "appearance_hold=false; --ui none only")
+                   help="interval tracker settings (engine.config.TrackerConfig) of every "
+                        "chain, front ends too, e.g. appearance_hold=false")
     p.add_argument("--max-peers", type=_positive_int, default=4, metavar="N",
                    help="--ui webrtc: peers served at once, more get HTTP 503 (default 4)")
     p.add_argument("--ice-loopback", action="store_true",
@@ -282,18 +282,15 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
     if args.ui not in UIS_BUILT:
         raise UsageError(f"--ui {args.ui} is not built yet in this version "
                          f"(available: {', '.join(UIS_BUILT)})")
-    if args.ui in ("gradio", "webrtc"):  # the browser's camera is the source, not --source
-        if args.tracker:
-            raise UsageError(f"--tracker applies to --ui none; the {args.ui} front end runs "
-                             "the default tracker settings")
-        signals.restore()  # the servers have their own shutdown
-        return _serve_ui(args)
     from engine.config import tracker_settings
 
     try:
         tracker_cfg = tracker_settings(args.tracker)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.ui in ("gradio", "webrtc"):  # the browser's camera is the source, not --source
+        signals.restore()  # the servers have their own shutdown
+        return _serve_ui(args, tracker_cfg)
     watch = _Watch()
     sinks: list = [watch]
     jsonl = None
@@ -363,16 +360,18 @@ def _run(args: argparse.Namespace, signals: "_Signals") -> int:
     return 0
 
 
-def _serve_ui(args: argparse.Namespace) -> int:
-    """``--ui gradio|webrtc``: serve the front end on --host / --port until interrupted."""
+def _serve_ui(args: argparse.Namespace, tracker_cfg) -> int:
+    """``--ui gradio|webrtc``: serve the front end on --host / --port until interrupted;
+    every chain it opens runs ``tracker_cfg`` (``engine.config.TrackerConfig``)."""
     from engine.backends import BackendError
 
     try:
         if args.ui == "gradio":
             from ui.gradio_app import launch
-            return launch(args.host, args.port, args.engine) or 0
+            return launch(args.host, args.port, args.engine, tracker_cfg) or 0
         from ui.webrtc_server import serve
-        return serve(args.host, args.port, args.engine, args.max_peers, args.ice_loopback)
+        return serve(args.host, args.port, args.engine, args.max_peers, args.ice_loopback,
+                     tracker_cfg=tracker_cfg)
     except (BackendError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

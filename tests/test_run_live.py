@@ -136,10 +136,27 @@ def test_tracker_settings_reach_the_run_and_the_summary_counts_its_events(tmp_pa
     (["--tracker", "no_such_field=1"], "expected FIELD=VALUE"),
     (["--tracker", "on_thresh=0.5,0.6"], "one value per field"),
     (["--tracker", "appearance_on=2"], "appearance_on must be in (0, 1]"),
-    (["--ui", "gradio", "--tracker", "onset=active"], "--tracker applies to --ui none"),
+    (["--ui", "gradio", "--tracker", "onset=nope"], "TrackerConfig.onset must be one of"),
 ])
 def test_bad_tracker_settings_are_one_line_exit_2(args, needle):
     proc = _run(*args)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("ui, module, function", [("gradio", "ui.gradio_app", "launch"),
+                                                  ("webrtc", "ui.webrtc_server", "serve")])
+def test_tracker_settings_reach_the_front_ends(monkeypatch, ui, module, function):
+    import importlib
+
+    import run_live
+    from engine.config import TrackerConfig
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen["cfg"] = next(a for a in (*args, *kwargs.values()) if isinstance(a, TrackerConfig))
+        return 0
+    monkeypatch.setattr(importlib.import_module(module), function, fake)
+    assert run_live.main(["--ui", ui, "--tracker", "appearance_hold=false"]) == 0
+    assert seen["cfg"] == TrackerConfig(appearance_hold=False)

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.config import EMOTIONS, KINDS
+from engine.config import EMOTIONS, KINDS, TrackerConfig
 from engine.contracts import Event, Frame, Record, Summary
 
 
@@ -126,7 +126,8 @@ def _scores(truth: list, events: list[Event], video: str) -> dict:
 
 def analyze_file(path: str | Path, engine, out_dir: str | Path, *,
                  labels: str | Path | None = None, video: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> Analysis:
+                 progress: Callable[[int, int], None] | None = None,
+                 tracker_cfg: TrackerConfig = TrackerConfig()) -> Analysis:
     """Analyse one video file.
 
     Args:
@@ -136,6 +137,7 @@ def analyze_file(path: str | Path, engine, out_dir: str | Path, *,
         labels: optional MEGC CSV with this video's ground truth.
         video: also write the annotated MP4.
         progress: called as ``progress(frames_done, frames_total)`` (total 0 when unknown).
+        tracker_cfg: interval-tracker settings of the chain.
 
     Raises:
         AnalysisError: unreadable file, no frame, no face, or a bad labels CSV (one line).
@@ -181,7 +183,7 @@ def analyze_file(path: str | Path, engine, out_dir: str | Path, *,
             progress(frame.index + 1, total)
 
     try:
-        with StageChain(engine, fps) as chain:
+        with StageChain(engine, fps, tracker_cfg=tracker_cfg) as chain:
             summary = run_frames(stamped(source), chain, fan_out([records, pending, jsonl]),
                                  source=name, policy="block", on_frame=on_frame,
                                  **source_hooks(source))

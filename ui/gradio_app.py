@@ -33,6 +33,8 @@ import weakref
 from importlib import metadata
 from pathlib import Path
 
+from engine.config import TrackerConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CLIP = ROOT / "stream" / "demo" / "demo.mp4"
 DEMO_LABELS = ROOT / "stream" / "demo" / "demo_labels.csv"
@@ -118,10 +120,11 @@ def _fresh_dir(root: Path, keep_s: float = 3600.0) -> Path:
     return Path(tempfile.mkdtemp(prefix="run-", dir=root))
 
 
-def make_analyze(engine, work: Path):
+def make_analyze(engine, work: Path, tracker_cfg: TrackerConfig = TrackerConfig()):
     """The Analyze handler: (video, labels CSV, make MP4, progress) → the tab's outputs.
 
-    Each call writes its files in a new folder under ``work``.
+    Each call writes its files in a new folder under ``work``; its chain runs
+    ``tracker_cfg``.
     """
     import gradio as gr
 
@@ -143,7 +146,7 @@ def make_analyze(engine, work: Path):
 
         try:
             result = analyze_file(path, engine, out, labels=_file_path(labels), video=bool(mp4),
-                                  progress=tick)
+                                  progress=tick, tracker_cfg=tracker_cfg)
         except AnalysisError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         except Exception as exc:  # a readable line in the page; the trace goes to the log
@@ -194,7 +197,8 @@ def about_md(engine, selection=None) -> str:
 
 
 # --- the page -----------------------------------------------------------------------------
-def build_app(engine, *, selection=None, live_fps: float = 30.0, time_limit: int = 900):
+def build_app(engine, *, selection=None, live_fps: float = 30.0, time_limit: int = 900,
+              tracker_cfg: TrackerConfig = TrackerConfig()):
     """The page (a ``gr.Blocks``) running ``engine``.
 
     Args:
@@ -202,6 +206,7 @@ def build_app(engine, *, selection=None, live_fps: float = 30.0, time_limit: int
         selection: ``engine.runtime.Selection`` that chose it (About tab); computed if None.
         live_fps: frames per second the browser sends on the Live tab.
         time_limit: seconds a live stream runs before it stops (press record again).
+        tracker_cfg: interval-tracker settings of every chain (live and analysis).
     """
     import gradio as gr
 
@@ -211,7 +216,7 @@ def build_app(engine, *, selection=None, live_fps: float = 30.0, time_limit: int
         raise ValueError(f"time_limit must be >= 1, got {time_limit!r}")
     from ui.live import LiveSessions, events_html
 
-    registry = LiveSessions(engine, live_fps)
+    registry = LiveSessions(engine, live_fps, tracker_cfg=tracker_cfg)
     work = Path(tempfile.mkdtemp(prefix="fedn-gradio-"))  # this page's analysis outputs
 
     def live(image, request: gr.Request):
@@ -278,7 +283,7 @@ def build_app(engine, *, selection=None, live_fps: float = 30.0, time_limit: int
                 with gr.Accordion("events as JSON", open=False):
                     as_json = gr.JSON(label="events")
             outputs = [summary, plot, events, scores, as_json, files, annotated]
-            analyze = make_analyze(engine, work)
+            analyze = make_analyze(engine, work, tracker_cfg)
             run_btn.click(analyze, [video, labels, mp4], outputs, api_name="analyze",
                           concurrency_limit=1, concurrency_id="analyze")
             demo_btn.click(demo_inputs, None, [video, labels], api_visibility="private").then(
@@ -311,8 +316,10 @@ def _check_port(host: str, port: int) -> None:
         s.bind((host, port))
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, engine_name: str = "auto") -> int:
+def launch(host: str = "127.0.0.1", port: int = 7860, engine_name: str = "auto",
+           tracker_cfg: TrackerConfig = TrackerConfig()) -> int:
     """Load the engine, build the page and serve it until Ctrl-C (``--ui gradio``); returns 0.
+    Every chain of the page runs ``tracker_cfg``.
 
     Raises:
         ValueError / engine.backends.BackendError: ``engine_name`` cannot run here.
@@ -323,7 +330,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, engine_name: str = "auto")
     _check_port(host, port)  # before the engine loads: a busy port fails in a moment
     selection = select_backend(engine_name, log=None)
     with Engine.load(engine_name) as engine:
-        app = build_app(engine, selection=selection)
+        app = build_app(engine, selection=selection, tracker_cfg=tracker_cfg)
         print(f"fedn-live: Gradio page on http://{host}:{port} (Ctrl-C stops)", flush=True)
         serve(app, host, port)  # blocks until Ctrl-C, then closes the server
     return 0

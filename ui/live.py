@@ -17,6 +17,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from engine.config import TrackerConfig
 from engine.contracts import Event, EventCancel, EventStart, Frame
 from ui.overlay import EMOTION_COLOURS, TAB_HEX, OverlayState, annotate
 
@@ -37,17 +38,19 @@ class LiveSession:
         fps: the model's frame rate (ticks per second).
         max_repeat: most chain frames one browser frame is fed as.
         clock: monotonic seconds (tests pass a fake one).
+        tracker_cfg: interval-tracker settings of the session's chain.
     """
 
     def __init__(self, engine, fps: float, max_repeat: int = 6,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 tracker_cfg: TrackerConfig = TrackerConfig()) -> None:
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps!r}")
         if not max_repeat >= 1:
             raise ValueError(f"max_repeat must be >= 1, got {max_repeat!r}")
         from stream.chain import StageChain  # loads MediaPipe: only when a stream starts
 
-        self.chain = StageChain(engine, fps)
+        self.chain = StageChain(engine, fps, tracker_cfg=tracker_cfg)
         self.overlay = OverlayState()
         self.fps, self.max_repeat, self.clock = fps, max_repeat, clock
         self.frames = self.dropped = 0  # browser frames processed / dropped while busy
@@ -126,14 +129,16 @@ class LiveSessions:
         restart_s: a pause this long starts a new stream.
         idle_s: a stream idle this long is closed.
         clock: monotonic seconds (tests pass a fake one).
+        tracker_cfg: interval-tracker settings of every session's chain.
     """
 
     def __init__(self, engine, fps: float, restart_s: float = 3.0, idle_s: float = 20.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 tracker_cfg: TrackerConfig = TrackerConfig()) -> None:
         if not 0 < restart_s <= idle_s:
             raise ValueError(f"need 0 < restart_s <= idle_s, got {restart_s!r}, {idle_s!r}")
         self.engine, self.fps, self.restart_s, self.idle_s = engine, fps, restart_s, idle_s
-        self.clock = clock
+        self.clock, self.tracker_cfg = clock, tracker_cfg
         self._lock = threading.Lock()
         self._live: dict[str, LiveSession] = {}
         # Tabs that went: a frame still in Gradio's queue for one must not reopen it.
@@ -157,7 +162,8 @@ class LiveSessions:
             gone = [self._live.pop(k) for k in stale]
             session = self._live.get(key)
             if session is None:
-                session = self._live[key] = LiveSession(self.engine, self.fps, clock=self.clock)
+                session = self._live[key] = LiveSession(self.engine, self.fps, clock=self.clock,
+                                                        tracker_cfg=self.tracker_cfg)
                 self.opened += 1
         self._close(gone)
         return session.step(rgb)

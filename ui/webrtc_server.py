@@ -39,9 +39,11 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from engine.config import TrackerConfig
 from ui.webrtc_ingest import install as install_gate
 from ui.webrtc_peer import Peer
 
@@ -65,6 +67,7 @@ class ServerConfig:
         max_body_bytes: larger ``POST /offer`` bodies get 413.
         max_active: chains that may run at the same moment, over all peers (None: one
             less than the CPU cores, at least 1), so the event loop keeps a core.
+        tracker: interval-tracker settings of every peer's chain.
     """
 
     max_peers: int = DEFAULT_MAX_PEERS
@@ -75,6 +78,7 @@ class ServerConfig:
     connect_timeout_s: float = 20.0
     max_body_bytes: int = MAX_BODY_BYTES
     max_active: int | None = None
+    tracker: TrackerConfig = TrackerConfig()
 
     def __post_init__(self) -> None:
         if self.max_active is not None and not (isinstance(self.max_active, int)
@@ -139,7 +143,8 @@ class WebRTCServer:
     Args:
         engine: a loaded ``engine.runtime.Engine``, shared by every peer's chain.
         config: limits and ICE settings.
-        open_chain: ``(engine, fps) -> StageChain`` (default: :class:`stream.chain.StageChain`).
+        open_chain: ``(engine, fps) -> StageChain`` (default: :class:`stream.chain.StageChain`
+            with ``config.tracker``).
         log: one line per server / peer event.
     """
 
@@ -147,7 +152,7 @@ class WebRTCServer:
                  open_chain: Callable[[Any, float], Any] | None = None,
                  log: Callable[[str], None] = print) -> None:
         self.engine, self.config, self.log = engine, config, log
-        self._open_chain = open_chain or _default_chain
+        self._open_chain = open_chain or partial(_default_chain, tracker_cfg=config.tracker)
         self.peers: dict[int, Peer] = {}
         self._ids = itertools.count(1)
         self._pending = 0  # offers being answered (count against max_peers)
@@ -327,11 +332,11 @@ async def _drain(track) -> None:
         pass
 
 
-def _default_chain(engine, fps: float):
+def _default_chain(engine, fps: float, tracker_cfg: TrackerConfig = TrackerConfig()):
     from stream.chain import StageChain
     from stream.latency import LatencyStats
 
-    return StageChain(engine, fps, latency=LatencyStats())
+    return StageChain(engine, fps, tracker_cfg=tracker_cfg, latency=LatencyStats())
 
 
 def warm_up(engine, fps: float) -> None:
@@ -366,6 +371,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
           max_peers: int = DEFAULT_MAX_PEERS, ice_loopback: bool = False, *,
           fps: float = 30.0, idle_timeout_s: float = 5.0, ice_servers: Sequence[str] = (),
           max_active: int | None = None, engine=None,
+          tracker_cfg: TrackerConfig = TrackerConfig(),
           log: Callable[[str], None] = print) -> int:
     """Loads the engine once and serves until SIGINT / SIGTERM; returns the exit code (0).
 
@@ -376,6 +382,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
         ice_loopback: ICE host candidates on 127.0.0.1 only.
         fps, idle_timeout_s, ice_servers, max_active: see :class:`ServerConfig`.
         engine: an already loaded engine to use (then ``engine_name`` is ignored).
+        tracker_cfg: interval-tracker settings of every peer's chain.
         log: where status lines go.
 
     Raises:
@@ -384,7 +391,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, engine_name: str = "auto",
     """
     config = ServerConfig(max_peers=max_peers, ice_loopback=ice_loopback,
                           ice_servers=tuple(ice_servers), fps=fps, idle_timeout_s=idle_timeout_s,
-                          max_active=max_active)
+                          max_active=max_active, tracker=tracker_cfg)
     _check_port(host, port)  # before the engine loads: a port in use fails at once
     owned = None
     if engine is None:
@@ -432,12 +439,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-active", type=int, default=None, metavar="N",
                    help="chains running at the same moment over all peers "
                         "(default: CPU cores - 1, at least 1)")
+    p.add_argument("--tracker", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="interval tracker settings of every peer (engine.config.TrackerConfig)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: exit 0 after a clean stop, 2 on bad arguments or an unusable port."""
+    from engine.config import tracker_settings
+
     args = build_parser().parse_args(argv)
+    try:
+        tracker_cfg = tracker_settings(args.tracker)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not 0 <= args.port <= 65535:
         print(f"error: --port must be in 0..65535, got {args.port}", file=sys.stderr)
         return 2
@@ -453,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return serve(args.host, args.port, args.engine, args.max_peers, args.ice_loopback,
                      fps=args.fps, idle_timeout_s=args.idle_timeout, ice_servers=args.ice_server,
-                     max_active=args.max_active)
+                     max_active=args.max_active, tracker_cfg=tracker_cfg)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)

@@ -277,3 +277,26 @@ def test_events_html_marks_under_way_final_and_withdrawn():
         < page.index('class="final"')  # newest first
     assert "#2ca02c" in page  # tab:green for positive
     assert "No expression yet" in events_html({})
+
+
+def test_live_sessions_and_file_analysis_run_the_tracker_settings(engine, tmp_path):
+    """The page's tracker settings reach its chains: a live tab's chain with the hold off runs
+    no appearance stage, and a file analysed with the hold off ends the real laugh of
+    ``WolfgangLanger_Pexels`` (240-471) where the detector does, holding nothing."""
+    from engine.config import TrackerConfig
+    from training.real import clip_path
+    from ui.file_analysis import analyze_file
+    from ui.live import LiveSessions
+
+    off = TrackerConfig(appearance_hold=False)
+    sessions = LiveSessions(engine, fps=30.0, clock=FakeClock(), tracker_cfg=off)
+    sessions.step("tab", _demo_frames(1)[0])
+    chain = sessions._live["tab"].chain
+    assert chain.spotter.tracker_cfg == off and chain.appearance is None
+    sessions.close_all()
+
+    result = analyze_file(clip_path("WolfgangLanger_Pexels"), engine, tmp_path, video=False,
+                          tracker_cfg=off)
+    laugh = [e for e in result.events if e.emotion == "positive" and e.offset_frame >= 240]
+    assert laugh and max(e.offset_frame for e in laugh) < 300, laugh
+    assert result.summary.events["held"] == 0

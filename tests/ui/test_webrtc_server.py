@@ -393,3 +393,25 @@ def test_shutdown_ends_every_peer_with_a_summary():
     # the client closes once it has its summary, so the peer may go either way first
     assert "closing 1 peer(s)" in srv.output()
     assert "peer 1 closed (" in srv.output()
+
+
+def test_cli_bad_tracker_setting_exits_2_with_one_line(capsys):
+    assert main(["--tracker", "no_such_field=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--tracker" in err and "no_such_field" in err and "\n" not in err
+
+
+def test_every_peer_chain_runs_the_server_tracker_settings():
+    """``ServerConfig.tracker`` reaches each peer's chain: with the hold off, the chain of a
+    flow-only model runs no appearance stage."""
+    from engine.config import TrackerConfig
+    from engine.runtime import Engine
+    from ui.webrtc_server import WebRTCServer
+
+    with Engine.load("onnxruntime", log=lambda _: None) as engine:
+        for cfg, appears in ((TrackerConfig(appearance_hold=False), False),
+                             (TrackerConfig(), True)):
+            srv = WebRTCServer(engine, ServerConfig(tracker=cfg), log=lambda _: None)
+            with srv._open_chain(engine, 30.0) as chain:
+                assert chain.spotter.tracker_cfg == cfg
+                assert (chain.appearance is not None) == appears
