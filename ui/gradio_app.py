@@ -158,6 +158,13 @@ def make_analyze(engine, work: Path, tracker_cfg: TrackerConfig = TrackerConfig(
                    f"frames ({s.frames_processed / result.fps:.1f} s of video, "
                    f"{s.frames_with_face} with a face), analysed in {result.wall_s:.1f} s "
                    f"({s.fps:.0f} frames/s, engine {s.engine}).")
+        if s.events:  # what the run said on the way (the summary record's counts)
+            e = s.events
+            summary += (f" On the way: {e['event_start']} started, {e['event_cancel']} "
+                        f"withdrawn, {e['held']} held open while the face showed them, "
+                        f"{e['truncated']} cut off by the end or a face leaving"
+                        + (f", {e['appearance_withdrawn']} withdrawn as the face did not "
+                           "show them" if e.get("appearance_withdrawn") else "") + ".")
         files = [str(p) for p in result.downloads.values()]
         return (summary, timeline_figure(result), _events_table(result.events),
                 _scores_md(result.scores), [to_json(e) for e in result.events], files,

@@ -71,6 +71,10 @@ def test_analyze_demo_clip_events_plot_and_downloads(demo_result, capsys):
               f"{seconds:.1f} s; {summary}")
     # The events as JSON, in the JSONL schema, match the clip's labels.
     events = [from_json(e) for e in events]
+    # The summary line says what the run said on the way (the JSONL summary's counts).
+    records = list(read_jsonl(next(f for f in files if f.endswith(".jsonl"))))
+    said = sum(type(r).__name__ == "EventStart" for r in records)
+    assert f"On the way: {said} started" in summary, summary
     assert events and all(isinstance(e, Event) for e in events)
     truth = read_megc_csv(DEMO_LABELS)
     pred = [Spot(truth[0].subject, truth[0].video, e.onset_frame, e.offset_frame, e.emotion,
