@@ -11,7 +11,9 @@ expression is under way. The tracker
   end-anchor margin of the level that saw it (no later point can add to it),
   and emits it exactly once as ``event`` with ``emitted_frame`` and
   ``latency_ms``; later candidates that overlap an emitted event are dropped
-  (counted);
+  (counted), and so is a pending one that, by the time it is due, duplicates an event
+  emitted meanwhile from the active head (same kind and tIoU ≥ ``merge_iou``, or
+  another kind and tIoU ≥ ``cross_kind_iou``: a face that left mid-expression);
 * drives **provisional** events from the active head with hysteresis
   (``event_start`` once the probability holds ≥ ``on_thresh`` for
   ``on_frames``; ends once it stays < ``off_thresh`` for ``off_frames``; the
@@ -126,7 +128,8 @@ class IntervalTracker:
         self.model, self.cfg, self.times = model, cfg, times
         self.track_id, self.clock = track_id, clock
         self._pending: list[_Pending] = []
-        self._emitted: list[tuple[int, int]] = []  # recent final intervals (duplicate guard)
+        # recent final events (onset, offset, kind): the duplicate guard
+        self._emitted: list[tuple[int, int, str]] = []
         self._provisional: list[_Provisional] = []
         self._on_run = self._off_run = 0
         self._next_id = 0
@@ -180,7 +183,7 @@ class IntervalTracker:
     # -- candidates --------------------------------------------------------------------------
     def _add(self, cand: Candidate) -> None:
         span = (cand.onset_frame, cand.offset_frame)
-        if any(tiou(*span, *done) >= self.cfg.merge_iou for done in self._emitted):
+        if any(tiou(*span, on, off) >= self.cfg.merge_iou for on, off, _ in self._emitted):
             self.duplicates_dropped += 1
             return
         emo = np.array([cand.emotion_scores.get(e, 0.0) for e in self.model.emotions])
@@ -212,6 +215,15 @@ class IntervalTracker:
         for p in ready:
             self._pending.remove(p)
             onset, offset = p.interval()
+            if any(tiou(onset, offset, on, off) >= (self.cfg.merge_iou if kind == p.kind
+                                                     else self.cfg.cross_kind_iou)
+                   for on, off, kind in self._emitted):
+                # the same expression, emitted meanwhile from the active head (the face left,
+                # or a long one): each candidate was checked when it came, but the merged
+                # span moves, and the active head's event may come after the candidates
+                # (the thresholds of merging pending ones: a micro inside a macro is not one)
+                self.duplicates_dropped += 1
+                continue
             prov = self._match_provisional(onset, offset)
             apex = None
             if prov is not None:  # the provisional it confirms: same id; long ones keep its onset
@@ -232,7 +244,7 @@ class IntervalTracker:
             id_ = prov.id if prov is not None else self._new_id()
             records.append(self._event(onset, offset, p.kind, emotion_scores, p.score, id_,
                                        apex=apex))
-            self._remember(onset, offset)
+            self._remember(onset, offset, p.kind)
         return records
 
     def _after_previous(self, onset: int, offset: int, seen: int | None = None) -> int:
@@ -247,13 +259,13 @@ class IntervalTracker:
         """
         if not self.cfg.onset_after_previous:
             return onset
-        for done_on, done_off in self._emitted:
+        for done_on, done_off, _ in self._emitted:
             if done_on < onset <= done_off < offset:
                 onset = seen if seen is not None and done_off < seen <= offset else done_off + 1
         return onset
 
-    def _remember(self, onset: int, offset: int) -> None:
-        self._emitted.append((onset, offset))
+    def _remember(self, onset: int, offset: int, kind: str) -> None:
+        self._emitted.append((onset, offset, kind))
         horizon = self.now - self.model.window
         self._emitted = [iv for iv in self._emitted if iv[1] >= horizon]
 
@@ -340,7 +352,7 @@ class IntervalTracker:
         kind = self.model.kinds[int(np.argmax(prov.kind_mass))]
         event = self._event(prov.onset, max(prov.onset, offset), kind, emo, prov.peak,
                             prov.id, apex=prov.peak_frame, truncated=truncated)
-        self._remember(event.onset_frame, event.offset_frame)
+        self._remember(event.onset_frame, event.offset_frame, event.kind)
         return event
 
     # -- helpers ----------------------------------------------------------------------------

@@ -288,3 +288,17 @@ def test_an_event_nested_in_the_one_before_keeps_its_onset(tracker):
     out += tracker.update(200, [cand(60, 66, kind="micro")])  # a micro inside it
     out += tracker.flush(260)
     assert sorted((e.onset_frame, e.offset_frame) for e in finals(out)) == [(20, 120), (60, 66)]
+
+
+def test_a_pending_event_already_emitted_when_the_face_left_is_not_emitted_again(tracker):
+    """A smile under way when the face leaves is emitted from the active head (truncated);
+    the end-anchored candidate of the same smile, still pending then, is a duplicate at the
+    flush (a fused model gave `face_noface` 0-73 beside its 14-71)."""
+    out = tracker.update(72, [cand(0, 70, kind="macro", level=3)],
+                         active(range(1, 73), [0.0] * 13 + [0.95] * 59, kind=1))
+    assert finals(out) == []  # the candidate waits for its level's margin
+    out += tracker.face_left(71)
+    [smile] = finals(out)
+    assert smile.truncated and smile.offset_frame == 71
+    dropped = tracker.duplicates_dropped
+    assert finals(tracker.flush(90)) == [] and tracker.duplicates_dropped == dropped + 1
