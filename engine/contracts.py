@@ -232,7 +232,8 @@ class Summary:
             ``event_start`` / ``event`` / ``event_cancel`` records, final events
             ``truncated``, events ``held`` open by the appearance hold, tracker records it
             ``absorbed``, final events its appearance check withdrew
-            (``appearance_withdrawn``).
+            (``appearance_withdrawn``) and starts it held back that never went out
+            (``appearance_withheld``).
     """
 
     source: str
@@ -252,7 +253,7 @@ class Summary:
 
 #: Keys of :attr:`Summary.events`.
 EVENT_COUNTS: tuple[str, ...] = ("event_start", "event", "event_cancel", "truncated", "held",
-                                 "absorbed", "appearance_withdrawn")
+                                 "absorbed", "appearance_withdrawn", "appearance_withheld")
 
 
 #: Everything a stage chain or a pipeline hands to its sinks.

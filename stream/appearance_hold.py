@@ -40,7 +40,11 @@ interval tracker and
   ``appearance_check`` above the rest level, the detector saw motion the face does not
   read as that emotion (a talking mouth taken for a smile), and the event is withdrawn
   — ``event_cancel`` when its ``event_start`` went out; counted in ``withdrawn``
-  (the run summary's ``appearance_withdrawn``).
+  (the run summary's ``appearance_withdrawn``). By the same rule over the frames from its
+  onset to now, an ``event_start`` of such an event is **held back** until the face reads
+  the emotion (then it goes out, late) or its final event or withdrawal comes: a crying
+  face read as "positive" by the motion model gets no start to withdraw (counted in
+  ``withheld`` when it never goes out: the summary's ``appearance_withheld``).
 
 Micro events pass untouched (still emitted ≤ 0.5 s after their offset), and so does
 every record while the track has no appearance reading (a flow-only run of the chain):
@@ -138,6 +142,8 @@ class AppearanceHold:
         self.held = 0  # events that were held past the detector's offset
         self.absorbed = 0  # records folded into a hold (starts, cancels, events)
         self.withdrawn = 0  # final events the appearance check withdrew
+        self.withheld = 0  # starts it held back that never went out
+        self._withheld: dict[int, EventStart] = {}  # id -> a start held back, still open
 
     def observe(self, frame: int, probs: np.ndarray, baseline_delta: np.ndarray) -> None:
         """The appearance reading of this track's face in ``frame``: the (7,) ``probs`` and
@@ -151,6 +157,11 @@ class AppearanceHold:
         if not self.cfg.appearance_hold:
             return list(records)
         out = self._take(now, records, final=False)
+        for start in list(self._withheld.values()):  # the face may read it by now
+            if not self._not_read(start, self.model.emotions.index(start.emotion), self.now):
+                del self._withheld[start.id]
+                self._published.add(start.id)
+                out.append(replace(start, emitted_frame=self.now))
         for hold in list(self._holds):
             self._advance(hold)
             if self.now - hold.last_on >= self.cfg.appearance_gap_frames:
@@ -163,6 +174,8 @@ class AppearanceHold:
         if not self.cfg.appearance_hold:
             return list(records)
         out = self._take(last_frame, records, final=True)
+        self.withheld += len(self._withheld)  # (the tracker's flush closes them all)
+        self._withheld.clear()
         for hold in list(self._holds):
             self._advance(hold)
             still = self.now - hold.last_on < self.cfg.appearance_gap_frames
@@ -180,9 +193,15 @@ class AppearanceHold:
                 self._swallowed.add(rec.id)
                 self.absorbed += 1
                 return []
+            if self._not_read(rec, self.model.emotions.index(rec.emotion), self.now):
+                self._withheld[rec.id] = rec
+                return []
             self._published.add(rec.id)
             return [rec]
         if isinstance(rec, EventCancel):
+            if self._withheld.pop(rec.id, None) is not None:  # never went out: nothing to say
+                self.withheld += 1
+                return []
             if rec.id in self._swallowed:
                 self._swallowed.discard(rec.id)
                 self.absorbed += 1
@@ -191,6 +210,8 @@ class AppearanceHold:
             return [rec]
         if not isinstance(rec, Event):
             return [rec]
+        if self._withheld.pop(rec.id, None) is not None:  # its start never went out
+            self.withheld += 1
         emotion = self.model.emotions.index(rec.emotion)
         hold = next((h for h in self._holds if h.emotion == emotion
                      and rec.onset_frame <= self._reach(h)
@@ -247,15 +268,17 @@ class AppearanceHold:
         first = max(0, rec.onset_frame - self.cfg.appearance_rest_frames)
         return evidence.median(first, rec.onset_frame - 1, emotion)
 
-    def _not_read(self, rec: Event, emotion: int) -> bool:
+    def _not_read(self, rec: Event | EventStart, emotion: int, last: int | None = None) -> bool:
         """The appearance check: ``rec`` is a macro event of a checked emotion that the face,
-        with room to show it, did not read as that emotion (rules in the module docstring)."""
+        with room to show it, did not read as that emotion over its onset to ``last``
+        (default: its offset; rules in the module docstring)."""
         if (not self.cfg.appearance_check or rec.kind != "macro" or emotion not in self._checked
                 or not self._evidence.any):
             return False
         at_rest = self._rest(rec, emotion, self._level)
         rest = self._rest(rec, emotion, self._evidence)
-        seen = self._evidence.mean(rec.onset_frame, rec.offset_frame, emotion)
+        seen = self._evidence.mean(rec.onset_frame, rec.offset_frame if last is None else last,
+                                   emotion)
         if np.isnan(at_rest) or np.isnan(seen) or at_rest > self.cfg.appearance_room:
             return False  # not seen at rest (nothing to compare with), or no room to rise
         return seen - rest < self.cfg.appearance_check

@@ -83,12 +83,14 @@ class Spotter:
         ``event_start`` / ``event`` / ``event_cancel`` records emitted, final events
         ``truncated``, events ``held`` past the detector's offset by the appearance hold, the
         tracker's records it ``absorbed`` into a hold, and final events its appearance check
-        withdrew (``appearance_withdrawn``)."""
+        withdrew (``appearance_withdrawn``) and starts it held back that never went out
+        (``appearance_withheld``)."""
         counts = dict(self._counts)
         for track in self._tracks.values():
             counts["held"] += track.hold.held
             counts["absorbed"] += track.hold.absorbed
             counts["appearance_withdrawn"] += track.hold.withdrawn
+            counts["appearance_withheld"] += track.hold.withheld
         return counts
 
     def _count(self, records: list[Record]) -> list[Record]:
@@ -219,4 +221,5 @@ class Spotter:
         self._counts["held"] += track.hold.held  # the track is gone: keep what its hold did
         self._counts["absorbed"] += track.hold.absorbed
         self._counts["appearance_withdrawn"] += track.hold.withdrawn
+        self._counts["appearance_withheld"] += track.hold.withheld
         return records

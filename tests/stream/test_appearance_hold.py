@@ -207,19 +207,21 @@ def test_reads_on_every_fourth_frame_hold_as_every_frame_does():
 
 def test_the_check_withdraws_a_smile_the_face_did_not_read():
     """A macro positive event over frames the face reads no happier than at rest (talking
-    taken for a smile) is withdrawn: its start with event_cancel; one never started is not
-    emitted. A face with no room to rise (happy 0.9 at rest) and the check off keep it."""
+    taken for a smile) is withdrawn, and its start is never sent (held back, then dropped
+    with the final event); one never started is not emitted either. A face with no room to
+    rise (happy 0.9 at rest) and the check off keep both, the start sent when it came."""
     for at_rest, check, kept in ((0.1, 0.05, False), (0.9, 0.05, True), (0.1, 0.0, True)):
         hold = _hold(appearance_check=check)
         _show(hold, range(0, 300), 0.01, at_rest=at_rest)
         out = _run(hold, range(0, 300), {68: [_start(64, 1)], 110: [_event(64, 90, id_=1)],
                                          200: [_event(150, 180, id_=2)]})
         events = [r for r in out if isinstance(r, Event)]
+        starts = [r for r in out if isinstance(r, EventStart)]
         if kept:
             assert [e.id for e in events] == [1, 2] and hold.withdrawn == 0, out
+            assert [(s.id, s.emitted_frame) for s in starts] == [(1, 72)]
         else:
-            assert events == [] and hold.withdrawn == 2, out
-            assert [r.id for r in out if isinstance(r, EventCancel)] == [1], out
+            assert out == [] and hold.withdrawn == 2 and hold.withheld == 1, out
 
 
 def test_the_check_keeps_a_smile_the_face_read_and_other_emotions():
@@ -234,3 +236,19 @@ def test_the_check_keeps_a_smile_the_face_read_and_other_emotions():
         260: [_event(200, 240, emotion="negative", id_=2)],
         320: [_event(300, 310, kind="micro", id_=3)]})
     assert [r.id for r in out if isinstance(r, Event)] == [1, 2, 3] and hold.withdrawn == 0
+
+
+def test_a_start_held_back_goes_out_once_the_face_reads_the_smile():
+    """fer lags the motion: a "positive" start whose first frames read no happier than at
+    rest is held back, and sent (late) on the first frame the face reads it."""
+    hold = _hold(appearance_check=0.05)
+    _show(hold, range(0, 80), 0.0)
+    out = _run(hold, range(0, 80), {72: [_start(70, 1)]})
+    assert out == [] and 1 in hold._withheld
+    _show(hold, range(80, 120), 0.4)
+    out = _run(hold, range(80, 120), {})
+    [start] = [r for r in out if isinstance(r, EventStart)]
+    assert start.id == 1 and start.onset_frame == 70 and start.emitted_frame >= 80
+    out = _run(hold, range(120, 200), {125: [EventCancel(1, 0, 125)]})
+    assert [r.id for r in out if isinstance(r, EventCancel)] == [1]  # it went out: withdrawn
+    assert hold.withheld == 0
