@@ -80,7 +80,8 @@ BLINK_AU = "43"
 #: how far towards the mouth corners (multiple of the half mouth width) the opening reaches.
 #: The dropped jaw's opening is narrower than parted lips' (AU25, kept at 0.7): a round "O",
 #: not a slot as wide as the mouth (on a photo that grins at rest a wide opening kept the
-#: grin's shape; fer, train/val surprise 69 -> 70 % with RESTING_LIP_COVER, README realism).
+#: grin's shape). With ``render.RESTING_LIP_COVER``, macro surprise on all photos: fer 64 ->
+#: 67 %, facex 53 -> 57 % (README, realism).
 JAW_RAMP = 0.03
 JAW_CORNER_REACH: dict[str, float] = {"25": 0.7, "26": 0.55}
 #: Every AU this module can render.
