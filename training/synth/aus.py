@@ -76,9 +76,14 @@ JAW_HANDLES: dict[str, list[tuple[tuple[int, ...], tuple[float, float], float]]]
 #: to the target, the corner lands near it and the lips stretch thin behind it.
 HANDLE_AT_TARGET: dict[str, float] = {"6": 1.0, "12": 1.0}
 BLINK_AU = "43"
-#: Jaw drop shape: least vertical ramp from the upper to the lower lip (IOD) and how far
-#: past the mouth corners (multiple of the half mouth width) the opening reaches.
-JAW_RAMP, JAW_CORNER_REACH = 0.03, 0.7
+#: Jaw drop shape: least vertical ramp from the upper to the lower lip (IOD) and, per AU,
+#: how far towards the mouth corners (multiple of the half mouth width) the opening reaches.
+#: The dropped jaw's opening is narrower than parted lips' (AU25, kept at 0.7): a round "O",
+#: not a slot as wide as the mouth (on a photo that grins at rest a wide opening kept the
+#: grin's shape). With ``render.RESTING_LIP_COVER``, macro surprise on all photos: fer 64 ->
+#: 67 %, facex 53 -> 57 % (README, realism).
+JAW_RAMP = 0.03
+JAW_CORNER_REACH: dict[str, float] = {"25": 0.7, "26": 0.55}
 #: Every AU this module can render.
 AUS: tuple[str, ...] = ("1", "2", "4", "5") + tuple(h for h in HANDLES if h != "4") + tuple(
     LOWER_FACE_DROP) + (BLINK_AU,)
@@ -242,7 +247,7 @@ def au_field(au: str, lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         d = gain * lift * ff.ey
         return np.stack([-d[0] * wgt, -d[1] * wgt]).astype(np.float32)
     if au in LOWER_FACE_DROP:
-        wgt = _jaw_weight(lm, ff, u, vv)
+        wgt = _jaw_weight(lm, ff, u, vv, JAW_CORNER_REACH[au])
         d = gain * LOWER_FACE_DROP[au] * ff.ey
         field = np.stack([d[0] * wgt, d[1] * wgt]).astype(np.float32)
         _add_handles(field, JAW_HANDLES.get(au, []), lm, ff, xs, ys, gain)
@@ -281,12 +286,14 @@ def _add_handles(field: np.ndarray, handles, lm: np.ndarray, ff: FaceFrame, xs: 
             field[1] += d[1] * g
 
 
-def _jaw_weight(lm: np.ndarray, ff: FaceFrame, u: np.ndarray, vv: np.ndarray) -> np.ndarray:
+def _jaw_weight(lm: np.ndarray, ff: FaceFrame, u: np.ndarray, vv: np.ndarray,
+                reach: float) -> np.ndarray:
     """(H, W) weight of the lower-face drop (AU25/26): 0 above the line midway between the
     inner lips, 1 a thin ramp (``JAW_RAMP``) below it, so the lower lip (and a photo's lower
     teeth) move whole and the warp tears open only along the lip line (the renderer paints
-    the torn band as mouth interior); tapering to 0 at the mouth corners near the lips (an
-    oval opening, corners fixed) and to a broad jaw-wide shape at the chin."""
+    the torn band as mouth interior); tapering to 0 at ``reach`` x the half mouth width
+    near the lips (an oval opening, corners fixed; :data:`JAW_CORNER_REACH`) and to a broad
+    jaw-wide shape at the chin."""
     up, low = ff.uv(lm[list(UPPER_INNER_LIP)]), ff.uv(lm[list(LOWER_INNER_LIP)])
     cu = ff.uv(lm[list(MOUTH_CORNERS)])[:, 0]
     uc = max(float(np.abs(cu - cu.mean()).max()), 0.1)  # half mouth width, IOD
@@ -298,7 +305,7 @@ def _jaw_weight(lm: np.ndarray, ff: FaceFrame, u: np.ndarray, vv: np.ndarray) ->
     wgt = _smoothstep((vv - (mid - JAW_RAMP / 2)) / JAW_RAMP)
     v_chin = float(ff.uv(lm[[CHIN]])[0, 1])
     t = _smoothstep((vv - mid) / max(v_chin - float(mid.mean()), 0.1))
-    oval = np.clip(1 - (rel / (JAW_CORNER_REACH * uc)) ** 2, 0, 1) ** 0.6
+    oval = np.clip(1 - (rel / (reach * uc)) ** 2, 0, 1) ** 0.6
     wgt *= (1 - t) * oval + t * np.exp(-(u / 0.55) ** 2)
     wgt *= np.where(vv > v_chin, np.exp(-((vv - v_chin) / 0.25) ** 2), 1.0)
     return wgt

@@ -49,6 +49,14 @@ TEETH_REST_GAP = 0.12
 #: jaw drop: corners pulled down on an open mouth read as anger (tried).
 RESTING_LIFT_FREE = 0.02
 RELAX_SHARE: dict[str, float] = {"15": 0.6, "4": 0.4, "9": 0.3, "10": 0.3}
+#: On such a photo the jaw drop (AU26) also lowers the upper lip back over the grin's teeth
+#: (this share of AU10, the upper-lip raiser, reversed, at the resting amount): a surprised
+#: face's upper lip is relaxed, and a dropped jaw under a bared row of upper teeth read as a
+#: laugh (fer reads the mouth region: with it greyed out its "happy" went 99 -> 0 % on
+#: obama). The corners stay where they are (see above). With the rounder opening
+#: (``aus.JAW_CORNER_REACH``), macro surprise on all photos: fer 64 -> 67 %, facex 53 -> 57 %
+#: (README, realism).
+RESTING_LIP_COVER: dict[str, float] = {"26": 0.8}
 #: Resting-face variety: AUs given a static random amplitude per video.
 MORPH_AUS = ("1", "2", "4", "6", "7", "10", "12", "15", "17")
 
@@ -205,14 +213,19 @@ def resting_smile(lm: np.ndarray) -> float:
 
 def _relax_resting_smile(fields: np.ndarray, lm: np.ndarray) -> None:
     """On a photo that smiles at rest, the AUs that oppose a smile (:data:`RELAX_SHARE`)
-    also let the resting smile go (a share of AU12's field, reversed): a frown or a dropped
-    jaw replaces the smile instead of sitting on a grin. In place on (len(AUS), 2, h, w)."""
+    also let the resting smile go (a share of AU12's field, reversed): a frown replaces the
+    smile instead of sitting on a grin; the jaw drop lowers the upper lip over the grin's
+    teeth (:data:`RESTING_LIP_COVER`, a share of AU10 reversed). In place on
+    (len(AUS), 2, h, w)."""
     k = resting_smile(lm)
     if k <= 0:
         return
     smile = fields[AUS.index("12")].copy()
+    lip_raise = fields[AUS.index("10")].copy()
     for au, share in RELAX_SHARE.items():
         fields[AUS.index(au)] -= (k * share) * smile
+    for au, share in RESTING_LIP_COVER.items():
+        fields[AUS.index(au)] -= (k * share) * lip_raise
 
 
 def _turn_head(img: np.ndarray, lm: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
