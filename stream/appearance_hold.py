@@ -145,6 +145,12 @@ class AppearanceHold:
         self.withheld = 0  # starts it held back that never went out
         self._withheld: dict[int, EventStart] = {}  # id -> a start held back, still open
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """What this stage did, under the names of :attr:`engine.contracts.Summary.events`."""
+        return {"held": self.held, "absorbed": self.absorbed,
+                "appearance_withdrawn": self.withdrawn, "appearance_withheld": self.withheld}
+
     def observe(self, frame: int, probs: np.ndarray, baseline_delta: np.ndarray) -> None:
         """The appearance reading of this track's face in ``frame``: the (7,) ``probs`` and
         ``baseline_delta`` of :class:`~stream.appearance.AppearanceFrame`."""

@@ -33,12 +33,17 @@ _TYPE_OF = {cls: name for name, cls in RECORD_TYPES.items()}
 Sink = Callable[[Record], None]
 
 
+def record_type(record: Record) -> str:
+    """The JSON ``type`` of a record (``"event"``, ``"event_start"``, ...)."""
+    return _TYPE_OF[type(record)]
+
+
 def to_json(record: Record) -> dict[str, Any]:
     """The JSON-ready dict of a record, with its ``type`` first."""
     if isinstance(record, Status):
         return {"type": "status", "status": record.status, "frame": record.frame,
                 **record.detail}
-    out = {"type": _TYPE_OF[type(record)], **asdict(record)}
+    out = {"type": record_type(record), **asdict(record)}
     if isinstance(record, Summary):
         out["missing_stages"] = list(record.missing_stages)
     return out

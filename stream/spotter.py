@@ -18,6 +18,7 @@ from engine.contracts import EVENT_COUNTS, Event, EventCancel, EventStart, FlowF
 from engine.streaming import EngineLike, HopResult, StreamingDetector, detect_due
 from stream.appearance import baseline_delta_of, probs_of
 from stream.appearance_hold import AppearanceHold
+from stream.events import record_type
 from stream.latency import LatencyStats
 from stream.interval_tracker import FrameTimes, IntervalTracker
 
@@ -87,19 +88,13 @@ class Spotter:
         (``appearance_withheld``)."""
         counts = dict(self._counts)
         for track in self._tracks.values():
-            counts["held"] += track.hold.held
-            counts["absorbed"] += track.hold.absorbed
-            counts["appearance_withdrawn"] += track.hold.withdrawn
-            counts["appearance_withheld"] += track.hold.withheld
+            _add(counts, track.hold.counts)
         return counts
 
     def _count(self, records: list[Record]) -> list[Record]:
         for r in records:
-            name = ("event" if isinstance(r, Event) else "event_start"
-                    if isinstance(r, EventStart) else "event_cancel"
-                    if isinstance(r, EventCancel) else None)
-            if name is not None:
-                self._counts[name] += 1
+            if isinstance(r, (Event, EventStart, EventCancel)):
+                self._counts[record_type(r)] += 1
                 self._counts["truncated"] += int(isinstance(r, Event) and r.truncated)
         return records
 
@@ -218,8 +213,11 @@ class Spotter:
         self.scores.pop(track_id, None)
         records += track.tracker.flush(max(last_frame, track.tracker.now))
         records = track.hold.finish(max(last_frame, track.tracker.now), records)
-        self._counts["held"] += track.hold.held  # the track is gone: keep what its hold did
-        self._counts["absorbed"] += track.hold.absorbed
-        self._counts["appearance_withdrawn"] += track.hold.withdrawn
-        self._counts["appearance_withheld"] += track.hold.withheld
+        _add(self._counts, track.hold.counts)  # the track is gone: keep what its hold did
         return records
+
+
+def _add(counts: dict[str, int], more: dict[str, int]) -> None:
+    """``counts`` += ``more``, key by key (in place)."""
+    for name, n in more.items():
+        counts[name] += n

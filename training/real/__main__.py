@@ -15,7 +15,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from engine.config import TrackerConfig, tracker_settings
+from engine.config import tracker_settings
 from training.real import (CLIPS, DERIVED, ClipScore, clip_path, labels_of, read_labels,
                            run_clip, score_clip)
 
