@@ -8,6 +8,9 @@ its own sections measured, each with the load average at the time:
   machine either can run at half speed for a minute, so one run of each, minutes apart,
   says more about the machine than about the code (one session here saw the face stage
   alone at 68–170 fps within minutes);
+  beside it, the pipeline's CPU per frame by stage (:mod:`bench.threads`) and the face
+  stage's CPU per frame alone, and the ratio that CPU cost allows on this machine's cores
+  (:func:`cpu_ceiling`);
 * pipeline fps ÷ 30 (real time; target ≥ 4);
 * pipeline ÷ the MEGC-style peer (target ≥ 20);
 * incremental ÷ full-window detector per hop, windows 128 and 256 (target ≤ 1/8);
@@ -18,6 +21,7 @@ Also ``python -m bench.ratios`` alone (it then measures the pipeline itself).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -47,15 +51,28 @@ def load() -> float:
 
 def face_alone_fps(path: Path = DEMO_CLIP, max_frames: int | None = None) -> float:
     """Frames per second of the face stage alone over ``path`` (decoded up front)."""
+    return face_alone(path, max_frames)[0]
+
+
+def face_alone(path: Path = DEMO_CLIP, max_frames: int | None = None
+               ) -> tuple[float, float | None]:
+    """(fps, CPU ms per frame or None where threads cannot be timed) of the face stage
+    alone over ``path``, its frames decoded up front (not timed)."""
+    from bench import threads
+
     with VideoFileSource(path) as src:
         frames = []
         while (max_frames is None or len(frames) < max_frames) and (f := src.read()) is not None:
             frames.append(f)
     with FaceTracker(StreamConfig()) as faces:
-        start = time.perf_counter()
-        for f in frames:
-            faces.update(f)
-        return len(frames) / (time.perf_counter() - start)
+        faces.update(frames[0])  # MediaPipe's graphs start on a first frame: not timed
+        cpu = threads.ThreadCPU() if threads.available() else None
+        with cpu if cpu is not None else contextlib.nullcontext():
+            start = time.perf_counter()
+            for f in frames:
+                faces.update(f)
+            fps = len(frames) / (time.perf_counter() - start)
+    return fps, (cpu.total_s * 1e3 / len(frames) if cpu is not None else None)
 
 
 #: Width of each face photo in the 1, 2 and 4-face scenes, pixels of the 1280×720 frame:
@@ -130,16 +147,42 @@ def per_face_cost(engine: Engine, counts: tuple[int, ...] = (1, 2, 4),
 def paired_runs(path: Path, engine: Engine, rounds: int = 3,
                 max_frames: int | None = None) -> list[dict]:
     """``rounds`` pairs of runs back to back over ``path``: the face stage alone, then the
-    whole pipeline; each pair {"face_alone_fps", "pipeline_fps", "ratio", "load"}."""
+    whole pipeline; each pair {"face_alone_fps", "pipeline_fps", "ratio", "load"}, and
+    where threads can be timed (:mod:`bench.threads`) the pipeline's CPU per frame by stage
+    ("cpu_ms_per_frame"), the face stage's alone ("face_alone_cpu_ms") and the ratio that
+    CPU cost allows ("ceiling", :func:`cpu_ceiling`)."""
+    from bench import threads
     from bench.pipeline import run_pipeline
 
     pairs = []
     for _ in range(rounds):
-        alone = face_alone_fps(path, max_frames)
-        fps = run_pipeline(path, engine, max_frames=max_frames)[0].fps
-        pairs.append({"face_alone_fps": round(alone, 1), "pipeline_fps": round(fps, 1),
-                      "ratio": round(fps / alone, 3), "load": load()})
+        alone, alone_cpu = face_alone(path, max_frames)
+        if threads.available():
+            with threads.ThreadCPU() as cpu:
+                summary = run_pipeline(path, engine, max_frames=max_frames)[0]
+        else:
+            cpu, summary = None, run_pipeline(path, engine, max_frames=max_frames)[0]
+        pair = {"face_alone_fps": round(alone, 1), "pipeline_fps": round(summary.fps, 1),
+                "ratio": round(summary.fps / alone, 3), "load": load()}
+        if cpu is not None and summary.frames_processed:
+            per = {k: v * 1e3 / summary.frames_processed for k, v in cpu.groups().items()}
+            per["total"] = sum(per.values())
+            pair["cpu_ms_per_frame"] = {k: round(v, 3) for k, v in per.items()}
+            pair["cores_busy"] = round(cpu.total_s / cpu.wall_s, 2)
+            pair["face_alone_cpu_ms"] = round(alone_cpu, 3)
+            pair["ceiling"] = cpu_ceiling(per["total"], alone)
+        pairs.append(pair)
     return pairs
+
+
+def cpu_ceiling(cpu_ms_per_frame: float, face_alone_fps: float,
+                cores: int | None = None) -> float:
+    """The pipeline ÷ face-stage-alone ratio a CPU cost allows: ``cores`` (default: this
+    machine's) all busy run at most cores / CPU-per-frame frames a second; ÷ the face stage's
+    fps alone, capped at 1 (the face stage is the serial floor). Alone, the face stage
+    already keeps more than one core busy (MediaPipe's graph threads beside its caller)."""
+    cores = cores or os.cpu_count() or 1
+    return round(min(1.0, cores * 1e3 / cpu_ms_per_frame / face_alone_fps), 3)
 
 
 def run(report: dict, clip: str | Path | None = None, max_frames: int | None = None,
@@ -167,6 +210,12 @@ def run(report: dict, clip: str | Path | None = None, max_frames: int | None = N
     values["pipeline_fps"] = round(fps, 1)
     values["face_alone_fps"] = round(float(np.median([p["face_alone_fps"] for p in pairs])), 1)
     values["pipeline_over_face_alone"] = round(float(np.median([p["ratio"] for p in pairs])), 3)
+    if all("cpu_ms_per_frame" in p for p in pairs):  # no target: the face stage's CPU per
+        # frame in the pipeline ÷ alone (> 1: it pays for the other stages beside it)
+        values["face_cpu_in_pipeline_over_alone"] = round(float(np.median(
+            [p["cpu_ms_per_frame"]["face"] / p["face_alone_cpu_ms"] for p in pairs])), 3)
+        values["pipeline_over_face_alone_ceiling"] = round(  # what the CPU cost allows
+            float(np.median([p["ceiling"] for p in pairs])), 3)
     values["pipeline_over_realtime"] = round(fps / 30.0, 2)
     if "speedup_vs_peer" in pipe:
         values["pipeline_over_peer"] = pipe["speedup_vs_peer"]
@@ -184,6 +233,14 @@ def run(report: dict, clip: str | Path | None = None, max_frames: int | None = N
     print("  pipeline ÷ face stage alone, pairs back to back: "
           + ", ".join(f"{p['pipeline_fps']:.1f}/{p['face_alone_fps']:.1f} = {p['ratio']:.3f} "
                       f"[load {p['load']}]" for p in pairs) + " (median below)")
+    for p in pairs:
+        if "cpu_ms_per_frame" in p:
+            c = p["cpu_ms_per_frame"]
+            print(f"    pipeline CPU per frame: face {c['face']:.2f} + chain {c['chain']:.2f} + "
+                  f"capture {c['capture']:.2f} + other {c['other']:.2f} = {c['total']:.2f} ms "
+                  f"({p['cores_busy']:.2f} of {os.cpu_count()} cores busy); the face stage "
+                  f"alone: {p['face_alone_cpu_ms']:.2f} ms; at that cost pipeline ÷ face alone "
+                  f"<= {p['ceiling']:.3f}")
     for name, value in values.items():
         target = TARGETS.get(name)
         mark = ""

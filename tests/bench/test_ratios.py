@@ -28,6 +28,17 @@ def test_ratios_from_one_report_with_targets_and_load(tmp_path, capsys):
     assert v["incremental_over_full_w128_warm"] == 0.11 and "incremental_over_full_w256_warm" \
         not in v  # reported where the engine section measured it
     assert len(sec["load"]["pairs"]) == 3
+    # each pipeline run's CPU per frame by stage, and the ratio that cost allows
+    for p in pairs:
+        c = p["cpu_ms_per_frame"]
+        assert c["face"] > 0 and c["chain"] > 0 and c["capture"] >= 0  # /proc ticks: 10 ms
+        assert c["total"] == pytest.approx(c["face"] + c["chain"] + c["capture"] + c["other"],
+                                           abs=0.01)
+        assert 0 < p["cores_busy"] <= 2.2 and p["face_alone_cpu_ms"] > 0
+        assert p["ceiling"] == ratios.cpu_ceiling(c["total"], p["face_alone_fps"])
+    assert v["face_cpu_in_pipeline_over_alone"] == pytest.approx(sorted(
+        p["cpu_ms_per_frame"]["face"] / p["face_alone_cpu_ms"] for p in pairs)[1], abs=1e-3)
+    assert v["pipeline_over_face_alone_ceiling"] == sorted(p["ceiling"] for p in pairs)[1]
     assert set(sec["per_face"]) == {"1", "2", "4"}
     # every face of the 1, 2 and 4-face scenes is tracked (the 2-face scene once tracked 1)
     assert all(c["faces_tracked"] == int(n) and c["all_tracked"] >= 0.8
@@ -37,6 +48,7 @@ def test_ratios_from_one_report_with_targets_and_load(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "incremental_over_full_w128" in out and "MISSED" in out  # 0.2 > 1/8
     assert "incremental_over_full_w256" in out
+    assert "pipeline CPU per frame: face" in out
     ratios.save_png(sec, tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 5000
 
@@ -44,3 +56,9 @@ def test_ratios_from_one_report_with_targets_and_load(tmp_path, capsys):
 def test_ratios_need_a_pair_of_runs():
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         ratios.run({}, rounds=0)
+
+
+def test_the_ceiling_is_what_the_cores_allow():
+    # 2 cores, 12.5 ms of CPU a frame: at most 160 fps; the face stage alone at 200 fps
+    assert ratios.cpu_ceiling(12.5, 200.0, cores=2) == pytest.approx(0.8)
+    assert ratios.cpu_ceiling(5.0, 200.0, cores=2) == 1.0  # the face stage stays the floor
