@@ -233,7 +233,8 @@ class Summary:
             ``truncated``, events ``held`` open by the appearance hold, tracker records it
             ``absorbed``, final events its appearance check withdrew
             (``appearance_withdrawn``) and starts it held back that never went out
-            (``appearance_withheld``).
+            (``appearance_withheld``), and final events not emitted because they continued
+            one already emitted (``joined``, ``stream/continuations.py``).
     """
 
     source: str
@@ -253,7 +254,8 @@ class Summary:
 
 #: Keys of :attr:`Summary.events`.
 EVENT_COUNTS: tuple[str, ...] = ("event_start", "event", "event_cancel", "truncated", "held",
-                                 "absorbed", "appearance_withdrawn", "appearance_withheld")
+                                 "absorbed", "appearance_withdrawn", "appearance_withheld",
+                                 "joined")
 
 
 #: Everything a stage chain or a pipeline hands to its sinks.

@@ -1,5 +1,5 @@
 """Per-face spotting: flow frames of each face track → detector schedule → interval tracker
-→ appearance hold.
+→ appearance hold → continuations.
 
 :class:`Spotter` keeps one :class:`~engine.streaming.StreamingDetector` and one
 :class:`~stream.interval_tracker.IntervalTracker` per face track (design §1: "one tracker
@@ -18,6 +18,7 @@ from engine.contracts import EVENT_COUNTS, Event, EventCancel, EventStart, FlowF
 from engine.streaming import EngineLike, HopResult, StreamingDetector, detect_due
 from stream.appearance import baseline_delta_of, probs_of
 from stream.appearance_hold import AppearanceHold
+from stream.continuations import Continuations
 from stream.events import record_type
 from stream.latency import LatencyStats
 from stream.interval_tracker import FrameTimes, IntervalTracker
@@ -43,6 +44,7 @@ class _Track:
     detector: StreamingDetector
     tracker: IntervalTracker
     hold: AppearanceHold  # after the tracker: events held while the face shows them
+    join: Continuations  # last: an event that resumes one emitted is not emitted again
     last_seen: int
     left: bool = False  # gone longer than the face tracker keeps an id: face_left was called
 
@@ -85,10 +87,11 @@ class Spotter:
         ``truncated``, events ``held`` past the detector's offset by the appearance hold, the
         tracker's records it ``absorbed`` into a hold, and final events its appearance check
         withdrew (``appearance_withdrawn``) and starts it held back that never went out
-        (``appearance_withheld``)."""
+        (``appearance_withheld``), and final events that continued one already emitted
+        (``joined``)."""
         counts = dict(self._counts)
         for track in self._tracks.values():
-            _add(counts, track.hold.counts)
+            _add(counts, _stage_counts(track))
         return counts
 
     def _count(self, records: list[Record]) -> list[Record]:
@@ -131,7 +134,8 @@ class Spotter:
                 self._tracks[track_id] = _Track(
                     StreamingDetector(self.engine, self.model),
                     IntervalTracker(self.model, self.tracker_cfg, self.times, track_id),
-                    AppearanceHold(self.model, self.tracker_cfg, self.times, track_id), index)
+                    AppearanceHold(self.model, self.tracker_cfg, self.times, track_id),
+                    Continuations(self.model, self.tracker_cfg, track_id), index)
             track = self._tracks[track_id]
             track.last_seen, track.left = index, False
             if track_id in self._appearance:
@@ -150,16 +154,16 @@ class Spotter:
         for track_id, track, flow in due:
             if track_id in hops:  # "tracker": per hop, as before the hold
                 with self.latency.time("tracker"):
-                    records += track.hold.step(index,
-                                               self._track_hop(track_id, track, hops[track_id]))
+                    records += track.join(index, track.hold.step(
+                        index, self._track_hop(track_id, track, hops[track_id])))
             else:  # only a hold's release can fall on this frame
-                records += track.hold.step(index)
+                records += track.join(index, track.hold.step(index))
             if flow.valid or track.left or self.leave_after is None:
                 continue
             if index - track.last_seen >= self.leave_after:  # the face has left for good
                 track.left = True
-                records += track.hold.finish(track.last_seen,
-                                             track.tracker.face_left(track.last_seen))
+                records += track.join(index, track.hold.finish(
+                    track.last_seen, track.tracker.face_left(track.last_seen)))
         return self._count(records)
 
     def finish(self) -> list[Record]:
@@ -212,9 +216,15 @@ class Spotter:
             records += self._track_hop(track_id, track, hop)
         self.scores.pop(track_id, None)
         records += track.tracker.flush(max(last_frame, track.tracker.now))
-        records = track.hold.finish(max(last_frame, track.tracker.now), records)
-        _add(self._counts, track.hold.counts)  # the track is gone: keep what its hold did
+        last = max(last_frame, track.tracker.now)
+        records = track.join(last, track.hold.finish(last, records))
+        _add(self._counts, _stage_counts(track))  # the track is gone: keep what it did
         return records
+
+
+def _stage_counts(track: _Track) -> dict[str, int]:
+    """What a track's hold and continuation stages did (keys of :data:`EVENT_COUNTS`)."""
+    return {**track.hold.counts, "joined": track.join.joined}
 
 
 def _add(counts: dict[str, int], more: dict[str, int]) -> None:

@@ -7,7 +7,8 @@ removed. Each entry point must reproduce them: frames, ids, kinds and emotions
 exactly, scores to 2e-3 (ONNX Runtime's float sums may differ across CPUs).
 
 Changed on purpose since: issue 18's fields (``track_id`` on ``face_found``,
-``frames_promised``); the summary's ``events`` counts (issue 15, sixth session).
+``frames_promised``); the summary's ``events`` counts (issue 15, sixth session; ``joined``
+in the seventh).
 """
 from __future__ import annotations
 

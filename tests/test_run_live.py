@@ -131,6 +131,22 @@ def test_tracker_settings_reach_the_run_and_the_summary_counts_its_events(tmp_pa
     assert runs["plain"][-1]["events"]["held"] == runs["plain"][-1]["events"]["absorbed"] == 0
 
 
+def test_the_console_summary_says_what_continued_an_emitted_event(tmp_path):
+    """carphone's wide-eyed open mouth comes out as an onset (52-60) and a release (62-73)
+    micro surprise; the release is not sent again (stream/continuations.py): the summary
+    record and the console line count it."""
+    from training.real import clip_path
+    out = tmp_path / "carphone.jsonl"
+    proc = _run("--source", str(clip_path("carphone")), "--events-out", str(out), "--quiet",
+                timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    records = _records(out)
+    assert records[-1]["events"]["joined"] == 1
+    assert "1 that continued an emitted one not sent again" in proc.stdout, proc.stdout
+    assert [(r["onset_frame"], r["emotion"]) for r in records if r["type"] == "event"
+            and 45 <= r["onset_frame"] <= 75] == [(52, "surprise")]
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--tracker", "appearance_hold=maybe"], "appearance_hold takes bool"),
     (["--tracker", "no_such_field=1"], "expected FIELD=VALUE"),

@@ -164,7 +164,9 @@ def make_analyze(engine, work: Path, tracker_cfg: TrackerConfig = TrackerConfig(
                         f"withdrawn, {e['held']} held open while the face showed them, "
                         f"{e['truncated']} cut off by the end or a face leaving"
                         + (f", {e['appearance_withdrawn']} withdrawn as the face did not "
-                           "show them" if e.get("appearance_withdrawn") else "") + ".")
+                           "show them" if e.get("appearance_withdrawn") else "")
+                        + (f", {e['joined']} not sent again as they continued an event "
+                           "already sent" if e.get("joined") else "") + ".")
         files = [str(p) for p in result.downloads.values()]
         return (summary, timeline_figure(result), _events_table(result.events),
                 _scores_md(result.scores), [to_json(e) for e in result.events], files,

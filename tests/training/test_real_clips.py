@@ -141,3 +141,27 @@ def test_a_real_laugh_held_for_eight_seconds_is_one_event():
     # what the detector started again during the laugh was folded in, not withdrawn after it
     cancels = [r for r in held if isinstance(r, EventCancel)]
     assert all(r.frame < laugh.onset for r in cancels), cancels
+
+
+def test_a_wide_eyed_open_mouth_while_talking_is_one_event_not_two():
+    """carphone frames 52-68: eyes wide and the mouth wide open mid-sentence (peak about 59).
+    The detector finds its onset (52-60) and then its release (62-73) as a second micro
+    surprise; the second continues the first (stream/continuations.py) and is not emitted."""
+    from dataclasses import replace
+
+    from engine.config import TrackerConfig
+    from engine.runtime import Engine
+    from training.real import run_clip
+    with Engine.load("onnxruntime", log=lambda s: None) as engine:
+        joined = run_clip("carphone", engine)[0]
+        plain = run_clip("carphone", engine,
+                         tracker_cfg=replace(TrackerConfig(), join_continuations=False))[0]
+
+    def surprises(records):
+        return [(r.onset_frame, r.offset_frame) for r in records
+                if isinstance(r, Event) and r.emotion == "surprise" and 45 <= r.onset_frame <= 75]
+    assert len(surprises(plain)) == 2, surprises(plain)  # onset and release apart
+    got = surprises(joined)
+    assert len(got) == 1 and got[0][0] <= 56, got
+    summary = joined[-1]
+    assert summary.events["joined"] == 1
