@@ -15,7 +15,13 @@ out as two final events of the same kind and emotion:
 A person sees one expression. This stage, the last of a track's event stages (after the
 appearance hold), keeps the first (it has gone out; no record can change it) and does not
 emit the second; when the second's ``event_start`` had gone out, it is withdrawn with
-``event_cancel``. Counted in ``joined`` (``Summary.events``). The gap rule is for micro
+``event_cancel``. Counted in ``joined`` (``Summary.events``). So that a continuation's
+start is not sent only to be withdrawn (``carphone``: the release's start came 8 frames
+after the onset's event), an ``event_start`` of an emitted event's emotion whose onset lies
+inside it or within ``rejoin_frames`` of its offset is **held back** until its final event
+comes: a continuation then goes without a trace, any other final event goes out as usual
+(its start is not sent late, as the appearance check does with the starts it holds back),
+and a withdrawal of a held-back start is not passed on either. The gap rule is for micro
 events only: the appearance hold ends a held macro event the frame before a new one of
 its emotion (a repeated smile), and that split stands. A micro event inside a macro one of
 the same emotion, and events of another emotion, pass. Off with
@@ -45,6 +51,7 @@ class Continuations:
         self.model, self.cfg, self.track_id = model, cfg, track_id
         self._emitted: list[Event] = []  # recent final events of this track
         self._started: set[int] = set()  # ids whose event_start went out, still open
+        self._held_back: set[int] = set()  # ids whose event_start this stage held back
         self.joined = 0
 
     def __call__(self, now: int, records: Sequence[Record]) -> list[Record]:
@@ -53,12 +60,19 @@ class Continuations:
         out: list[Record] = []
         for rec in records:
             if isinstance(rec, EventStart):
+                if self.cfg.join_continuations and self._resumes(rec):
+                    self._held_back.add(rec.id)
+                    continue
                 self._started.add(rec.id)
             elif isinstance(rec, EventCancel):
                 self._started.discard(rec.id)
+                if rec.id in self._held_back:  # it never went out: nothing to withdraw
+                    self._held_back.discard(rec.id)
+                    continue
             elif isinstance(rec, Event):
                 started = rec.id in self._started
                 self._started.discard(rec.id)
+                self._held_back.discard(rec.id)
                 if self.cfg.join_continuations and self._continues(rec):
                     self.joined += 1
                     if started:
@@ -70,7 +84,17 @@ class Continuations:
         return out
 
     def _continues(self, rec: Event) -> bool:
+        """``rec`` (final) begins inside an emitted event of its kind and emotion, or (micro)
+        within ``rejoin_frames`` of its offset."""
         gap = self.cfg.rejoin_frames if rec.kind == "micro" else 0
         return any(e.kind == rec.kind and e.emotion == rec.emotion
                    and e.onset_frame <= rec.onset_frame <= e.offset_frame + gap
+                   for e in self._emitted)
+
+    def _resumes(self, start: EventStart) -> bool:
+        """``start`` may be a continuation: its onset lies inside an emitted event of its
+        emotion or within ``rejoin_frames`` of its offset (a start's kind is the active
+        head's guess, so any kind)."""
+        return any(e.emotion == start.emotion
+                   and e.onset_frame <= start.onset_frame <= e.offset_frame + self.cfg.rejoin_frames
                    for e in self._emitted)

@@ -25,16 +25,33 @@ def _stage(**cfg) -> Continuations:
 
 
 def test_an_event_that_begins_inside_an_emitted_one_is_that_expression():
-    # SynthME val: a negative held 921-1130 came out as 925-1096 and 1028-1132, the second
-    # with a start of its own
+    # SynthME val: a negative held 921-1130 came out as 925-1096 and 1028-1132
     join = _stage()
-    first = join(1108, [_event(925, 1096, id_=4)])
-    second = join(1143, [_start(1028, 5)]) + join(1160, [_event(1028, 1132, id_=5)])
-    assert [type(r) for r in first] == [Event]
-    assert [type(r) for r in second] == [EventStart, EventCancel]  # the start is withdrawn
-    assert second[1] == EventCancel(5, 3, 1160) and join.joined == 1
-    # without a start nothing goes out for it at all
-    assert join(1200, [_event(1050, 1150, id_=6)]) == [] and join.joined == 2
+    assert [type(r) for r in join(1108, [_event(925, 1096, id_=4)])] == [Event]
+    # its start came after the first event went out: held back, then gone with it
+    assert join(1143, [_start(1028, 5)]) == []
+    assert join(1160, [_event(1028, 1132, id_=5)]) == [] and join.joined == 1
+    # a start that had gone out before the first event did is withdrawn
+    join = _stage()
+    assert join(1060, [_start(1050, 6)]) == [_start(1050, 6)]
+    assert join(1108, [_event(925, 1096, id_=4)]) == [_event(925, 1096, id_=4)]
+    assert join(1200, [_event(1050, 1150, id_=6)]) == [EventCancel(6, 3, 1200)]
+    assert join.joined == 1
+
+
+def test_a_start_held_back_goes_with_its_event_when_that_is_a_new_expression():
+    join = _stage()
+    join(100, [_event(10, 90, "micro", "surprise", 1)])
+    # onset 2 frames after the micro: held back; its final event is a macro, another kind:
+    # a new expression, which goes out (its start is not sent late)
+    assert join(110, [_start(92, 2, "macro", "surprise")]) == []
+    final = _event(92, 160, "macro", "surprise", 2)
+    assert join(170, [final]) == [final] and join.joined == 0
+    # a held-back start whose provisional event is withdrawn upstream leaves no trace
+    assert join(175, [_start(95, 3, "macro", "surprise")]) == []
+    assert join(180, [EventCancel(3, 3, 180)]) == []
+    # a start outside any emitted event goes out at once
+    assert join(300, [_start(250, 4)]) == [_start(250, 4)]
 
 
 def test_a_micro_release_right_after_its_onset_is_one_expression_but_repeats_are_not():

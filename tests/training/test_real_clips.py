@@ -165,3 +165,5 @@ def test_a_wide_eyed_open_mouth_while_talking_is_one_event_not_two():
     assert len(got) == 1 and got[0][0] <= 56, got
     summary = joined[-1]
     assert summary.events["joined"] == 1
+    # the release's start came after the onset's event: held back, not sent and withdrawn
+    assert summary.events["event_start"] == summary.events["event_cancel"] == 0, summary.events
