@@ -8,7 +8,9 @@ exactly, scores to 2e-3 (ONNX Runtime's float sums may differ across CPUs).
 
 Changed on purpose since: issue 18's fields (``track_id`` on ``face_found``,
 ``frames_promised``); the summary's ``events`` counts (issue 15, sixth session; ``joined``
-in the seventh).
+in the seventh); the seventh session's continuations (``stream/continuations.py``): the
+macro "surprise" start at 279 (id 3, onset 241, inside the micro surprise 241–263 sent at
+271) is held back and its withdrawal at 311 not passed on (8 → 7 starts, 1 → 0 withdrawn).
 """
 from __future__ import annotations
 
