@@ -139,7 +139,7 @@ def _print_summary(summary: Summary, min_face_px: int | None = None) -> None:
               f"started, {e['event_cancel']} withdrawn; appearance hold: {e['held']} held, "
               f"{e['absorbed']} records absorbed, {e['appearance_withdrawn']} events and "
               f"{e['appearance_withheld']} starts the face did not show; "
-              f"{e.get('joined', 0)} that continued an emitted one not sent again")
+              f"{e['joined']} that continued an emitted one not sent again")
     for stage, s in summary.latency_ms.items():
         print(f"  {stage:10} p50 {s['p50']:8.3f} ms  p95 {s['p95']:8.3f} ms  "
               f"p99 {s['p99']:8.3f} ms  (n={s['n']})")

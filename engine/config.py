@@ -287,11 +287,11 @@ class TrackerConfig:
     # median over the appearance_rest_frames before the onset, <= appearance_room) and its
     # mean baseline delta over the event rose less than appearance_check above the rest
     # level: the detector saw motion that the face does not read as that emotion (talking).
-    # Part of the hold's stage: off with appearance_hold; 0: off. Measured at 0.05 (shipped weights, 2026-12-01 sixth session): real clips 2 → 1
-    # false events (carphone's talking man, a macro "positive" fer reads −0.02 happy), none of
-    # the 14 matched lost; val ∪ val_r streaming F1 0.769 → 0.765 (one false and one short
-    # true smile withdrawn; 0.03–0.1 the same, 0.15: 0.752); the test sets, test_long and
-    # neg_talk unchanged
+    # Part of the hold's stage: off with appearance_hold; 0: off. Measured at 0.05 (shipped
+    # weights, 2026-12-01 sixth session): real clips 2 → 1 false events (carphone's talking
+    # man, a macro "positive" fer reads −0.02 happy), none of the 14 matched lost; val ∪ val_r
+    # streaming F1 0.769 → 0.765 (one false and one short true smile withdrawn; 0.03–0.1 the
+    # same, 0.15: 0.752); the test sets, test_long and neg_talk unchanged
     appearance_check: float = 0.05
     appearance_room: float = 0.8
     # continuations (stream/continuations.py): a final event of the kind and emotion of one
